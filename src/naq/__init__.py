@@ -1,0 +1,95 @@
+"""naq: the NATS Asynchronous Queue.
+
+Enqueue from async or sync code, run sync and async functions in workers, on NATS JetStream.
+Nothing connects at import time.
+"""
+
+from __future__ import annotations
+
+from .api import (
+    close,
+    enqueue,
+    enqueue_many,
+    fetch_job_result,
+    get_job_info,
+    get_job_status,
+    list_queues,
+    list_workers,
+    purge_queue,
+)
+from .context import JobContext, current_job
+from .errors import (
+    ConfigurationError,
+    JobCancelledError,
+    JobExecutionError,
+    JobNotFoundError,
+    JobTimeoutError,
+    NaqConnectionError,
+    NaqError,
+    NaqException,
+    SerializationError,
+)
+from .functions import task
+from .job import Job, JobInfo, QueueInfo, WorkerInfo
+from .log import setup_logging
+from .models import JOB_STATUS, JobStatus
+from .queue import Queue
+from .sync import (
+    SyncClient,
+    enqueue_many_sync,
+    enqueue_sync,
+    fetch_job_result_sync,
+    get_job_info_sync,
+    get_job_status_sync,
+    list_queues_sync,
+    list_workers_sync,
+    purge_queue_sync,
+    run_sync,
+)
+from .worker import Worker
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "JOB_STATUS",
+    "ConfigurationError",
+    "Job",
+    "JobCancelledError",
+    "JobContext",
+    "JobExecutionError",
+    "JobInfo",
+    "JobNotFoundError",
+    "JobStatus",
+    "JobTimeoutError",
+    "NaqConnectionError",
+    "NaqError",
+    "NaqException",
+    "Queue",
+    "QueueInfo",
+    "SerializationError",
+    "SyncClient",
+    "Worker",
+    "WorkerInfo",
+    "__version__",
+    "close",
+    "current_job",
+    "enqueue",
+    "enqueue_many",
+    "enqueue_many_sync",
+    "enqueue_sync",
+    "fetch_job_result",
+    "fetch_job_result_sync",
+    "get_job_info",
+    "get_job_info_sync",
+    "get_job_status",
+    "get_job_status_sync",
+    "list_queues",
+    "list_queues_sync",
+    "list_workers",
+    "list_workers_sync",
+    "purge_queue",
+    "purge_queue_sync",
+    "run_sync",
+    "setup_logging",
+    "task",
+]

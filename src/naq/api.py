@@ -1,0 +1,103 @@
+"""Module-level async helpers (``naq.enqueue``, ``naq.fetch_job_result``...).
+
+They share one connection per event loop and URL, opened on first use and kept open (close
+them with :func:`close`); each call reads the environment, so settings changes apply."""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+from collections.abc import Iterable
+from typing import Any
+
+from . import admin
+from .connection import Connection
+from .job import Job, JobInfo, QueueInfo, WorkerInfo
+from .models import JobStatus
+from .queue import Queue
+from .settings import load_settings, validate_queue_name
+
+_connections: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, Connection]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+async def shared_connection(nats_url: str | None = None) -> Connection:
+    """The connection helpers share on this event loop for ``nats_url``."""
+    settings = load_settings(nats_url)
+    loop = asyncio.get_running_loop()
+    per_loop = _connections.setdefault(loop, {})
+    key = settings.nats_url
+    conn = per_loop.get(key)
+    if conn is None or conn.closed:
+        conn = Connection(settings, name="naq-client")
+        per_loop[key] = conn
+    return await conn.connect()
+
+
+async def _queue(queue_name: str | None, nats_url: str | None) -> Queue:
+    conn = await shared_connection(nats_url)
+    return Queue(queue_name, connection=conn, settings=load_settings(nats_url))
+
+
+async def close() -> None:
+    """Close the connections the module-level helpers opened on this event loop."""
+    per_loop = _connections.pop(asyncio.get_running_loop(), {})
+    for conn in per_loop.values():
+        await conn.close()
+
+
+async def enqueue(
+    func: Any,
+    *args: Any,
+    queue_name: str | None = None,
+    nats_url: str | None = None,
+    **kwargs: Any,
+) -> Job:
+    """Enqueue ``func(*args, **kwargs)`` on ``queue_name`` (default ``NAQ_DEFAULT_QUEUE``)."""
+    return await (await _queue(queue_name, nats_url)).enqueue(func, *args, **kwargs)
+
+
+async def enqueue_many(
+    calls: Iterable[Any],
+    *,
+    queue_name: str | None = None,
+    nats_url: str | None = None,
+    **options: Any,
+) -> list[Job]:
+    """Enqueue many ``(func, args, kwargs)`` calls with pipelined publishes."""
+    return await (await _queue(queue_name, nats_url)).enqueue_many(calls, **options)
+
+
+async def fetch_job_result(
+    job_id: str, timeout: float | None = None, *, nats_url: str | None = None
+) -> Any:
+    """Return value of a finished job, waiting up to ``timeout`` s for it to finish."""
+    return await (await _queue(None, nats_url)).fetch_job_result(job_id, timeout=timeout)
+
+
+async def get_job_status(job_id: str, *, nats_url: str | None = None) -> JobStatus:
+    """Status of ``job_id``; raises :class:`~naq.JobNotFoundError` if unknown."""
+    return await (await _queue(None, nats_url)).get_job_status(job_id)
+
+
+async def get_job_info(job_id: str, *, nats_url: str | None = None) -> JobInfo:
+    """The whole record of ``job_id``; raises :class:`~naq.JobNotFoundError` if unknown."""
+    return await (await _queue(None, nats_url)).get_job_info(job_id)
+
+
+async def purge_queue(queue_name: str | None = None, *, nats_url: str | None = None) -> int:
+    """Remove every waiting job of ``queue_name``; returns how many were removed."""
+    conn = await shared_connection(nats_url)
+    name = validate_queue_name(queue_name or load_settings(nats_url).default_queue)
+    return await admin.purge_queue_jobs(conn, name)
+
+
+async def list_workers(*, nats_url: str | None = None) -> list[WorkerInfo]:
+    """The workers alive now (their records expire a few heartbeats after they die)."""
+    return await admin.list_workers(await shared_connection(nats_url))
+
+
+async def list_queues(*, nats_url: str | None = None) -> list[QueueInfo]:
+    """Every queue that has a consumer, with waiting/running counts and its workers."""
+    return await admin.list_queues(await shared_connection(nats_url))

@@ -1,0 +1,49 @@
+"""Every stream, subject, consumer and bucket name naq uses: the storage layout in one place."""
+
+from __future__ import annotations
+
+import re
+
+#: Stream holding queued jobs (WorkQueue retention) and, on ``naq.sched.>``, server-side schedules.
+JOBS_STREAM = "NAQ_JOBS"
+QUEUE_SUBJECT_PREFIX = "naq.queue."
+SCHEDULE_SUBJECT_PREFIX = "naq.sched."
+
+#: Stream holding dead letters: ``naq.dlq.<queue>``.
+DLQ_STREAM = "NAQ_DLQ"
+DLQ_SUBJECT_PREFIX = "naq.dlq."
+
+#: Key-value buckets.
+RESULTS_BUCKET = "naq_results"
+WORKERS_BUCKET = "naq_workers"
+
+#: Durable consumer for queue ``q`` is ``naq-q``.
+CONSUMER_PREFIX = "naq-"
+
+#: Headers naq sets on job messages.
+HEADER_MSG_ID = "Nats-Msg-Id"
+HEADER_TTL = "Nats-TTL"
+HEADER_JOB_ID = "Naq-Job-Id"
+HEADER_ENCODING = "Naq-Encoding"
+HEADER_SIGNATURE = "Naq-Signature"
+
+#: Duplicate window of the jobs stream, seconds.
+DUPLICATE_WINDOW = 120.0
+
+QUEUE_NAME_RE = re.compile(r"^[A-Za-z0-9_-]+$")
+JOB_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
+
+
+def queue_subject(queue: str) -> str:
+    """Subject jobs of ``queue`` are published on."""
+    return f"{QUEUE_SUBJECT_PREFIX}{queue}"
+
+
+def consumer_name(queue: str) -> str:
+    """Durable consumer name of ``queue``."""
+    return f"{CONSUMER_PREFIX}{queue}"
+
+
+def dlq_subject(queue: str) -> str:
+    """Dead-letter subject of ``queue``."""
+    return f"{DLQ_SUBJECT_PREFIX}{queue}"

@@ -1,0 +1,55 @@
+"""``naq.current_job()``: the context of the job running in this task or thread."""
+
+from __future__ import annotations
+
+import contextvars
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from .errors import ConfigurationError, NaqException
+
+ProgressSink = Callable[[str, float, str | None], None]
+
+
+@dataclass(slots=True)
+class JobContext:
+    """What a running job can know and do about itself."""
+
+    job_id: str
+    attempt: int
+    queue_name: str
+    _progress_sink: ProgressSink | None = field(default=None, repr=False)
+    _cancelled: threading.Event = field(default_factory=threading.Event, repr=False)
+
+    @property
+    def cancelled(self) -> bool:
+        """True once cancellation of this job was asked."""
+        return self._cancelled.is_set()
+
+    def set_progress(self, fraction: float, message: str | None = None) -> None:
+        """Report progress (0..1) and an optional message; works in sync and async jobs."""
+        if isinstance(fraction, bool) or not isinstance(fraction, int | float):
+            raise ConfigurationError(f"progress must be a number 0..1, got {fraction!r}")
+        if not 0.0 <= float(fraction) <= 1.0:
+            raise ConfigurationError(f"progress must be between 0 and 1, got {fraction!r}")
+        if self._progress_sink is not None:
+            self._progress_sink(self.job_id, float(fraction), message)
+
+
+_current: contextvars.ContextVar[JobContext | None] = contextvars.ContextVar(
+    "naq_current_job", default=None
+)
+
+
+def current_job() -> JobContext:
+    """The context of the job running here; raises outside a job."""
+    ctx = _current.get()
+    if ctx is None:
+        raise NaqException("current_job() called outside a running naq job")
+    return ctx
+
+
+def set_current(ctx: JobContext | None) -> contextvars.Token[JobContext | None]:
+    """Bind ``ctx`` in the current context (used by the worker)."""
+    return _current.set(ctx)

@@ -1,0 +1,58 @@
+"""The naq error tree: every error naq raises derives from :class:`NaqException`."""
+
+from __future__ import annotations
+
+
+class NaqException(Exception):
+    """Root of every error raised by naq."""
+
+
+NaqError = NaqException
+
+
+class NaqConnectionError(NaqException):
+    """NATS could not be reached, refused the login, or the connection was lost."""
+
+
+class ConfigurationError(NaqException, ValueError):
+    """A setting, option or argument is invalid; raised at the call that received it."""
+
+
+class SerializationError(NaqException, TypeError):
+    """A value cannot travel faithfully with the chosen serializer, or a payload cannot be read."""
+
+
+class JobNotFoundError(NaqException, LookupError):
+    """No job with that id exists, or it has not finished yet."""
+
+
+class JobExecutionError(NaqException):
+    """The job ran and failed; the message names the remote exception type and text."""
+
+    def __init__(
+        self, message: str, *, error_type: str | None = None, traceback: str | None = None
+    ) -> None:
+        super().__init__(message)
+        self.error_type = error_type
+        self.remote_traceback = traceback
+
+
+class JobTimeoutError(JobExecutionError):
+    """The job ran longer than its ``timeout``."""
+
+
+class JobCancelledError(JobExecutionError):
+    """The job was cancelled before it could finish."""
+
+
+__all__ = [
+    "ConfigurationError",
+    "JobCancelledError",
+    "JobExecutionError",
+    "JobNotFoundError",
+    "JobTimeoutError",
+    "NaqConnectionError",
+    "NaqError",
+    "NaqException",
+    "SerializationError",
+]

@@ -1,0 +1,337 @@
+"""The public :class:`Job` handle, job options, and the info objects returned by lookups."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+from .constants import JOB_ID_RE
+from .errors import ConfigurationError
+from .models import JobRecord, JobStatus, WorkerRecord
+
+if TYPE_CHECKING:
+    from .queue import Queue
+
+RETRY_STRATEGIES = ("linear", "exponential")
+
+#: Keyword arguments of enqueue-like calls that configure the job and never reach the function.
+OPTION_NAMES = frozenset(
+    {
+        "job_id",
+        "max_retries",
+        "retry_delay",
+        "retry_strategy",
+        "retry_on",
+        "ignore_on",
+        "timeout",
+        "result_ttl",
+        "depends_on",
+    }
+)
+
+
+def new_job_id() -> str:
+    """A fresh random job id (32 hex characters)."""
+    return uuid.uuid4().hex
+
+
+def exception_path(exc_type: type[BaseException]) -> str:
+    """``module:qualname`` of an exception class, as matched by ``retry_on``/``ignore_on``."""
+    return f"{exc_type.__module__}:{exc_type.__qualname__}"
+
+
+def _seconds(name: str, value: object, *, allow_none: bool) -> float | None:
+    if value is None:
+        if allow_none:
+            return None
+        raise ConfigurationError(f"{name} must be a number of seconds, not None")
+    if isinstance(value, timedelta):
+        value = value.total_seconds()
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ConfigurationError(
+            f"{name} must be seconds (int, float or timedelta), not {type(value).__name__}"
+        )
+    if value != value or value < 0:  # NaN or negative
+        raise ConfigurationError(f"{name} must be >= 0, got {value!r}")
+    return float(value)
+
+
+def _exception_types(name: str, value: object) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    items = value if isinstance(value, tuple | list | set | frozenset) else (value,)
+    paths: list[str] = []
+    for item in items:
+        if not (isinstance(item, type) and issubclass(item, BaseException)):
+            raise ConfigurationError(f"{name} must hold exception classes, got {item!r}")
+        paths.append(exception_path(item))
+    return tuple(paths)
+
+
+def _job_ids(value: object) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    items = value if isinstance(value, list | tuple | set | frozenset) else (value,)
+    ids: list[str] = []
+    for item in items:
+        job_id = item.job_id if isinstance(item, Job) else item
+        if not isinstance(job_id, str) or not JOB_ID_RE.match(job_id):
+            raise ConfigurationError(f"depends_on must hold job ids or Job objects, got {item!r}")
+        ids.append(job_id)
+    return tuple(ids)
+
+
+@dataclass(frozen=True, slots=True)
+class JobOptions:
+    """Validated job options (see CONTRACT: every enqueue-like call accepts these)."""
+
+    job_id: str | None = None
+    max_retries: int = 0
+    retry_delay: float | tuple[float, ...] = 0.0
+    retry_strategy: str = "linear"
+    retry_on: tuple[str, ...] = ()
+    ignore_on: tuple[str, ...] = ()
+    timeout: float | None = None
+    result_ttl: int | None = None
+    depends_on: tuple[str, ...] = ()
+
+    @classmethod
+    def build(cls, raw: Mapping[str, Any]) -> JobOptions:
+        """Validate option keywords; raises :class:`ConfigurationError` naming the bad one."""
+        job_id = raw.get("job_id")
+        if job_id is not None and (not isinstance(job_id, str) or not JOB_ID_RE.match(job_id)):
+            raise ConfigurationError(
+                f"job_id {job_id!r} is invalid: 1-128 letters, digits, '_' or '-'"
+            )
+        max_retries = raw.get("max_retries", 0)
+        if max_retries is None:
+            max_retries = 0
+        if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
+            raise ConfigurationError(f"max_retries must be an integer >= 0, got {max_retries!r}")
+        delay_raw = raw.get("retry_delay", 0)
+        retry_delay: float | tuple[float, ...]
+        if isinstance(delay_raw, list | tuple):
+            if not delay_raw:
+                raise ConfigurationError("retry_delay list must not be empty")
+            retry_delay = tuple(
+                _seconds("retry_delay", d, allow_none=False) or 0.0 for d in delay_raw
+            )
+        else:
+            retry_delay = _seconds("retry_delay", delay_raw or 0, allow_none=False) or 0.0
+        strategy = raw.get("retry_strategy") or "linear"
+        if strategy not in RETRY_STRATEGIES:
+            raise ConfigurationError(
+                f"retry_strategy must be 'linear' or 'exponential', got {strategy!r}"
+            )
+        timeout = _seconds("timeout", raw.get("timeout"), allow_none=True)
+        if timeout is not None and timeout <= 0:
+            raise ConfigurationError(f"timeout must be > 0 seconds, got {timeout!r}")
+        ttl_raw = raw.get("result_ttl")
+        result_ttl = _seconds("result_ttl", ttl_raw, allow_none=True)
+        if result_ttl is not None and result_ttl < 1:
+            raise ConfigurationError(f"result_ttl must be >= 1 second, got {ttl_raw!r}")
+        return cls(
+            job_id=job_id,
+            max_retries=max_retries,
+            retry_delay=retry_delay,
+            retry_strategy=strategy,
+            retry_on=_exception_types("retry_on", raw.get("retry_on")),
+            ignore_on=_exception_types("ignore_on", raw.get("ignore_on")),
+            timeout=timeout,
+            result_ttl=int(result_ttl) if result_ttl is not None else None,
+            depends_on=_job_ids(raw.get("depends_on")),
+        )
+
+
+def split_options(kwargs: dict[str, Any]) -> tuple[JobOptions, dict[str, Any]]:
+    """Separate job options from the function's own keyword arguments."""
+    options = {k: kwargs.pop(k) for k in list(kwargs) if k in OPTION_NAMES}
+    return JobOptions.build(options), kwargs
+
+
+class Job:
+    """A job that was enqueued: its id, call and options, and a way to wait for its result."""
+
+    __slots__ = (
+        "_queue",
+        "args",
+        "enqueued_at",
+        "function",
+        "job_id",
+        "kwargs",
+        "options",
+        "queue_name",
+    )
+
+    def __init__(
+        self,
+        *,
+        job_id: str,
+        function: str,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        queue_name: str,
+        options: JobOptions,
+        enqueued_at: float,
+        queue: Queue | None = None,
+    ) -> None:
+        self.job_id = job_id
+        self.function = function
+        self.args = args
+        self.kwargs = kwargs
+        self.queue_name = queue_name
+        self.options = options
+        self.enqueued_at = enqueued_at
+        self._queue = queue
+
+    max_retries = property(lambda self: self.options.max_retries, doc="Retries allowed.")
+    retry_delay = property(lambda self: self.options.retry_delay, doc="Delay between retries.")
+    retry_strategy = property(lambda self: self.options.retry_strategy, doc="linear|exponential")
+    timeout = property(lambda self: self.options.timeout, doc="Seconds the job may run.")
+    result_ttl = property(lambda self: self.options.result_ttl, doc="Seconds its result is kept.")
+    depends_on = property(lambda self: self.options.depends_on, doc="Ids of jobs it waits for.")
+
+    async def result(self, timeout: float | None = None) -> Any:
+        """The job's return value; same as ``fetch_job_result(job.job_id, timeout)``."""
+        if self._queue is None:
+            raise ConfigurationError("this Job is not attached to a queue; use fetch_job_result")
+        return await self._queue.fetch_job_result(self.job_id, timeout=timeout)
+
+    async def status(self) -> JobStatus:
+        """The job's current status."""
+        if self._queue is None:
+            raise ConfigurationError("this Job is not attached to a queue; use get_job_status")
+        return await self._queue.get_job_status(self.job_id)
+
+    def __repr__(self) -> str:
+        return f"Job(job_id={self.job_id!r}, function={self.function!r}, queue={self.queue_name!r})"
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptInfo:
+    """One attempt at running a job."""
+
+    attempt: int
+    worker_id: str | None
+    started_at: float | None
+    finished_at: float | None
+    error_type: str | None
+    error: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class JobInfo:
+    """Everything naq knows about a job (``get_job_info``)."""
+
+    job_id: str
+    status: JobStatus
+    queue_name: str
+    function: str
+    attempts: list[AttemptInfo]
+    worker_id: str | None
+    enqueued_at: float | None
+    started_at: float | None
+    finished_at: float | None
+    depends_on: list[str]
+    progress: float
+    progress_message: str | None
+    schedule_id: str | None
+    error_type: str | None = None
+    error: str | None = None
+    max_retries: int = 0
+
+    @classmethod
+    def from_record(cls, record: JobRecord) -> JobInfo:
+        """Build from the stored record."""
+        return cls(
+            job_id=record.job_id,
+            status=JobStatus(record.status),
+            queue_name=record.queue_name,
+            function=record.function,
+            attempts=[
+                AttemptInfo(
+                    a.attempt, a.worker_id, a.started_at, a.finished_at, a.error_type, a.error
+                )
+                for a in record.attempts
+            ],
+            worker_id=record.worker_id,
+            enqueued_at=record.enqueued_at,
+            started_at=record.started_at,
+            finished_at=record.finished_at,
+            depends_on=list(record.depends_on),
+            progress=record.progress,
+            progress_message=record.progress_message,
+            schedule_id=record.schedule_id,
+            error_type=record.error_type,
+            error=record.error,
+            max_retries=record.max_retries,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerInfo:
+    """A live worker (``list_workers``)."""
+
+    worker_id: str
+    hostname: str
+    pid: int
+    queues: list[str]
+    concurrency: int
+    running_jobs: list[str]
+    jobs_done: int
+    jobs_failed: int
+    started_at: float
+    last_heartbeat: float
+    status: str
+
+    @classmethod
+    def from_record(cls, record: WorkerRecord) -> WorkerInfo:
+        """Build from the stored record."""
+        return cls(
+            worker_id=record.worker_id,
+            hostname=record.hostname,
+            pid=record.pid,
+            queues=list(record.queues),
+            concurrency=record.concurrency,
+            running_jobs=list(record.running_jobs),
+            jobs_done=record.jobs_done,
+            jobs_failed=record.jobs_failed,
+            started_at=record.started_at,
+            last_heartbeat=record.last_heartbeat,
+            status=record.status,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class QueueInfo:
+    """Counts for one queue (``list_queues``)."""
+
+    name: str
+    waiting: int
+    running: int
+    scheduled: int = 0
+    completed: int = 0
+    failed: int = 0
+    dead: int = 0
+    workers: int = 0
+    paused: bool = False
+
+
+def iter_calls(calls: Iterable[Any]) -> Iterable[tuple[Any, tuple[Any, ...], dict[str, Any]]]:
+    """Normalize ``enqueue_many`` input: ``(func, args, kwargs)`` triples (args/kwargs optional)."""
+    for index, call in enumerate(calls):
+        if not isinstance(call, tuple | list) or not 1 <= len(call) <= 3:
+            raise ConfigurationError(
+                f"enqueue_many calls[{index}] must be (func, args, kwargs), got {call!r}"
+            )
+        func = call[0]
+        args = call[1] if len(call) > 1 else ()
+        kwargs = call[2] if len(call) > 2 else {}
+        if not isinstance(args, tuple | list):
+            raise ConfigurationError(f"enqueue_many calls[{index}] args must be a tuple or list")
+        if not isinstance(kwargs, dict):
+            raise ConfigurationError(f"enqueue_many calls[{index}] kwargs must be a dict")
+        yield func, tuple(args), dict(kwargs)

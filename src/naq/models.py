@@ -1,0 +1,145 @@
+"""Wire and storage shapes: the versioned job envelope, the job record kept in the results
+bucket, and the worker record. All JSON (msgspec), unknown fields ignored so older and newer
+naq versions can read each other's data."""
+
+from __future__ import annotations
+
+import time
+from enum import StrEnum
+from typing import Any
+
+import msgspec
+
+ENVELOPE_VERSION = 1
+
+
+class JobStatus(StrEnum):
+    """Where a job is in its life."""
+
+    PENDING = "pending"
+    SCHEDULED = "scheduled"
+    RUNNING = "running"
+    RETRYING = "retrying"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    DEAD = "dead"
+
+    @property
+    def is_final(self) -> bool:
+        """True for statuses a job never leaves (unless requeued)."""
+        return self in FINAL_STATUSES
+
+
+FINAL_STATUSES = frozenset(
+    {JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.DEAD}
+)
+
+#: Kept for users of the original naq.
+JOB_STATUS = JobStatus
+
+
+class JobEnvelope(msgspec.Struct, omit_defaults=True, kw_only=True):
+    """What travels on ``naq.queue.<queue>``: the call and its options, JSON encoded.
+
+    ``args``/``kwargs`` hold codec-encoded values; with the pickle serializer they are empty
+    and ``pickled`` carries base64 cloudpickle bytes of ``(args, kwargs)`` instead.
+    """
+
+    v: int = ENVELOPE_VERSION
+    id: str
+    fn: str
+    queue: str
+    args: list[Any] = msgspec.field(default_factory=list)
+    kwargs: dict[str, Any] = msgspec.field(default_factory=dict)
+    pickled: str | None = None
+    max_retries: int = 0
+    retry_delay: float | list[float] = 0.0
+    retry_strategy: str = "linear"
+    retry_on: list[str] = msgspec.field(default_factory=list)
+    ignore_on: list[str] = msgspec.field(default_factory=list)
+    timeout: float | None = None
+    result_ttl: int | None = None
+    depends_on: list[str] = msgspec.field(default_factory=list)
+    enqueued_at: float = msgspec.field(default_factory=time.time)
+    schedule_id: str | None = None
+
+
+class AttemptRecord(msgspec.Struct, omit_defaults=True, kw_only=True):
+    """One run of a job and how it ended."""
+
+    attempt: int
+    worker_id: str | None = None
+    started_at: float | None = None
+    finished_at: float | None = None
+    error_type: str | None = None
+    error: str | None = None
+    traceback: str | None = None
+
+
+class JobRecord(msgspec.Struct, omit_defaults=True, kw_only=True):
+    """The state of one job, stored as JSON under its id in the results bucket."""
+
+    v: int = ENVELOPE_VERSION
+    job_id: str
+    status: str
+    queue_name: str
+    function: str
+    enqueued_at: float | None = None
+    started_at: float | None = None
+    finished_at: float | None = None
+    worker_id: str | None = None
+    attempts: list[AttemptRecord] = msgspec.field(default_factory=list)
+    max_retries: int = 0
+    depends_on: list[str] = msgspec.field(default_factory=list)
+    progress: float = 0.0
+    progress_message: str | None = None
+    schedule_id: str | None = None
+    result: Any = None
+    error_type: str | None = None
+    error: str | None = None
+    traceback: str | None = None
+    next_attempt_at: float | None = None
+
+
+class WorkerRecord(msgspec.Struct, omit_defaults=True, kw_only=True):
+    """A live worker, refreshed every heartbeat and expiring when the worker stops beating."""
+
+    v: int = ENVELOPE_VERSION
+    worker_id: str
+    hostname: str
+    pid: int
+    queues: list[str]
+    concurrency: int
+    running_jobs: list[str] = msgspec.field(default_factory=list)
+    jobs_done: int = 0
+    jobs_failed: int = 0
+    started_at: float
+    last_heartbeat: float
+    status: str = "running"
+
+
+_json_encoder = msgspec.json.Encoder()
+_envelope_decoder = msgspec.json.Decoder(JobEnvelope)
+_record_decoder = msgspec.json.Decoder(JobRecord)
+_worker_decoder = msgspec.json.Decoder(WorkerRecord)
+
+
+def encode(obj: msgspec.Struct) -> bytes:
+    """JSON bytes of an envelope or record."""
+    return _json_encoder.encode(obj)
+
+
+def decode_envelope(data: bytes) -> JobEnvelope:
+    """Parse a job message; raises ``msgspec.DecodeError``/``ValidationError`` on bad input."""
+    return _envelope_decoder.decode(data)
+
+
+def decode_record(data: bytes) -> JobRecord:
+    """Parse a job record."""
+    return _record_decoder.decode(data)
+
+
+def decode_worker(data: bytes) -> WorkerRecord:
+    """Parse a worker record."""
+    return _worker_decoder.decode(data)

@@ -1,0 +1,301 @@
+"""The async producer API: :class:`Queue` enqueues jobs and looks up their results."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterable
+from types import TracebackType
+from typing import Any
+
+import nats.js.errors
+
+from . import constants as c
+from .connection import Connection
+from .errors import (
+    ConfigurationError,
+    JobCancelledError,
+    JobExecutionError,
+    JobNotFoundError,
+    JobTimeoutError,
+    NaqConnectionError,
+)
+from .job import Job, JobInfo, JobOptions, iter_calls, new_job_id, split_options
+from .models import JobEnvelope, JobRecord, JobStatus, encode
+from .results import ResultStore
+from .serialization import build_envelope, sign, warn_if_pickle
+from .settings import Settings, load_settings, validate_queue_name
+
+#: How many ``enqueue_many`` publishes may await their acknowledgement at once.
+PUBLISH_WINDOW = 2000
+_PUBLISH_TIMEOUT = 10.0
+_TIMEOUT_ERROR_TYPE = f"{JobTimeoutError.__module__}:{JobTimeoutError.__qualname__}"
+
+
+class Queue:
+    """A named queue on a NATS server: enqueue jobs, read their status and results.
+
+    ``async with Queue("emails") as q: job = await q.enqueue(send, "a@b.c")``. A queue opens
+    its connection on first use and closes it in :meth:`close` unless it was handed one.
+    """
+
+    def __init__(
+        self,
+        name: str | None = None,
+        nats_url: str | None = None,
+        *,
+        connection: Connection | None = None,
+        settings: Settings | None = None,
+    ) -> None:
+        base = settings or (connection.settings if connection else load_settings(nats_url))
+        self.settings = base.with_url(nats_url) if settings is not None else base
+        self.name = validate_queue_name(name if name is not None else self.settings.default_queue)
+        self._conn = connection
+        self._owns_connection = connection is None
+        self._results: ResultStore | None = None
+        warn_if_pickle(self.settings, "producer")
+
+    # -- lifecycle ------------------------------------------------------------------------
+    async def connection(self) -> Connection:
+        """The open connection (connecting on first use)."""
+        if self._conn is None:
+            self._conn = Connection(self.settings, name="naq-producer")
+        return await self._conn.connect()
+
+    async def _store(self) -> ResultStore:
+        if self._results is None:
+            self._results = ResultStore(await self.connection())
+        return self._results
+
+    async def close(self) -> None:
+        """Close the connection if this queue opened it."""
+        if self._owns_connection and self._conn is not None:
+            await self._conn.close()
+            self._conn = None
+            self._results = None
+
+    async def __aenter__(self) -> Queue:
+        await self.connection()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    # -- enqueue --------------------------------------------------------------------------
+    async def enqueue(self, func: Any, *args: Any, **kwargs: Any) -> Job:
+        """Enqueue ``func(*args, **kwargs)``; job options (``job_id``, ``max_retries``, ...)
+        are taken out of ``kwargs`` and never reach the function."""
+        options, call_kwargs = split_options(kwargs)
+        job, envelope = self._prepare(func, args, call_kwargs, options)
+        await self._publish_job(job, envelope, options)
+        return job
+
+    async def enqueue_many(self, calls: Iterable[Any], **options: Any) -> list[Job]:
+        """Enqueue many ``(func, args, kwargs)`` calls at once (pipelined publishes).
+
+        ``options`` apply to every job (except ``job_id``, which would collide). Everything
+        is validated and serialized before the first publish.
+        """
+        opts = JobOptions.build(options)
+        if opts.job_id is not None:
+            raise ConfigurationError("enqueue_many does not take job_id; ids are generated")
+        prepared = [self._prepare(f, a, k, opts) for f, a, k in iter_calls(calls)]
+        if not prepared:
+            return []
+        conn = await self.connection()
+        await conn.ensure_jobs_stream()
+        store = await self._store()
+        await store.ready()
+        ttl = opts.result_ttl or self.settings.result_ttl
+        js = conn.js
+        futures: list[asyncio.Future[Any]] = []
+        ttl_header = str(ttl)
+        for job, envelope in prepared:
+            record = _pending_record(job, envelope)
+            futures.append(
+                await js.publish_async(
+                    f"$KV.{c.RESULTS_BUCKET}.{job.job_id}",
+                    encode(record),
+                    headers={c.HEADER_TTL: ttl_header},
+                )
+            )
+            payload = encode(envelope)
+            futures.append(
+                await js.publish_async(
+                    c.queue_subject(job.queue_name), payload, headers=self._headers(job, payload)
+                )
+            )
+            if len(futures) >= PUBLISH_WINDOW:
+                await self._settle(futures)
+                futures = []
+        await self._settle(futures)
+        return [job for job, _ in prepared]
+
+    async def _settle(self, futures: list[asyncio.Future[Any]]) -> None:
+        if not futures:
+            return
+        try:
+            await asyncio.wait_for(asyncio.gather(*futures), _PUBLISH_TIMEOUT)
+        except TimeoutError:
+            raise NaqConnectionError(
+                "NATS did not confirm the enqueued jobs in time; some may not be stored"
+            ) from None
+
+    def _prepare(
+        self, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any], options: JobOptions
+    ) -> tuple[Job, JobEnvelope]:
+        if options.depends_on:
+            raise ConfigurationError("depends_on is not supported by this naq version yet")
+        job_id = options.job_id or new_job_id()
+        envelope = build_envelope(
+            func,
+            args,
+            kwargs,
+            job_id=job_id,
+            queue=self.name,
+            options=options,
+            settings=self.settings,
+        )
+        job = Job(
+            job_id=job_id,
+            function=envelope.fn,
+            args=args,
+            kwargs=kwargs,
+            queue_name=self.name,
+            options=options,
+            enqueued_at=envelope.enqueued_at,
+            queue=self,
+        )
+        return job, envelope
+
+    def _headers(self, job: Job, payload: bytes) -> dict[str, str]:
+        headers = {c.HEADER_MSG_ID: job.job_id}
+        if self.settings.signing_key:
+            headers[c.HEADER_SIGNATURE] = sign(payload, self.settings.signing_key)
+        return headers
+
+    async def _publish_job(self, job: Job, envelope: JobEnvelope, options: JobOptions) -> None:
+        conn = await self.connection()
+        await conn.ensure_jobs_stream()
+        store = await self._store()
+        ttl = options.result_ttl or self.settings.result_ttl
+        record = _pending_record(job, envelope)
+        payload = encode(envelope)
+        if options.job_id is None:
+            await asyncio.gather(store.put(record, ttl), self._publish(conn, job, payload))
+            return
+        existing = await store.create(record, ttl)
+        if existing is None:
+            await self._publish(conn, job, payload)
+            return
+        # The id is known: run nothing new. If the earlier enqueue may have failed between
+        # storing the record and publishing, publish again: the stream drops a duplicate id.
+        if (
+            existing.status == JobStatus.PENDING.value
+            and existing.enqueued_at is not None
+            and time.time() - existing.enqueued_at < c.DUPLICATE_WINDOW - 5
+        ):
+            await self._publish(conn, job, payload)
+        job.function = existing.function
+        job.queue_name = existing.queue_name
+
+    async def _publish(self, conn: Connection, job: Job, payload: bytes) -> None:
+        headers = self._headers(job, payload)
+        subject = c.queue_subject(job.queue_name)
+        for attempt in range(3):
+            try:
+                await conn.js.publish(subject, payload, headers=headers, timeout=_PUBLISH_TIMEOUT)
+                return
+            except (nats.errors.TimeoutError, nats.js.errors.NoStreamResponseError):
+                # same Nats-Msg-Id on retry: the stream stores the job once
+                if attempt == 2:
+                    raise NaqConnectionError(
+                        f"NATS did not confirm job {job.job_id}; it may not be stored"
+                    ) from None
+                await asyncio.sleep(0.2 * (attempt + 1))
+
+    # -- results and status ---------------------------------------------------------------
+    async def get_job_info(self, job_id: str) -> JobInfo:
+        """Everything known about ``job_id``; raises :class:`JobNotFoundError` if unknown."""
+        record = await (await self._store()).get(_check_id(job_id))
+        if record is None:
+            raise JobNotFoundError(f"job {job_id} not found (unknown, or its record expired)")
+        return JobInfo.from_record(record)
+
+    async def get_job_status(self, job_id: str) -> JobStatus:
+        """The status of ``job_id``; raises :class:`JobNotFoundError` if unknown."""
+        return (await self.get_job_info(job_id)).status
+
+    async def fetch_job_result(self, job_id: str, timeout: float | None = None) -> Any:
+        """The return value of a completed job.
+
+        With ``timeout`` waits up to that many seconds for the job to finish (pushed by a KV
+        watch). Failed -> :class:`JobExecutionError`; cancelled -> :class:`JobCancelledError`;
+        unknown or unfinished -> :class:`JobNotFoundError`.
+        """
+        store = await self._store()
+        _check_id(job_id)
+        if timeout is not None and timeout < 0:
+            raise ConfigurationError(f"timeout must be >= 0, got {timeout!r}")
+        if timeout:
+            record = await store.wait_final(job_id, float(timeout))
+        else:
+            record = await store.get(job_id)
+        return result_of(job_id, record)
+
+    async def purge(self) -> int:
+        """Remove every waiting job of this queue; returns how many were removed."""
+        from .admin import purge_queue_jobs
+
+        return await purge_queue_jobs(await self.connection(), self.name)
+
+
+def result_of(job_id: str, record: JobRecord | None) -> Any:
+    """Turn a job record into its return value or the matching naq error."""
+    from .codec import from_wire
+
+    if record is None:
+        raise JobNotFoundError(f"job {job_id} not found (unknown, or its record expired)")
+    status = record.status
+    if status == JobStatus.COMPLETED.value:
+        return from_wire(record.result)
+    detail = f"{record.error_type or 'Error'}: {record.error or ''}".rstrip(": ")
+    if status == JobStatus.FAILED.value:
+        cls = JobTimeoutError if record.error_type == _TIMEOUT_ERROR_TYPE else JobExecutionError
+        raise cls(
+            f"job {job_id} failed: {detail}",
+            error_type=record.error_type,
+            traceback=record.traceback,
+        )
+    if status == JobStatus.CANCELLED.value:
+        raise JobCancelledError(f"job {job_id} was cancelled", error_type=record.error_type)
+    if status == JobStatus.DEAD.value:
+        raise JobExecutionError(
+            f"job {job_id} is dead (never ran properly): {detail}",
+            error_type=record.error_type,
+        )
+    raise JobNotFoundError(f"job {job_id} has not finished (status: {status})")
+
+
+def _pending_record(job: Job, envelope: JobEnvelope) -> JobRecord:
+    return JobRecord(
+        job_id=job.job_id,
+        status=JobStatus.PENDING.value,
+        queue_name=job.queue_name,
+        function=job.function,
+        enqueued_at=envelope.enqueued_at,
+        max_retries=envelope.max_retries,
+        depends_on=envelope.depends_on,
+        schedule_id=envelope.schedule_id,
+    )
+
+
+def _check_id(job_id: object) -> str:
+    if not isinstance(job_id, str) or not c.JOB_ID_RE.match(job_id):
+        raise JobNotFoundError(f"job {job_id!r} not found (not a valid job id)")
+    return job_id

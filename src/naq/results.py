@@ -1,0 +1,114 @@
+"""Job records in the results bucket: write with a TTL, read, and wait for a final status
+(pushed by a KV watch, never a sleep loop)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import msgspec
+import nats.js.errors
+from nats.aio.msg import Msg
+
+from . import constants as c
+from .connection import Connection
+from .models import FINAL_STATUSES, JobRecord, decode_record, encode
+
+_FINAL_VALUES = frozenset(s.value for s in FINAL_STATUSES)
+
+
+def record_subject(job_id: str) -> str:
+    """The KV subject a job's record is stored on."""
+    return f"$KV.{c.RESULTS_BUCKET}.{job_id}"
+
+
+class ResultStore:
+    """Reads and writes job records; borrows a :class:`Connection` (never closes it)."""
+
+    def __init__(self, connection: Connection) -> None:
+        self._conn = connection
+
+    async def ready(self) -> None:
+        """Make sure the bucket exists."""
+        await self._conn.kv(c.RESULTS_BUCKET)
+
+    async def put(self, record: JobRecord, ttl: int) -> None:
+        """Store ``record`` (replacing any earlier one), expiring after ``ttl`` seconds."""
+        await self.put_raw(record.job_id, encode(record), ttl)
+
+    async def put_raw(self, job_id: str, payload: bytes, ttl: int) -> None:
+        """Store an encoded record; waits for the server to confirm it is stored."""
+        await self.ready()
+        await self._conn.js.publish(
+            record_subject(job_id), payload, headers={c.HEADER_TTL: str(int(ttl))}
+        )
+
+    async def create(self, record: JobRecord, ttl: int) -> JobRecord | None:
+        """Store ``record`` only if no record with its id exists; else return the existing one."""
+        kv = await self._conn.kv(c.RESULTS_BUCKET)
+        try:
+            await kv.create(record.job_id, encode(record), msg_ttl=float(ttl))
+        except nats.js.errors.KeyWrongLastSequenceError:
+            existing = await self.get(record.job_id)
+            return existing if existing is not None else await self._retry_create(record, ttl)
+        return None
+
+    async def _retry_create(self, record: JobRecord, ttl: int) -> JobRecord | None:
+        # the old record expired between our create and get: try once more
+        kv = await self._conn.kv(c.RESULTS_BUCKET)
+        try:
+            await kv.create(record.job_id, encode(record), msg_ttl=float(ttl))
+        except nats.js.errors.KeyWrongLastSequenceError:
+            return await self.get(record.job_id)
+        return None
+
+    async def get(self, job_id: str) -> JobRecord | None:
+        """The record of ``job_id``, or ``None`` if there is none."""
+        entry = await self.get_entry(job_id)
+        return entry[0] if entry is not None else None
+
+    async def get_entry(self, job_id: str) -> tuple[JobRecord, int] | None:
+        """The record and its revision (for compare-and-set), or ``None``."""
+        kv = await self._conn.kv(c.RESULTS_BUCKET)
+        try:
+            entry = await kv.get(job_id)
+        except nats.js.errors.KeyNotFoundError:
+            return None
+        if not entry.value:  # deleted, purged, or an expiry marker (nats-py reports value=None)
+            return None
+        try:
+            return decode_record(entry.value), int(entry.revision or 0)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            return None
+
+    async def wait_final(self, job_id: str, timeout: float) -> JobRecord | None:
+        """Wait up to ``timeout`` s for the job to reach a final status; the latest record.
+
+        Pushed, not polled: a core subscription on the record's subject wakes the waiter on
+        every write, and each wake-up re-reads the stored record (a write the stream refused
+        must not count).
+        """
+        nc = self._conn.nc
+        changed = asyncio.Event()
+
+        async def on_write(_msg: Msg) -> None:
+            changed.set()
+
+        sub = await nc.subscribe(record_subject(job_id), cb=on_write)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        try:
+            await nc.flush(timeout=max(1, int(timeout)))
+            while True:
+                changed.clear()
+                record = await self.get(job_id)
+                if record is not None and record.status in _FINAL_VALUES:
+                    return record
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    return record
+                try:
+                    await asyncio.wait_for(changed.wait(), remaining)
+                except TimeoutError:
+                    return await self.get(job_id)
+        finally:
+            await sub.unsubscribe()

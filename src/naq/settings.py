@@ -1,0 +1,146 @@
+"""Settings: one frozen object built from the environment and explicit arguments.
+
+Nothing is read at import time; :func:`load_settings` reads the environment each time it is
+called, so objects created after a change of ``os.environ`` see the change.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from typing import Literal
+from urllib.parse import urlsplit
+
+from .constants import QUEUE_NAME_RE
+from .errors import ConfigurationError
+
+DEFAULT_NATS_URL = "nats://127.0.0.1:4222"
+DEFAULT_RESULT_TTL = 604800
+_URL_SCHEMES = frozenset({"nats", "tls", "ws", "wss"})
+_LOG_LEVELS = frozenset({"TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL"})
+
+SerializerName = Literal["json", "pickle"]
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything naq reads from its environment, validated."""
+
+    nats_urls: tuple[str, ...] = (DEFAULT_NATS_URL,)
+    default_queue: str = "default"
+    serializer: SerializerName = "json"
+    allowed_modules: tuple[str, ...] = ()
+    result_ttl: int = DEFAULT_RESULT_TTL
+    replicas: int = 1
+    log_level: str = "INFO"
+    signing_key: bytes | None = field(default=None, repr=False)
+    dashboard_token: str | None = field(default=None, repr=False)
+    creds_file: str | None = None
+    tls_ca: str | None = None
+    tls_cert: str | None = None
+    tls_key: str | None = None
+
+    @property
+    def nats_url(self) -> str:
+        """The URLs as one comma-separated string (as given in ``NAQ_NATS_URL``)."""
+        return ",".join(self.nats_urls)
+
+    def with_url(self, nats_url: str | None) -> Settings:
+        """A copy using ``nats_url`` instead (``None`` keeps the current one)."""
+        if nats_url is None:
+            return self
+        return replace(self, nats_urls=parse_nats_urls(nats_url))
+
+
+def parse_nats_urls(value: str) -> tuple[str, ...]:
+    """Split and validate a comma-separated list of NATS URLs."""
+    if not isinstance(value, str):
+        raise ConfigurationError(f"nats_url must be a string, not {type(value).__name__}")
+    urls = tuple(part.strip() for part in value.split(",") if part.strip())
+    if not urls:
+        raise ConfigurationError("nats_url is empty; expected e.g. nats://127.0.0.1:4222")
+    for url in urls:
+        parts = urlsplit(url)
+        if parts.scheme not in _URL_SCHEMES:
+            raise ConfigurationError(
+                f"invalid NATS URL {_redact(url)!r}: scheme must be one of "
+                f"{', '.join(sorted(_URL_SCHEMES))} (e.g. nats://127.0.0.1:4222)"
+            )
+        if not parts.hostname:
+            raise ConfigurationError(f"invalid NATS URL {_redact(url)!r}: no host")
+        try:
+            parts.port  # noqa: B018 - raises ValueError on a bad port
+        except ValueError as exc:
+            raise ConfigurationError(f"invalid NATS URL {_redact(url)!r}: {exc}") from None
+    return urls
+
+
+def redact_url(url: str) -> str:
+    """``url`` with any password or token replaced by ``***`` (safe to print)."""
+    return ",".join(_redact(u) for u in url.split(","))
+
+
+def _redact(url: str) -> str:
+    parts = urlsplit(url.strip())
+    if parts.username is None and parts.password is None:
+        return url.strip()
+    user = parts.username or ""
+    auth = f"{user}:***" if parts.password is not None else "***"
+    host = parts.hostname or ""
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{auth}@{host}{port}{parts.path}"
+
+
+def validate_queue_name(name: object) -> str:
+    """Return ``name`` if it is a valid queue name, else raise :class:`ConfigurationError`."""
+    if not isinstance(name, str) or not QUEUE_NAME_RE.match(name):
+        raise ConfigurationError(
+            f"invalid queue name {name!r}: use letters, digits, '_' and '-' only"
+        )
+    return name
+
+
+def _env_int(name: str, default: int, minimum: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigurationError(f"{name}={raw!r} is not an integer") from None
+    if value < minimum:
+        raise ConfigurationError(f"{name}={value} must be >= {minimum}")
+    return value
+
+
+def load_settings(nats_url: str | None = None) -> Settings:
+    """Build :class:`Settings` from ``NAQ_*`` environment variables and ``nats_url``."""
+    env = os.environ
+    url = nats_url if nats_url is not None else env.get("NAQ_NATS_URL") or DEFAULT_NATS_URL
+    serializer = (env.get("NAQ_JOB_SERIALIZER") or "json").strip().lower()
+    if serializer not in ("json", "pickle"):
+        raise ConfigurationError(
+            f"NAQ_JOB_SERIALIZER={serializer!r} is not supported; use 'json' or 'pickle'"
+        )
+    level = (env.get("NAQ_LOG_LEVEL") or "INFO").strip().upper()
+    if level not in _LOG_LEVELS:
+        raise ConfigurationError(f"NAQ_LOG_LEVEL={level!r} is not a log level")
+    allowed = tuple(
+        p.strip() for p in (env.get("NAQ_ALLOWED_MODULES") or "").split(",") if p.strip()
+    )
+    key = env.get("NAQ_SIGNING_KEY")
+    return Settings(
+        nats_urls=parse_nats_urls(url),
+        default_queue=validate_queue_name(env.get("NAQ_DEFAULT_QUEUE") or "default"),
+        serializer="pickle" if serializer == "pickle" else "json",
+        allowed_modules=allowed,
+        result_ttl=_env_int("NAQ_RESULT_TTL", DEFAULT_RESULT_TTL, 1),
+        replicas=_env_int("NAQ_REPLICAS", 1, 1),
+        log_level=level,
+        signing_key=key.encode() if key else None,
+        dashboard_token=env.get("NAQ_DASHBOARD_TOKEN") or None,
+        creds_file=env.get("NAQ_NATS_CREDS") or None,
+        tls_ca=env.get("NAQ_NATS_TLS_CA") or None,
+        tls_cert=env.get("NAQ_NATS_TLS_CERT") or None,
+        tls_key=env.get("NAQ_NATS_TLS_KEY") or None,
+    )

@@ -1,0 +1,203 @@
+"""Synchronous API: ``*_sync`` helpers and :class:`SyncClient`.
+
+All of it runs on one private event loop in one background daemon thread, started on first
+use and reused, so repeated calls from any thread share one connection per URL."""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import threading
+from collections.abc import Coroutine, Iterable
+from types import TracebackType
+from typing import Any, TypeVar
+
+from . import admin, api
+from .connection import Connection
+from .job import Job, JobInfo, QueueInfo, WorkerInfo
+from .models import JobStatus
+from .queue import Queue
+from .settings import load_settings, validate_queue_name
+
+T = TypeVar("T")
+
+
+class _LoopThread:
+    """An event loop running forever in a daemon thread."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+
+    def _ensure(self) -> asyncio.AbstractEventLoop:
+        with self._lock:
+            if self._loop is None or self._loop.is_closed():
+                loop = asyncio.new_event_loop()
+                ready = threading.Event()
+
+                def main() -> None:
+                    asyncio.set_event_loop(loop)
+                    loop.call_soon(ready.set)
+                    loop.run_forever()
+
+                self._thread = threading.Thread(target=main, name="naq-sync-loop", daemon=True)
+                self._thread.start()
+                ready.wait()
+                self._loop = loop
+            return self._loop
+
+    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Run ``coro`` on the loop thread and return its result (blocking the caller)."""
+        loop = self._ensure()
+        if threading.current_thread() is self._thread:
+            coro.close()
+            raise RuntimeError("naq sync helpers cannot be called from naq's own loop thread")
+        return asyncio.run_coroutine_threadsafe(coro, loop).result()
+
+    def stop(self) -> None:
+        """Close shared connections and stop the loop (at interpreter exit)."""
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+        try:
+            asyncio.run_coroutine_threadsafe(api.close(), loop).result(timeout=5)
+        except Exception:  # noqa: BLE001 - exiting anyway
+            pass
+        loop.call_soon_threadsafe(loop.stop)
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+
+_runner = _LoopThread()
+atexit.register(_runner.stop)
+
+
+def run_sync(coro: Coroutine[Any, Any, T]) -> T:
+    """Run a naq coroutine from synchronous code on the shared loop thread."""
+    return _runner.run(coro)
+
+
+def enqueue_sync(func: Any, *args: Any, **kwargs: Any) -> Job:
+    """Blocking :func:`naq.enqueue`."""
+    return _runner.run(api.enqueue(func, *args, **kwargs))
+
+
+def enqueue_many_sync(calls: Iterable[Any], **options: Any) -> list[Job]:
+    """Blocking :func:`naq.enqueue_many`."""
+    return _runner.run(api.enqueue_many(list(calls), **options))
+
+
+def fetch_job_result_sync(
+    job_id: str, timeout: float | None = None, *, nats_url: str | None = None
+) -> Any:
+    """Blocking :func:`naq.fetch_job_result`."""
+    return _runner.run(api.fetch_job_result(job_id, timeout, nats_url=nats_url))
+
+
+def get_job_status_sync(job_id: str, *, nats_url: str | None = None) -> JobStatus:
+    """Blocking :func:`naq.get_job_status`."""
+    return _runner.run(api.get_job_status(job_id, nats_url=nats_url))
+
+
+def get_job_info_sync(job_id: str, *, nats_url: str | None = None) -> JobInfo:
+    """Blocking :func:`naq.get_job_info`."""
+    return _runner.run(api.get_job_info(job_id, nats_url=nats_url))
+
+
+def purge_queue_sync(queue_name: str | None = None, *, nats_url: str | None = None) -> int:
+    """Blocking :func:`naq.purge_queue`."""
+    return _runner.run(api.purge_queue(queue_name, nats_url=nats_url))
+
+
+def list_workers_sync(*, nats_url: str | None = None) -> list[WorkerInfo]:
+    """Blocking :func:`naq.list_workers`."""
+    return _runner.run(api.list_workers(nats_url=nats_url))
+
+
+def list_queues_sync(*, nats_url: str | None = None) -> list[QueueInfo]:
+    """Blocking :func:`naq.list_queues`."""
+    return _runner.run(api.list_queues(nats_url=nats_url))
+
+
+class SyncClient:
+    """A blocking client holding one connection: ``with naq.SyncClient() as client: ...``.
+
+    Offers the module-level calls as methods without the ``_sync`` suffix.
+    """
+
+    def __init__(self, nats_url: str | None = None, queue_name: str | None = None) -> None:
+        self.settings = load_settings(nats_url)
+        self.queue_name = validate_queue_name(queue_name or self.settings.default_queue)
+        self._conn: Connection | None = None
+
+    def __enter__(self) -> SyncClient:
+        self.connect()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def connect(self) -> None:
+        """Open the connection (done by ``with``)."""
+        if self._conn is None:
+            conn = Connection(self.settings, name="naq-sync-client")
+            _runner.run(conn.connect())
+            self._conn = conn
+
+    def close(self) -> None:
+        """Close the connection."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            _runner.run(conn.close())
+
+    def _queue(self, queue_name: str | None = None) -> Queue:
+        self.connect()
+        return Queue(queue_name or self.queue_name, connection=self._conn, settings=self.settings)
+
+    def enqueue(self, func: Any, *args: Any, queue_name: str | None = None, **kwargs: Any) -> Job:
+        """Enqueue ``func(*args, **kwargs)``."""
+        return _runner.run(self._queue(queue_name).enqueue(func, *args, **kwargs))
+
+    def enqueue_many(
+        self, calls: Iterable[Any], *, queue_name: str | None = None, **options: Any
+    ) -> list[Job]:
+        """Enqueue many ``(func, args, kwargs)`` calls."""
+        return _runner.run(self._queue(queue_name).enqueue_many(list(calls), **options))
+
+    def fetch_job_result(self, job_id: str, timeout: float | None = None) -> Any:
+        """The job's return value (waits up to ``timeout`` s)."""
+        return _runner.run(self._queue().fetch_job_result(job_id, timeout=timeout))
+
+    def get_job_status(self, job_id: str) -> JobStatus:
+        """The job's status."""
+        return _runner.run(self._queue().get_job_status(job_id))
+
+    def get_job_info(self, job_id: str) -> JobInfo:
+        """The job's whole record."""
+        return _runner.run(self._queue().get_job_info(job_id))
+
+    def purge_queue(self, queue_name: str | None = None) -> int:
+        """Remove every waiting job of the queue; returns how many."""
+        self.connect()
+        assert self._conn is not None
+        name = validate_queue_name(queue_name or self.queue_name)
+        return _runner.run(admin.purge_queue_jobs(self._conn, name))
+
+    def list_workers(self) -> list[WorkerInfo]:
+        """Live workers."""
+        return _runner.run(admin.list_workers(self._connection()))
+
+    def list_queues(self) -> list[QueueInfo]:
+        """Queues and their counts."""
+        return _runner.run(admin.list_queues(self._connection()))
+
+    def _connection(self) -> Connection:
+        self.connect()
+        assert self._conn is not None
+        return self._conn

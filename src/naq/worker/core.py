@@ -1,0 +1,419 @@
+"""The :class:`Worker`: pulls jobs from its queues and runs them, keeping every invariant:
+ack only after the outcome is stored, leases renewed while a job runs, dead letters for
+anything that cannot run, and a graceful, bounded shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Sequence
+from typing import Any
+
+from loguru import logger
+from nats.aio.msg import Msg
+
+from .. import constants as c
+from ..connection import Connection, ConsumerSettings
+from ..deadletter import DeadLetters
+from ..errors import ConfigurationError
+from ..functions import FunctionResolver, add_module_paths
+from ..models import JobStatus, encode
+from ..results import ResultStore, record_subject
+from ..serialization import warn_if_pickle
+from ..settings import Settings, load_settings, validate_queue_name
+from .executor import Executor
+from .processing import Delivery, JobProcessor
+from .puller import Puller
+from .status import WorkerStatus
+
+
+class Worker:
+    """Runs jobs from one or more queues.
+
+    ``concurrency`` jobs run at once: coroutine functions on the event loop, plain functions
+    on a pool of as many threads. ``burst=True`` returns once the queues are empty.
+    """
+
+    def __init__(
+        self,
+        queues: Sequence[str] | str | None = None,
+        nats_url: str | None = None,
+        concurrency: int = 10,
+        worker_name: str | None = None,
+        shutdown_timeout: float = 30.0,
+        heartbeat_interval: float = 5.0,
+        module_paths: Sequence[str] | None = None,
+        burst: bool = False,
+        *,
+        ack_wait: float = 30.0,
+        max_crashes: int = 3,
+        settings: Settings | None = None,
+    ) -> None:
+        self.settings = (settings or load_settings()).with_url(nats_url)
+        names = [queues] if isinstance(queues, str) else list(queues or [])
+        self.queues = [validate_queue_name(q) for q in (names or [self.settings.default_queue])]
+        if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
+            raise ConfigurationError(f"concurrency must be an integer >= 1, got {concurrency!r}")
+        for name, value in (
+            ("shutdown_timeout", shutdown_timeout),
+            ("heartbeat_interval", heartbeat_interval),
+            ("ack_wait", ack_wait),
+        ):
+            if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+                raise ConfigurationError(f"{name} must be a number >= 0, got {value!r}")
+        if heartbeat_interval <= 0 or ack_wait < 1:
+            raise ConfigurationError("heartbeat_interval must be > 0 and ack_wait >= 1 s")
+        if max_crashes < 0:
+            raise ConfigurationError(f"max_crashes must be >= 0, got {max_crashes!r}")
+        self.concurrency = concurrency
+        self.shutdown_timeout = float(shutdown_timeout)
+        self.heartbeat_interval = float(heartbeat_interval)
+        self.ack_wait = float(ack_wait)
+        self.max_crashes = max_crashes
+        self.burst = burst
+        self.module_paths = tuple(os.path.abspath(p) for p in (module_paths or ()))
+        suffix = uuid.uuid4().hex[:8]
+        self.worker_id = f"{worker_name}-{suffix}" if worker_name else f"worker-{suffix}"
+        if not c.JOB_ID_RE.match(self.worker_id):
+            raise ConfigurationError(
+                f"worker_name {worker_name!r} is invalid: letters, digits, '_' or '-'"
+            )
+        self.jobs_done = 0
+        self.jobs_failed = 0
+        self._inflight: dict[int, Delivery] = {}
+        self._backlog: deque[Delivery] = deque()
+        self._pullers: list[Puller] = []
+        self._stop: asyncio.Event | None = None
+        self._force = False
+        self._signals = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._conn: Connection | None = None
+        self._fill_scheduled = False
+        self._background: set[asyncio.Future[Any]] = set()
+
+    # -- public control -------------------------------------------------------------------
+    def run_sync(self) -> None:
+        """Run until stopped (blocking); for scripts and the CLI."""
+        asyncio.run(self.run())
+
+    def request_stop(self) -> None:
+        """Ask the worker to stop gracefully (thread-safe)."""
+        loop = self._loop
+        if loop is None:
+            return
+        loop.call_soon_threadsafe(self._begin_stop)
+
+    async def run(self) -> None:
+        """Connect, then process jobs until stopped (or, with ``burst``, until idle)."""
+        self._loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        warn_if_pickle(self.settings, "worker")
+        add_module_paths((os.getcwd(), *self.module_paths))
+        self.resolver = FunctionResolver(
+            allowed_modules=self.settings.allowed_modules, module_paths=self.module_paths
+        )
+        conn = Connection(self.settings, name=f"naq-{self.worker_id}")
+        await conn.connect()
+        self._conn = conn
+        self.executor = Executor(self.concurrency, on_release=self._schedule_fill)
+        self.results = ResultStore(conn)
+        self.dead_letters = DeadLetters(conn)
+        self.processor = JobProcessor(self)
+        self.status = WorkerStatus(
+            conn, self.worker_id, self.queues, self.concurrency, self.heartbeat_interval
+        )
+        tasks: list[asyncio.Task[Any]] = []
+        try:
+            await self._prepare(conn)
+            self._install_signals()
+            tasks = [
+                asyncio.create_task(self._heartbeat_loop(), name="naq-heartbeat"),
+                asyncio.create_task(self._lease_loop(), name="naq-lease"),
+                asyncio.create_task(self._watchdog_loop(), name="naq-watchdog"),
+            ]
+            if self.burst:
+                tasks.append(asyncio.create_task(self._burst_loop(), name="naq-burst"))
+            logger.info(
+                "worker {} started: queues={} concurrency={}",
+                self.worker_id,
+                ",".join(self.queues),
+                self.concurrency,
+            )
+            await self._stop.wait()
+            await self._shutdown()
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            self._remove_signals()
+            await self.status.remove()
+            for puller in self._pullers:
+                await puller.close()
+            self.executor.shutdown()
+            await conn.close()
+            self._conn = None
+            logger.info(
+                "worker {} stopped ({} done, {} failed)",
+                self.worker_id,
+                self.jobs_done,
+                self.jobs_failed,
+            )
+
+    # -- start-up -------------------------------------------------------------------------
+    async def _prepare(self, conn: Connection) -> None:
+        await conn.ensure_jobs_stream()
+        await conn.ensure_dlq_stream()
+        await self.results.ready()
+        await conn.kv(c.WORKERS_BUCKET)
+        consumer_settings = ConsumerSettings(ack_wait=self.ack_wait)
+        for queue in self.queues:
+            name = await conn.ensure_consumer(queue, consumer_settings)
+            puller = Puller(conn, queue, name, self._on_job, self._room)
+            self._pullers.append(puller)
+        conn.add_reconnect_listener(self._on_reconnect)
+        await self._beat()
+        for puller in self._pullers:
+            await puller.start()
+
+    # -- dispatch -------------------------------------------------------------------------
+    def _room(self) -> int:
+        if self._stop is not None and self._stop.is_set():
+            return 0
+        return self.executor.free_slots - len(self._backlog)
+
+    def _on_job(self, msg: Msg) -> None:
+        delivery = Delivery(msg)
+        self._inflight[id(delivery)] = delivery
+        if self._stop is not None and self._stop.is_set():
+            # arrived while stopping: hand it straight back
+            delivery.settled = True
+            self._inflight.pop(id(delivery), None)
+            self._spawn(_quiet(msg.nak()))
+            return
+        if self.executor.free_slots > 0 and not self._backlog:
+            self._start(delivery)
+        else:
+            self._backlog.append(delivery)
+
+    def _start(self, delivery: Delivery) -> None:
+        self.executor.acquire()
+        task = asyncio.create_task(self.processor.process(delivery))
+        delivery.task = task
+        key = id(delivery)
+        task.add_done_callback(lambda _t: self._inflight.pop(key, None))
+
+    def _schedule_fill(self) -> None:
+        # called when a slot is released (possibly from a job thread's done callback)
+        if self._fill_scheduled or self._loop is None:
+            return
+        self._fill_scheduled = True
+        self._loop.call_soon_threadsafe(self._fill)
+
+    def _fill(self) -> None:
+        self._fill_scheduled = False
+        stopping = self._stop is not None and self._stop.is_set()
+        while self._backlog and self.executor.free_slots > 0 and not stopping:
+            self._start(self._backlog.popleft())
+        if not stopping:
+            for puller in self._pullers:
+                self._spawn(puller.request_more())
+
+    async def _on_reconnect(self) -> None:
+        for puller in self._pullers:
+            puller.reset()
+            await puller.request_more()
+
+    # -- background loops -----------------------------------------------------------------
+    async def _beat(self) -> None:
+        running = [d.job_id for d in self._inflight.values() if d.job_id and not d.settled]
+        status = "stopping" if self._stop is not None and self._stop.is_set() else "running"
+        await self.status.beat(running, self.jobs_done, self.jobs_failed, status)
+
+    async def _heartbeat_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.heartbeat_interval)
+            try:
+                await self._beat()
+            except Exception as exc:  # noqa: BLE001 - reconnecting; try next beat
+                logger.debug("heartbeat failed: {}", exc)
+
+    async def _lease_loop(self) -> None:
+        """Renew the lease (``in_progress``) of every held message well inside ``ack_wait``."""
+        interval = max(0.2, self.ack_wait / 3)
+        while True:
+            await asyncio.sleep(interval)
+            now = time.monotonic()
+            for delivery in list(self._inflight.values()):
+                if not delivery.settled and now - delivery.received_at >= interval * 0.9:
+                    try:
+                        await delivery.msg.in_progress()
+                    except Exception as exc:  # noqa: BLE001
+                        logger.debug("lease renewal failed: {}", exc)
+
+    async def _watchdog_loop(self) -> None:
+        """Re-issue pull requests the server may have lost (e.g. across a restart)."""
+        while True:
+            await asyncio.sleep(1.0)
+            for puller in self._pullers:
+                if puller.stale():
+                    puller.reset()
+                await puller.request_more()
+
+    async def _burst_loop(self) -> None:
+        conn = self._conn
+        assert conn is not None
+        while True:
+            await asyncio.sleep(0.2)
+            if self._inflight or self._backlog or self.executor.busy:
+                continue
+            if await self._queues_empty(conn):
+                # messages may be in flight to us: give them a moment to land
+                await asyncio.sleep(0.1)
+                if not self._inflight and not self._backlog and await self._queues_empty(conn):
+                    logger.info("burst: queues are empty, stopping")
+                    self._begin_stop()
+                    return
+
+    async def _queues_empty(self, conn: Connection) -> bool:
+        for queue in self.queues:
+            info = await conn.js.consumer_info(c.JOBS_STREAM, c.consumer_name(queue))
+            if info.num_pending or info.num_ack_pending:
+                return False
+        return True
+
+    # -- progress -------------------------------------------------------------------------
+    def report_progress(self, job_id: str, fraction: float, message: str | None) -> None:
+        """Store a running job's progress (thread-safe; compare-and-set on its record)."""
+        loop = self._loop
+        if loop is None:
+            return
+        loop.call_soon_threadsafe(
+            lambda: self._spawn(self._store_progress(job_id, fraction, message))
+        )
+
+    async def _store_progress(self, job_id: str, fraction: float, message: str | None) -> None:
+        try:
+            found = await self.results.get_entry(job_id)
+            if found is None:
+                return
+            record, revision = found
+            if record.status != JobStatus.RUNNING.value:
+                return
+            record.progress, record.progress_message = fraction, message
+            kv = await self._conn_or_raise().kv(c.RESULTS_BUCKET)
+            await kv.update(job_id, encode(record), last=revision)
+        except Exception as exc:  # noqa: BLE001 - progress is best effort
+            logger.debug("progress update for {} skipped: {}", job_id, exc)
+
+    def publish_record_nowait(self, job_id: str, payload: bytes, ttl: int) -> None:
+        """Send a record write without waiting for its acknowledgement (the running status)."""
+        conn = self._conn_or_raise()
+
+        async def send() -> None:
+            try:
+                future = await conn.js.publish_async(
+                    record_subject(job_id), payload, headers={c.HEADER_TTL: str(ttl)}
+                )
+                future.add_done_callback(_consume)
+            except Exception as exc:  # noqa: BLE001 - status only; the outcome write is awaited
+                logger.debug("running-status write for {} failed: {}", job_id, exc)
+
+        self._spawn(send())
+
+    def _spawn(self, awaitable: Any) -> None:
+        """Run ``awaitable`` in the background, keeping a reference until it is done."""
+        task = asyncio.ensure_future(awaitable)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    def _conn_or_raise(self) -> Connection:
+        if self._conn is None:
+            raise ConfigurationError("worker is not running")
+        return self._conn
+
+    # -- shutdown -------------------------------------------------------------------------
+    def _install_signals(self) -> None:
+        if threading.current_thread() is not threading.main_thread() or self._loop is None:
+            return
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            try:
+                self._loop.add_signal_handler(sig, self._on_signal, sig)
+            except (NotImplementedError, RuntimeError):
+                return
+
+    def _remove_signals(self) -> None:
+        if threading.current_thread() is not threading.main_thread() or self._loop is None:
+            return
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            try:
+                self._loop.remove_signal_handler(sig)
+            except (NotImplementedError, RuntimeError):
+                pass
+
+    def _on_signal(self, sig: int) -> None:
+        self._signals += 1
+        if self._signals == 1:
+            logger.info(
+                "received {}; finishing running jobs (up to {:g} s); signal again to stop at once",
+                signal.Signals(sig).name,
+                self.shutdown_timeout,
+            )
+            self._begin_stop()
+        else:
+            logger.warning("second signal: handing running jobs back and exiting now")
+            self._force = True
+            self._begin_stop()
+
+    def _begin_stop(self) -> None:
+        if self._stop is not None:
+            self._stop.set()
+        for puller in self._pullers:
+            self._spawn(puller.stop())
+
+    async def _shutdown(self) -> None:
+        # jobs not started yet go back at once
+        while self._backlog:
+            delivery = self._backlog.popleft()
+            delivery.settled = True
+            self._inflight.pop(id(delivery), None)
+            await _quiet(delivery.msg.nak())
+        running = [d.task for d in self._inflight.values() if d.task is not None]
+        if running and not self._force:
+            _done, pending = await asyncio.wait(running, timeout=self.shutdown_timeout)
+            if pending:
+                logger.warning(
+                    "{} job(s) still running after {:g} s; handing them back",
+                    len(pending),
+                    self.shutdown_timeout,
+                )
+        # whatever is still unsettled: hand back now so another worker picks it up
+        for delivery in list(self._inflight.values()):
+            if not delivery.settled:
+                delivery.settled = True
+                if delivery.context is not None:
+                    delivery.context._cancelled.set()
+                await _quiet(delivery.msg.nak())
+            if delivery.task is not None and not delivery.task.done():
+                delivery.task.cancel()
+        leftover = [d.task for d in self._inflight.values() if d.task is not None]
+        if leftover:
+            await asyncio.wait(leftover, timeout=1.0)
+        if self._conn is not None and self._conn.is_connected:
+            await _quiet(self._conn.nc.flush(timeout=2))
+
+
+async def _quiet(awaitable: Any) -> None:
+    try:
+        await awaitable
+    except Exception as exc:  # noqa: BLE001
+        logger.debug("ignored during shutdown: {}", exc)
+
+
+def _consume(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled() and future.exception() is not None:
+        logger.debug("record write failed: {}", future.exception())

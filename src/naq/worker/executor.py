@@ -1,0 +1,127 @@
+"""Runs job functions: coroutines on the event loop, plain functions in a bounded thread pool.
+
+A slot is held for as long as the job's code actually runs: a sync job that outlives its
+timeout keeps its thread (Python cannot stop a thread) and its slot until it returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import functools
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+from ..context import JobContext, set_current
+from ..errors import JobTimeoutError
+from .threads import DaemonThreadPool
+
+
+class Executor:
+    """Bounded execution of job functions, ``concurrency`` at a time."""
+
+    def __init__(self, concurrency: int, on_release: Callable[[], None] | None = None) -> None:
+        self.concurrency = concurrency
+        self._pool = DaemonThreadPool(concurrency, name="naq-job")
+        self.busy = 0  # slots held by running code (including timed-out sync threads)
+        self._on_release = on_release
+
+    @property
+    def free_slots(self) -> int:
+        """Slots not held by running code."""
+        return self.concurrency - self.busy
+
+    def acquire(self) -> None:
+        """Take a slot (the caller checked :attr:`free_slots`)."""
+        self.busy += 1
+
+    def release(self) -> None:
+        """Give a slot back."""
+        self.busy -= 1
+        if self._on_release is not None:
+            self._on_release()
+
+    @property
+    def threads_busy(self) -> int:
+        """Sync job threads still running (possibly past their timeout)."""
+        return self._pool.busy
+
+    async def run(
+        self,
+        func: Callable[..., Any],
+        args: list[Any],
+        kwargs: dict[str, Any],
+        ctx: JobContext,
+        timeout: float | None,
+    ) -> Any:
+        """Run the function in a held slot; releases the slot when its code is done."""
+        if inspect.iscoroutinefunction(func) or inspect.iscoroutinefunction(
+            getattr(func, "__call__", None)  # noqa: B004 - async callable objects
+        ):
+            return await self._run_async(func, args, kwargs, ctx, timeout)
+        return await self._run_sync(func, args, kwargs, ctx, timeout)
+
+    async def _run_async(
+        self,
+        func: Callable[..., Any],
+        args: list[Any],
+        kwargs: dict[str, Any],
+        ctx: JobContext,
+        timeout: float | None,
+    ) -> Any:
+        set_current(ctx)  # each job runs in its own task, so its own context copy
+        try:
+            coro = func(*args, **kwargs)
+            if timeout is None:
+                return await coro
+            try:
+                return await asyncio.wait_for(coro, timeout)
+            except TimeoutError:
+                raise JobTimeoutError(f"job ran longer than its timeout of {timeout:g} s") from None
+        finally:
+            self.release()
+
+    async def _run_sync(
+        self,
+        func: Callable[..., Any],
+        args: list[Any],
+        kwargs: dict[str, Any],
+        ctx: JobContext,
+        timeout: float | None,
+    ) -> Any:
+        loop = asyncio.get_running_loop()
+        context = contextvars.copy_context()
+        context.run(set_current, ctx)
+        call = functools.partial(context.run, func, *args, **kwargs)
+        done = self._pool.submit(call)
+        # the slot is freed when the thread is done, not when we stop waiting for it
+        done.add_done_callback(lambda _f: _call_soon(loop, self.release))
+        future = asyncio.wrap_future(done, loop=loop)
+        if timeout is None:
+            return await future
+        try:
+            return await asyncio.wait_for(asyncio.shield(future), timeout)
+        except TimeoutError:
+            ctx._cancelled.set()  # a cooperative job can see it and stop
+            future.add_done_callback(_swallow)
+            raise JobTimeoutError(
+                f"job ran longer than its timeout of {timeout:g} s (its thread keeps running "
+                "until the function returns; its slot stays taken until then)"
+            ) from None
+
+    def shutdown(self) -> None:
+        """Stop accepting work; threads still running are not waited for (they are daemons)."""
+        self._pool.shutdown()
+
+
+def _swallow(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()
+
+
+def _call_soon(loop: asyncio.AbstractEventLoop, callback: Callable[[], None]) -> None:
+    try:
+        loop.call_soon_threadsafe(callback)
+    except RuntimeError:  # the loop is closed: the worker is gone
+        pass

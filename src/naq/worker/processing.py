@@ -1,0 +1,304 @@
+"""What happens to one job message: decode, check, run, store the outcome, then ack.
+
+The order is the invariant users trust: the outcome (result, failure or dead letter) is
+stored before the message is acked, termed or nak'ed."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import traceback
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+from loguru import logger
+from nats.aio.msg import Msg
+
+from .. import constants as c
+from ..codec import to_wire
+from ..context import JobContext
+from ..errors import JobTimeoutError, SerializationError
+from ..functions import FunctionNotAllowedError, FunctionNotFoundError
+from ..models import AttemptRecord, JobEnvelope, JobRecord, JobStatus, decode_envelope, encode
+from ..serialization import decode_call, signature_valid
+from .retry import decide
+
+if TYPE_CHECKING:
+    from .core import Worker
+
+
+@dataclass(slots=True)
+class Delivery:
+    """A message this worker holds: its lease is renewed until it is settled."""
+
+    msg: Msg
+    received_at: float = field(default_factory=time.monotonic)
+    job_id: str | None = None
+    settled: bool = False
+    task: asyncio.Task[None] | None = None
+    context: JobContext | None = None
+    slot_handed: bool = False  # the executor now owns the slot taken for this delivery
+
+
+def _qualified(exc: BaseException) -> str:
+    return f"{type(exc).__module__}:{type(exc).__qualname__}"
+
+
+class JobProcessor:
+    """Processes deliveries for a :class:`~naq.worker.Worker`."""
+
+    def __init__(self, worker: Worker) -> None:
+        self.w = worker
+
+    async def process(self, delivery: Delivery) -> None:
+        """Handle one delivery end to end; never raises (a bad message must not kill the worker)."""
+        msg = delivery.msg
+        try:
+            await self._process(delivery)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - last resort: hand the message back
+            logger.exception("internal error processing a message: {}", exc)
+            if not delivery.settled:
+                delivery.settled = True
+                try:
+                    await msg.nak(delay=5)
+                except Exception:  # noqa: BLE001
+                    pass
+        finally:
+            if not delivery.slot_handed:
+                self.w.executor.release()
+
+    async def _process(self, delivery: Delivery) -> None:
+        w = self.w
+        msg = delivery.msg
+        queue = msg.subject.removeprefix(c.QUEUE_SUBJECT_PREFIX)
+        try:
+            envelope = decode_envelope(msg.data)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            await self._dead(
+                delivery, queue, None, None, "undecodable", f"cannot decode job: {exc}"
+            )
+            return
+        delivery.job_id = envelope.id
+        if w.settings.signing_key is not None:
+            signature = (msg.headers or {}).get(c.HEADER_SIGNATURE)
+            if not signature_valid(msg.data, signature, w.settings.signing_key):
+                await self._dead(
+                    delivery,
+                    queue,
+                    envelope,
+                    None,
+                    "bad_signature",
+                    "missing or invalid signature (NAQ_SIGNING_KEY)",
+                )
+                return
+        attempt = int(msg.metadata.num_delivered)
+        if attempt > envelope.max_retries + 1 + w.max_crashes:
+            await self._dead(
+                delivery,
+                queue,
+                envelope,
+                attempt,
+                "crash_loop",
+                f"delivered {attempt} times without an outcome (worker crashed or lost it each "
+                f"time; limit is max_retries + 1 + {w.max_crashes})",
+            )
+            return
+        try:
+            func = w.resolver.resolve(envelope.fn)
+        except FunctionNotAllowedError as exc:
+            await self._dead(delivery, queue, envelope, attempt, "refused", str(exc))
+            return
+        except FunctionNotFoundError as exc:
+            await self._dead(delivery, queue, envelope, attempt, "function_not_found", str(exc))
+            return
+        try:
+            args, kwargs = decode_call(envelope, w.settings)
+        except Exception as exc:  # noqa: BLE001 - any decode failure is a dead letter
+            await self._dead(
+                delivery, queue, envelope, attempt, "undecodable", f"cannot decode arguments: {exc}"
+            )
+            return
+        await self._run(delivery, envelope, attempt, func, args, kwargs)
+
+    async def _run(
+        self,
+        delivery: Delivery,
+        envelope: JobEnvelope,
+        attempt: int,
+        func: Any,
+        args: list[Any],
+        kwargs: dict[str, Any],
+    ) -> None:
+        w = self.w
+        started = time.time()
+        ctx = JobContext(
+            job_id=envelope.id,
+            attempt=attempt,
+            queue_name=envelope.queue,
+            _progress_sink=w.report_progress,
+        )
+        delivery.context = ctx
+        history = await self._history(envelope.id) if attempt > 1 else []
+        running = self._record(envelope, JobStatus.RUNNING, attempt, started, history)
+        w.publish_record_nowait(envelope.id, encode(running), self._ttl(envelope))
+        delivery.slot_handed = True
+        try:
+            value = await w.executor.run(func, args, kwargs, ctx, envelope.timeout)
+            result = to_wire(value, what="result")
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:  # noqa: BLE001 - the job's own failure
+            if isinstance(exc, KeyboardInterrupt | SystemExit):
+                exc = RuntimeError(f"job raised {type(exc).__name__}")
+            await self._failed(delivery, envelope, attempt, started, history, exc)
+            return
+        record = self._record(envelope, JobStatus.COMPLETED, attempt, started, history)
+        record.finished_at = time.time()
+        record.result = result
+        record.attempts[-1].finished_at = record.finished_at
+        await w.results.put(record, self._ttl(envelope))
+        await self._settle(delivery, "ack")
+        w.jobs_done += 1
+
+    async def _failed(
+        self,
+        delivery: Delivery,
+        envelope: JobEnvelope,
+        attempt: int,
+        started: float,
+        history: list[AttemptRecord],
+        exc: BaseException,
+    ) -> None:
+        w = self.w
+        if attempt > 1 and not history:
+            history = await self._history(envelope.id)
+        decision = decide(envelope, attempt, exc)
+        now = time.time()
+        status = JobStatus.RETRYING if decision.retry else JobStatus.FAILED
+        record = self._record(envelope, status, attempt, started, history)
+        last = record.attempts[-1]
+        last.finished_at = now
+        last.error_type = _qualified(exc)
+        last.error = str(exc) or type(exc).__name__
+        tb = "".join(traceback.format_exception(exc))[-8000:]
+        last.traceback = tb
+        record.error_type, record.error, record.traceback = last.error_type, last.error, tb
+        if decision.retry:
+            record.next_attempt_at = now + decision.delay
+            await w.results.put(record, self._ttl(envelope))
+            logger.info(
+                "job {} failed (attempt {}): {}; retrying in {:g} s",
+                envelope.id,
+                attempt,
+                last.error,
+                decision.delay,
+            )
+            await self._settle(delivery, "nak", decision.delay)
+            return
+        record.finished_at = now
+        await w.results.put(record, self._ttl(envelope))
+        level = "WARNING" if isinstance(exc, JobTimeoutError | SerializationError) else "INFO"
+        logger.log(
+            level,
+            "job {} failed for good (attempt {}): {} ({})",
+            envelope.id,
+            attempt,
+            last.error,
+            decision.reason,
+        )
+        await w.dead_letters.publish(
+            queue=envelope.queue,
+            payload=delivery.msg.data,
+            reason=f"failed: {last.error_type}: {last.error} ({decision.reason})",
+            kind="failed",
+            job_id=envelope.id,
+            original_headers=delivery.msg.headers,
+            dedupe_key=self._dedupe(delivery),
+        )
+        await self._settle(delivery, "ack")
+        w.jobs_failed += 1
+
+    async def _dead(
+        self,
+        delivery: Delivery,
+        queue: str,
+        envelope: JobEnvelope | None,
+        attempt: int | None,
+        kind: str,
+        reason: str,
+    ) -> None:
+        """Record a job that never ran properly, keep its message in the DLQ, remove it."""
+        w = self.w
+        msg = delivery.msg
+        logger.warning("dead letter on queue {} ({}): {}", queue, kind, reason)
+        await w.dead_letters.publish(
+            queue=queue,
+            payload=msg.data,
+            reason=reason,
+            kind=kind,
+            job_id=envelope.id if envelope else None,
+            original_headers=msg.headers,
+            dedupe_key=self._dedupe(delivery),
+        )
+        if envelope is not None:
+            now = time.time()
+            record = self._record(envelope, JobStatus.DEAD, attempt or 1, now, [])
+            record.finished_at = now
+            record.error_type, record.error = f"naq:{kind}", reason
+            record.attempts[-1].error_type, record.attempts[-1].error = record.error_type, reason
+            await w.results.put(record, self._ttl(envelope))
+        await self._settle(delivery, "term")
+        w.jobs_failed += 1
+
+    async def _settle(self, delivery: Delivery, how: str, delay: float = 0.0) -> None:
+        if delivery.settled:
+            return
+        delivery.settled = True
+        msg = delivery.msg
+        if how == "ack":
+            await msg.ack()
+        elif how == "nak":
+            await msg.nak(delay=delay if delay > 0 else None)
+        else:
+            await msg.term()
+
+    async def _history(self, job_id: str) -> list[AttemptRecord]:
+        record = await self.w.results.get(job_id)
+        return list(record.attempts) if record is not None else []
+
+    def _record(
+        self,
+        envelope: JobEnvelope,
+        status: JobStatus,
+        attempt: int,
+        started: float,
+        history: list[AttemptRecord],
+    ) -> JobRecord:
+        attempts = [a for a in history if a.attempt < attempt]
+        attempts.append(
+            AttemptRecord(attempt=attempt, worker_id=self.w.worker_id, started_at=started)
+        )
+        return JobRecord(
+            job_id=envelope.id,
+            status=status.value,
+            queue_name=envelope.queue,
+            function=envelope.fn,
+            enqueued_at=envelope.enqueued_at,
+            started_at=started,
+            worker_id=self.w.worker_id,
+            attempts=attempts,
+            max_retries=envelope.max_retries,
+            depends_on=envelope.depends_on,
+            schedule_id=envelope.schedule_id,
+        )
+
+    def _ttl(self, envelope: JobEnvelope) -> int:
+        return envelope.result_ttl or self.w.settings.result_ttl
+
+    @staticmethod
+    def _dedupe(delivery: Delivery) -> str:
+        meta = delivery.msg.metadata
+        return f"{meta.sequence.stream}-{meta.num_delivered}"

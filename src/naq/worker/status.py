@@ -1,0 +1,64 @@
+"""The worker's own record in the workers bucket, refreshed every heartbeat.
+
+Each write carries a per-message TTL of three heartbeats, so the record of a worker that
+died disappears by itself; a clean exit deletes it at once."""
+
+from __future__ import annotations
+
+import math
+import os
+import socket
+import time
+
+from loguru import logger
+
+from .. import constants as c
+from ..connection import Connection
+from ..models import WorkerRecord, encode
+
+
+class WorkerStatus:
+    """Writes and removes one worker's record."""
+
+    def __init__(
+        self,
+        conn: Connection,
+        worker_id: str,
+        queues: list[str],
+        concurrency: int,
+        heartbeat_interval: float,
+    ) -> None:
+        self._conn = conn
+        self.record = WorkerRecord(
+            worker_id=worker_id,
+            hostname=socket.gethostname(),
+            pid=os.getpid(),
+            queues=queues,
+            concurrency=concurrency,
+            started_at=time.time(),
+            last_heartbeat=time.time(),
+        )
+        self.ttl = max(2, math.ceil(heartbeat_interval * 3))
+
+    async def beat(self, running_jobs: list[str], done: int, failed: int, status: str) -> None:
+        """Write the current state (raises on connection trouble; caller decides)."""
+        record = self.record
+        record.running_jobs = running_jobs
+        record.jobs_done = done
+        record.jobs_failed = failed
+        record.status = status
+        record.last_heartbeat = time.time()
+        await self._conn.kv(c.WORKERS_BUCKET)
+        await self._conn.js.publish(
+            f"$KV.{c.WORKERS_BUCKET}.{record.worker_id}",
+            encode(record),
+            headers={c.HEADER_TTL: str(self.ttl)},
+        )
+
+    async def remove(self) -> None:
+        """Delete the record (clean exit)."""
+        try:
+            kv = await self._conn.kv(c.WORKERS_BUCKET)
+            await kv.purge(self.record.worker_id, msg_ttl=60)
+        except Exception as exc:  # noqa: BLE001 - it expires by itself anyway
+            logger.debug("could not remove worker record: {}", exc)

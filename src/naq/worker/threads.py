@@ -1,0 +1,79 @@
+"""A small pool of daemon threads for sync jobs.
+
+``concurrent.futures.ThreadPoolExecutor`` joins its threads at interpreter exit, so a sync
+job that ignores its timeout would keep a stopped worker process alive forever. These
+threads are daemons: once the worker has handed the job back, the process can exit."""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future
+from typing import Any
+
+_Work = tuple[Future[Any], Callable[[], Any]] | None
+
+
+class DaemonThreadPool:
+    """Runs callables on at most ``max_workers`` daemon threads, started on demand."""
+
+    def __init__(self, max_workers: int, name: str = "naq-thread") -> None:
+        self._max = max_workers
+        self._name = name
+        self._work: queue.SimpleQueue[_Work] = queue.SimpleQueue()
+        self._threads: list[threading.Thread] = []
+        self._waiting = 0  # submitted, not yet picked up
+        self._busy = 0
+        self._lock = threading.Lock()
+        self._closed = False
+
+    @property
+    def busy(self) -> int:
+        """Threads running a callable right now."""
+        return self._busy
+
+    def submit(self, fn: Callable[[], Any]) -> Future[Any]:
+        """Run ``fn()`` on a pool thread; returns its future."""
+        if self._closed:
+            raise RuntimeError("thread pool is shut down")
+        future: Future[Any] = Future()
+        with self._lock:
+            self._waiting += 1
+            self._work.put((future, fn))
+            if len(self._threads) < self._max and self._busy + self._waiting > len(self._threads):
+                thread = threading.Thread(
+                    target=self._loop, name=f"{self._name}-{len(self._threads)}", daemon=True
+                )
+                self._threads.append(thread)
+                thread.start()
+        return future
+
+    def _loop(self) -> None:
+        while True:
+            item = self._work.get()
+            if item is None:
+                return
+            future, fn = item
+            with self._lock:
+                self._waiting -= 1
+                self._busy += 1
+            if not future.set_running_or_notify_cancel():
+                with self._lock:
+                    self._busy -= 1
+                continue
+            try:
+                result = fn()
+            except BaseException as exc:  # noqa: BLE001 - delivered through the future
+                future.set_exception(exc)
+            else:
+                future.set_result(result)
+            finally:
+                with self._lock:
+                    self._busy -= 1
+
+    def shutdown(self) -> None:
+        """Let idle threads end; running ones finish their call (nobody waits for them)."""
+        self._closed = True
+        for _ in self._threads:
+            self._work.put(None)
