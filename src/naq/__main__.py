@@ -1,0 +1,5 @@
+"""``python -m naq``."""
+
+from .cli.app import main
+
+main()

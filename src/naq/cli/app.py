@@ -1,0 +1,222 @@
+"""The ``naq`` command: worker, server, demo, purge, listings."""
+
+from __future__ import annotations
+
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from .. import admin
+from ..connection import Connection
+from ..errors import JobNotFoundError
+from ..job import JobInfo
+from ..queue import Queue
+from ..server import default_store_dir, run_server_foreground
+from ..settings import load_settings
+from ..worker import Worker
+from .common import (
+    JSON_OPTION,
+    URL_OPTION,
+    console,
+    fail,
+    handle_errors,
+    print_json,
+    run,
+    with_connection,
+)
+
+app = typer.Typer(
+    name="naq",
+    help="naq: the NATS Asynchronous Queue.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _when(ts: float | None) -> str:
+    if ts is None:
+        return "-"
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+@app.command()
+@handle_errors
+def worker(
+    queues: list[str] = typer.Argument(None, help="Queues to take jobs from (default: default)."),
+    concurrency: int = typer.Option(10, "-c", "--concurrency", help="Jobs run at once."),
+    name: str = typer.Option(None, "-n", "--name", help="Worker name prefix."),
+    shutdown_timeout: float = typer.Option(
+        30.0, "--shutdown-timeout", help="Seconds running jobs get to finish on SIGTERM."
+    ),
+    burst: bool = typer.Option(False, "--burst", help="Exit once the queues are empty."),
+    module_path: list[str] = typer.Option(
+        None, "-m", "--module-path", help="Directory whose modules jobs may run (repeatable)."
+    ),
+    ack_wait: float = typer.Option(30.0, "--ack-wait", help="Lease length in seconds."),
+    url: str = URL_OPTION,
+) -> None:
+    """Run a worker on QUEUES."""
+    w = Worker(
+        queues or None,
+        nats_url=url,
+        concurrency=concurrency,
+        worker_name=name,
+        shutdown_timeout=shutdown_timeout,
+        module_paths=module_path or None,
+        burst=burst,
+        ack_wait=ack_wait,
+    )
+    run(w.run())
+
+
+@app.command()
+@handle_errors
+def server(
+    port: int = typer.Option(4222, "--port", "-p", help="Client port."),
+    store_dir: Path = typer.Option(None, "--store-dir", help="JetStream store directory."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on."),
+) -> None:
+    """Run an embedded nats-server with JetStream in the foreground."""
+    store = store_dir or default_store_dir()
+    console.print(f"nats-server with JetStream on nats://{host}:{port}, store {store}")
+    code = run_server_foreground(port, store, host)
+    raise typer.Exit(code)
+
+
+@app.command()
+@handle_errors
+def demo() -> None:
+    """Start a server (or use NAQ_NATS_URL), a worker and a producer; show jobs finishing."""
+    from ..demo import main as demo_main
+    from ..log import setup_logging
+
+    setup_logging("WARNING")
+    raise typer.Exit(demo_main(console))
+
+
+@app.command()
+@handle_errors
+def purge(
+    queues: list[str] = typer.Argument(..., help="Queues to empty."),
+    force: bool = typer.Option(False, "--force", "-f", help="Do not ask for confirmation."),
+    url: str = URL_OPTION,
+) -> None:
+    """Remove every waiting job from QUEUES (asks first)."""
+    settings = load_settings(url)
+    names = [Queue(q, settings=settings).name for q in queues]  # validates names first
+    if not force:
+        if not sys.stdin.isatty():
+            raise fail("refusing to purge without confirmation: no terminal; pass --force", 2)
+        if not typer.confirm(f"Remove every waiting job from {', '.join(names)}?", default=False):
+            raise fail("purge cancelled; nothing removed", 1)
+
+    async def body(conn: Connection) -> list[tuple[str, int]]:
+        return [(q, await admin.purge_queue_jobs(conn, q)) for q in names]
+
+    for queue, count in run(with_connection(url, body)):
+        console.print(f"purged {count} jobs from {queue}")
+
+
+@app.command("list-workers")
+@handle_errors
+def list_workers(url: str = URL_OPTION, as_json: bool = JSON_OPTION) -> None:
+    """List live workers."""
+    workers = run(with_connection(url, admin.list_workers))
+    if as_json:
+        print_json(workers)
+        return
+    if not workers:
+        console.print("no workers running")
+        return
+    table = Table(title="workers")
+    for col in (
+        "worker id",
+        "host",
+        "pid",
+        "queues",
+        "conc.",
+        "running",
+        "done",
+        "failed",
+        "heartbeat",
+        "status",
+    ):
+        table.add_column(col)
+    now = time.time()
+    for w in workers:
+        table.add_row(
+            w.worker_id,
+            w.hostname,
+            str(w.pid),
+            ",".join(w.queues),
+            str(w.concurrency),
+            str(len(w.running_jobs)),
+            str(w.jobs_done),
+            str(w.jobs_failed),
+            f"{now - w.last_heartbeat:.1f}s ago",
+            w.status,
+        )
+    console.print(table)
+
+
+@app.command()
+@handle_errors
+def queues(url: str = URL_OPTION, as_json: bool = JSON_OPTION) -> None:
+    """List queues with waiting and running counts."""
+    infos = run(with_connection(url, admin.list_queues))
+    if as_json:
+        print_json(infos)
+        return
+    if not infos:
+        console.print("no queues yet")
+        return
+    table = Table(title="queues")
+    for col in ("queue", "waiting", "running", "workers", "paused"):
+        table.add_column(col)
+    for q in infos:
+        table.add_row(q.name, str(q.waiting), str(q.running), str(q.workers), str(q.paused))
+    console.print(table)
+
+
+@app.command()
+@handle_errors
+def job(job_id: str, url: str = URL_OPTION, as_json: bool = JSON_OPTION) -> None:
+    """Show everything known about job JOB_ID."""
+
+    async def body(conn: Connection) -> JobInfo:
+        return await Queue(connection=conn).get_job_info(job_id)
+
+    try:
+        info = run(with_connection(url, body))
+    except JobNotFoundError as exc:
+        raise fail(str(exc)) from None
+    if as_json:
+        print_json(info)
+        return
+    table = Table(title=f"job {info.job_id}", show_header=False)
+    table.add_column("field")
+    table.add_column("value")
+    rows = [
+        ("status", info.status.value),
+        ("queue", info.queue_name),
+        ("function", info.function),
+        ("worker", info.worker_id or "-"),
+        ("enqueued", _when(info.enqueued_at)),
+        ("started", _when(info.started_at)),
+        ("finished", _when(info.finished_at)),
+        ("attempts", str(len(info.attempts))),
+        ("error", info.error or "-"),
+    ]
+    for key, value in rows:
+        table.add_row(key, value)
+    console.print(table)
+
+
+def main() -> None:
+    """Entry point of the ``naq`` script."""
+    app()

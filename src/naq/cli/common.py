@@ -1,0 +1,85 @@
+"""Helpers shared by CLI commands: one-line errors, JSON output, connection handling."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import functools
+import json
+import sys
+from collections.abc import Awaitable, Callable, Coroutine
+from enum import Enum
+from typing import Any, ParamSpec, TypeVar
+
+import typer
+from rich.console import Console
+
+from ..connection import Connection
+from ..errors import NaqException
+from ..log import setup_logging
+from ..settings import load_settings
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+console = Console()
+err_console = Console(stderr=True)
+
+URL_OPTION = typer.Option(
+    None, "-u", "--url", help="NATS URL(s), comma-separated (default: NAQ_NATS_URL)."
+)
+JSON_OPTION = typer.Option(False, "--json", help="Print JSON instead of a table.")
+
+
+def fail(message: str, code: int = 1) -> typer.Exit:
+    """Print one clear line to stderr and return the Exit to raise."""
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    return typer.Exit(code)
+
+
+def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
+    """Turn naq errors into one line on stderr and exit code 1 (no traceback)."""
+
+    @functools.wraps(func)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return func(*args, **kwargs)
+        except NaqException as exc:
+            raise fail(str(exc)) from None
+        except KeyboardInterrupt:
+            raise typer.Exit(130) from None
+
+    return wrapper
+
+
+def run(coro: Coroutine[Any, Any, R]) -> R:
+    """Run a coroutine to completion for a command."""
+    setup_logging(load_settings().log_level)
+    return asyncio.run(coro)
+
+
+async def with_connection(url: str | None, body: Callable[[Connection], Awaitable[R]]) -> R:
+    """Open a connection to ``url``, run ``body`` with it, close it."""
+    conn = Connection(load_settings(url), name="naq-cli")
+    await conn.connect()
+    try:
+        return await body(conn)
+    finally:
+        await conn.close()
+
+
+def _plain(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    return value
+
+
+def print_json(value: Any) -> None:
+    """Print dataclasses/lists as JSON on stdout (field names as in the Python API)."""
+    sys.stdout.write(json.dumps(_plain(value), indent=2, default=str) + "\n")
