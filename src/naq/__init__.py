@@ -13,11 +13,15 @@ from .api import (
     fetch_job_result,
     get_job_info,
     get_job_status,
+    list_dead_letters,
     list_queues,
     list_workers,
+    purge_dead_letters,
     purge_queue,
+    requeue_dead_letter,
 )
 from .context import JobContext, current_job
+from .deadletter import DeadLetter
 from .errors import (
     ConfigurationError,
     JobCancelledError,
@@ -41,9 +45,12 @@ from .sync import (
     fetch_job_result_sync,
     get_job_info_sync,
     get_job_status_sync,
+    list_dead_letters_sync,
     list_queues_sync,
     list_workers_sync,
+    purge_dead_letters_sync,
     purge_queue_sync,
+    requeue_dead_letter_sync,
     run_sync,
 )
 from .worker import Worker
@@ -53,6 +60,7 @@ __version__ = "0.1.0"
 __all__ = [
     "JOB_STATUS",
     "ConfigurationError",
+    "DeadLetter",
     "Job",
     "JobCancelledError",
     "JobContext",
@@ -83,12 +91,18 @@ __all__ = [
     "get_job_info_sync",
     "get_job_status",
     "get_job_status_sync",
+    "list_dead_letters",
+    "list_dead_letters_sync",
     "list_queues",
     "list_queues_sync",
     "list_workers",
     "list_workers_sync",
+    "purge_dead_letters",
+    "purge_dead_letters_sync",
     "purge_queue",
     "purge_queue_sync",
+    "requeue_dead_letter",
+    "requeue_dead_letter_sync",
     "run_sync",
     "setup_logging",
     "task",

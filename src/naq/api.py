@@ -10,8 +10,9 @@ import weakref
 from collections.abc import Iterable
 from typing import Any
 
-from . import admin
+from . import admin, deadletter
 from .connection import Connection
+from .deadletter import DeadLetter
 from .job import Job, JobInfo, QueueInfo, WorkerInfo
 from .models import JobStatus
 from .queue import Queue
@@ -101,3 +102,20 @@ async def list_workers(*, nats_url: str | None = None) -> list[WorkerInfo]:
 async def list_queues(*, nats_url: str | None = None) -> list[QueueInfo]:
     """Every queue that has a consumer, with waiting/running counts and its workers."""
     return await admin.list_queues(await shared_connection(nats_url))
+
+
+async def list_dead_letters(
+    queue_name: str | None = None, *, limit: int = 100, nats_url: str | None = None
+) -> list[DeadLetter]:
+    """Dead-letter entries, oldest first, optionally of one queue."""
+    return await deadletter.list_dead_letters(await shared_connection(nats_url), queue_name, limit)
+
+
+async def requeue_dead_letter(entry_id: int, *, nats_url: str | None = None) -> str | None:
+    """Run a dead-lettered job again under its original job id; returns that id."""
+    return await deadletter.requeue_dead_letter(await shared_connection(nats_url), entry_id)
+
+
+async def purge_dead_letters(queue_name: str | None = None, *, nats_url: str | None = None) -> int:
+    """Remove dead letters (of one queue, or all); returns how many."""
+    return await deadletter.purge_dead_letters(await shared_connection(nats_url), queue_name)

@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 
 from . import admin, api
 from .connection import Connection
+from .deadletter import DeadLetter
 from .job import Job, JobInfo, QueueInfo, WorkerInfo
 from .models import JobStatus
 from .queue import Queue
@@ -118,6 +119,23 @@ def list_workers_sync(*, nats_url: str | None = None) -> list[WorkerInfo]:
 def list_queues_sync(*, nats_url: str | None = None) -> list[QueueInfo]:
     """Blocking :func:`naq.list_queues`."""
     return _runner.run(api.list_queues(nats_url=nats_url))
+
+
+def list_dead_letters_sync(
+    queue_name: str | None = None, *, limit: int = 100, nats_url: str | None = None
+) -> list[DeadLetter]:
+    """Blocking :func:`naq.list_dead_letters`."""
+    return _runner.run(api.list_dead_letters(queue_name, limit=limit, nats_url=nats_url))
+
+
+def requeue_dead_letter_sync(entry_id: int, *, nats_url: str | None = None) -> str | None:
+    """Blocking :func:`naq.requeue_dead_letter`."""
+    return _runner.run(api.requeue_dead_letter(entry_id, nats_url=nats_url))
+
+
+def purge_dead_letters_sync(queue_name: str | None = None, *, nats_url: str | None = None) -> int:
+    """Blocking :func:`naq.purge_dead_letters`."""
+    return _runner.run(api.purge_dead_letters(queue_name, nats_url=nats_url))
 
 
 class SyncClient:

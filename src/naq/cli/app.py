@@ -28,6 +28,7 @@ from .common import (
     run,
     with_connection,
 )
+from .dlq_cmds import dlq_app
 
 app = typer.Typer(
     name="naq",
@@ -215,6 +216,9 @@ def job(job_id: str, url: str = URL_OPTION, as_json: bool = JSON_OPTION) -> None
     for key, value in rows:
         table.add_row(key, value)
     console.print(table)
+
+
+app.add_typer(dlq_app, name="dlq")
 
 
 def main() -> None:

@@ -8,17 +8,19 @@ from __future__ import annotations
 import asyncio
 import time
 import traceback
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import msgspec
+import nats.errors
 from loguru import logger
 from nats.aio.msg import Msg
 
 from .. import constants as c
 from ..codec import to_wire
 from ..context import JobContext
-from ..errors import JobTimeoutError, SerializationError
+from ..errors import JobTimeoutError, NaqConnectionError, SerializationError
 from ..functions import FunctionNotAllowedError, FunctionNotFoundError
 from ..models import AttemptRecord, JobEnvelope, JobRecord, JobStatus, decode_envelope, encode
 from ..serialization import decode_call, signature_valid
@@ -26,6 +28,8 @@ from .retry import decide
 
 if TYPE_CHECKING:
     from .core import Worker
+
+T = TypeVar("T")
 
 
 @dataclass(slots=True)
@@ -39,6 +43,28 @@ class Delivery:
     task: asyncio.Task[None] | None = None
     context: JobContext | None = None
     slot_handed: bool = False  # the executor now owns the slot taken for this delivery
+
+
+#: How long the worker keeps trying to store an outcome while NATS is unreachable, seconds.
+STORE_RETRY_FOR = 60.0
+_TRANSIENT = (nats.errors.Error, OSError, TimeoutError, NaqConnectionError)
+
+
+async def with_retries(what: str, attempt: Callable[[], Awaitable[T]]) -> T:
+    """Run ``attempt`` until it succeeds or ``STORE_RETRY_FOR`` passes (reconnects, leader
+    elections); the lease keeps the message ours meanwhile."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + STORE_RETRY_FOR
+    delay = 0.1
+    while True:
+        try:
+            return await attempt()
+        except _TRANSIENT as exc:
+            if loop.time() + delay > deadline:
+                raise
+            logger.debug("{} failed ({}); retrying in {:.1f} s", what, exc, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 2.0)
 
 
 def _qualified(exc: BaseException) -> str:
@@ -159,7 +185,7 @@ class JobProcessor:
         record.finished_at = time.time()
         record.result = result
         record.attempts[-1].finished_at = record.finished_at
-        await w.results.put(record, self._ttl(envelope))
+        await self._store(record, envelope)
         await self._settle(delivery, "ack")
         w.jobs_done += 1
 
@@ -188,7 +214,7 @@ class JobProcessor:
         record.error_type, record.error, record.traceback = last.error_type, last.error, tb
         if decision.retry:
             record.next_attempt_at = now + decision.delay
-            await w.results.put(record, self._ttl(envelope))
+            await self._store(record, envelope)
             logger.info(
                 "job {} failed (attempt {}): {}; retrying in {:g} s",
                 envelope.id,
@@ -199,7 +225,7 @@ class JobProcessor:
             await self._settle(delivery, "nak", decision.delay)
             return
         record.finished_at = now
-        await w.results.put(record, self._ttl(envelope))
+        await self._store(record, envelope)
         level = "WARNING" if isinstance(exc, JobTimeoutError | SerializationError) else "INFO"
         logger.log(
             level,
@@ -209,15 +235,8 @@ class JobProcessor:
             last.error,
             decision.reason,
         )
-        await w.dead_letters.publish(
-            queue=envelope.queue,
-            payload=delivery.msg.data,
-            reason=f"failed: {last.error_type}: {last.error} ({decision.reason})",
-            kind="failed",
-            job_id=envelope.id,
-            original_headers=delivery.msg.headers,
-            dedupe_key=self._dedupe(delivery),
-        )
+        reason = f"failed: {last.error_type}: {last.error} ({decision.reason})"
+        await self._dead_letter(delivery, envelope.queue, reason, "failed", envelope.id)
         await self._settle(delivery, "ack")
         w.jobs_failed += 1
 
@@ -232,26 +251,40 @@ class JobProcessor:
     ) -> None:
         """Record a job that never ran properly, keep its message in the DLQ, remove it."""
         w = self.w
-        msg = delivery.msg
         logger.warning("dead letter on queue {} ({}): {}", queue, kind, reason)
-        await w.dead_letters.publish(
-            queue=queue,
-            payload=msg.data,
-            reason=reason,
-            kind=kind,
-            job_id=envelope.id if envelope else None,
-            original_headers=msg.headers,
-            dedupe_key=self._dedupe(delivery),
-        )
+        await self._dead_letter(delivery, queue, reason, kind, envelope.id if envelope else None)
         if envelope is not None:
             now = time.time()
             record = self._record(envelope, JobStatus.DEAD, attempt or 1, now, [])
             record.finished_at = now
             record.error_type, record.error = f"naq:{kind}", reason
             record.attempts[-1].error_type, record.attempts[-1].error = record.error_type, reason
-            await w.results.put(record, self._ttl(envelope))
+            await self._store(record, envelope)
         await self._settle(delivery, "term")
         w.jobs_failed += 1
+
+    async def _store(self, record: JobRecord, envelope: JobEnvelope) -> None:
+        ttl = self._ttl(envelope)
+        await with_retries(
+            f"storing the outcome of {record.job_id}", lambda: self.w.results.put(record, ttl)
+        )
+
+    async def _dead_letter(
+        self, delivery: Delivery, queue: str, reason: str, kind: str, job_id: str | None
+    ) -> None:
+        msg = delivery.msg
+        await with_retries(
+            "storing a dead letter",
+            lambda: self.w.dead_letters.publish(
+                queue=queue,
+                payload=msg.data,
+                reason=reason,
+                kind=kind,
+                job_id=job_id,
+                original_headers=msg.headers,
+                dedupe_key=self._dedupe(delivery),
+            ),
+        )
 
     async def _settle(self, delivery: Delivery, how: str, delay: float = 0.0) -> None:
         if delivery.settled:
