@@ -167,8 +167,17 @@ def run_server_foreground(port: int, store_dir: Path, host: str = "127.0.0.1") -
     store_dir.mkdir(parents=True, exist_ok=True)
     cmd = server_command(port, store_dir, host)
     proc = subprocess.Popen(cmd)
+
+    def forward(signum: int, _frame: object) -> None:
+        # stop the child with us: never leave an orphaned server holding the port and store
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+
+    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
-        return proc.wait()
-    except KeyboardInterrupt:
-        proc.send_signal(signal.SIGTERM)
-        return proc.wait()
+        code = proc.wait()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    # nats-server exits 0 on a clean SIGTERM; report our own stop as success too
+    return 0 if code in (0, -signal.SIGTERM) else code

@@ -59,6 +59,12 @@ def worker(
         None, "-m", "--module-path", help="Directory whose modules jobs may run (repeatable)."
     ),
     ack_wait: float = typer.Option(30.0, "--ack-wait", help="Lease length in seconds."),
+    heartbeat_interval: float = typer.Option(
+        5.0, "--heartbeat-interval", help="Seconds between status heartbeats."
+    ),
+    max_crashes: int = typer.Option(
+        3, "--max-crashes", help="Deliveries without an outcome tolerated beyond max_retries."
+    ),
     url: str = URL_OPTION,
 ) -> None:
     """Run a worker on QUEUES."""
@@ -71,6 +77,8 @@ def worker(
         module_paths=module_path or None,
         burst=burst,
         ack_wait=ack_wait,
+        heartbeat_interval=heartbeat_interval,
+        max_crashes=max_crashes,
     )
     run(w.run())
 
