@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import weakref
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import admin, deadletter
 from .connection import Connection
@@ -17,6 +17,11 @@ from .job import Job, JobInfo, QueueInfo, WorkerInfo
 from .models import JobStatus
 from .queue import Queue
 from .settings import load_settings, validate_queue_name
+
+if TYPE_CHECKING:
+    from datetime import datetime, timedelta
+
+    from .scheduling import Schedule
 
 _connections: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, Connection]] = (
     weakref.WeakKeyDictionary()
@@ -119,3 +124,93 @@ async def requeue_dead_letter(entry_id: int, *, nats_url: str | None = None) -> 
 async def purge_dead_letters(queue_name: str | None = None, *, nats_url: str | None = None) -> int:
     """Remove dead letters (of one queue, or all); returns how many."""
     return await deadletter.purge_dead_letters(await shared_connection(nats_url), queue_name)
+
+
+# -- scheduling (see naq.scheduling) ------------------------------------------------------
+async def enqueue_at(
+    when: datetime,
+    func: Any,
+    *args: Any,
+    queue_name: str | None = None,
+    nats_url: str | None = None,
+    **kwargs: Any,
+) -> Job:
+    """Run ``func(*args, **kwargs)`` at ``when`` (naive = UTC). nats-server fires it by itself
+    (no ``naq scheduler`` needed); a time in the past runs at once."""
+    return await (await _queue(queue_name, nats_url)).enqueue_at(when, func, *args, **kwargs)
+
+
+async def enqueue_in(
+    delay: timedelta | float,
+    func: Any,
+    *args: Any,
+    queue_name: str | None = None,
+    nats_url: str | None = None,
+    **kwargs: Any,
+) -> Job:
+    """Run ``func(*args, **kwargs)`` after ``delay`` (timedelta or seconds)."""
+    return await (await _queue(queue_name, nats_url)).enqueue_in(delay, func, *args, **kwargs)
+
+
+async def schedule(
+    func: Any,
+    *args: Any,
+    cron: str | None = None,
+    interval: timedelta | float | None = None,
+    repeat: int | None = None,
+    timezone: str | None = None,
+    schedule_id: str | None = None,
+    misfire: str = "once",
+    queue_name: str | None = None,
+    nats_url: str | None = None,
+    **kwargs: Any,
+) -> Schedule:
+    """Run ``func(*args, **kwargs)`` on a ``cron`` rule (5 fields, or 6 with seconds first)
+    in ``timezone``, or every ``interval``; ``repeat`` runs (None = forever). Each run is a
+    new job with its own id. Needs a running ``naq scheduler``."""
+    return await (await _queue(queue_name, nats_url)).schedule(
+        func,
+        *args,
+        cron=cron,
+        interval=interval,
+        repeat=repeat,
+        timezone=timezone,
+        schedule_id=schedule_id,
+        misfire=misfire,
+        **kwargs,
+    )
+
+
+async def cancel_scheduled_job(schedule_id: str, *, nats_url: str | None = None) -> bool:
+    """Cancel a schedule, or an ``enqueue_at`` job that has not run; False if none was."""
+    return await (await _queue(None, nats_url)).cancel_scheduled_job(schedule_id)
+
+
+async def pause_scheduled_job(schedule_id: str, *, nats_url: str | None = None) -> Schedule:
+    """Pause a schedule or a waiting ``enqueue_at`` job."""
+    return await (await _queue(None, nats_url)).pause_scheduled_job(schedule_id)
+
+
+async def resume_scheduled_job(schedule_id: str, *, nats_url: str | None = None) -> Schedule:
+    """Resume a paused schedule or ``enqueue_at`` job."""
+    return await (await _queue(None, nats_url)).resume_scheduled_job(schedule_id)
+
+
+async def modify_scheduled_job(
+    schedule_id: str, *, nats_url: str | None = None, **changes: Any
+) -> Schedule:
+    """Change ``cron``, ``interval``, ``timezone``, ``repeat``, ``next_run`` or ``misfire``
+    of a schedule (only ``next_run`` of an ``enqueue_at`` job)."""
+    return await (await _queue(None, nats_url)).modify_scheduled_job(schedule_id, **changes)
+
+
+async def list_schedules(
+    *, queue_name: str | None = None, nats_url: str | None = None, limit: int | None = None
+) -> list[Schedule]:
+    """Recurring schedules and waiting ``enqueue_at`` jobs (of every queue unless
+    ``queue_name`` is given), soonest first."""
+    if queue_name is not None:
+        return await (await _queue(queue_name, nats_url)).list_schedules(limit=limit)
+    from .scheduling import list_schedules as _list
+
+    return await _list(await _queue(None, nats_url), all_queues=True, limit=limit)

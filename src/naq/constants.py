@@ -16,6 +16,10 @@ DLQ_SUBJECT_PREFIX = "naq.dlq."
 #: Key-value buckets.
 RESULTS_BUCKET = "naq_results"
 WORKERS_BUCKET = "naq_workers"
+#: Recurring schedules (JSON, one key per schedule id) and the scheduler's leader lock.
+SCHEDULES_BUCKET = "naq_schedules"
+SCHEDULER_BUCKET = "naq_scheduler"
+SCHEDULER_LOCK_KEY = "leader"
 
 #: Durable consumer for queue ``q`` is ``naq-q``.
 CONSUMER_PREFIX = "naq-"
@@ -23,6 +27,10 @@ CONSUMER_PREFIX = "naq-"
 #: Headers naq sets on job messages.
 HEADER_MSG_ID = "Nats-Msg-Id"
 HEADER_TTL = "Nats-TTL"
+#: ``"0"`` makes a write succeed only if the subject has no message yet (create-if-absent).
+HEADER_EXPECTED_LAST_SUBJECT_SEQ = "Nats-Expected-Last-Subject-Sequence"
+#: JetStream error code for a failed expected-last-sequence check.
+ERR_WRONG_LAST_SEQUENCE = 10071
 HEADER_JOB_ID = "Naq-Job-Id"
 HEADER_ENCODING = "Naq-Encoding"
 HEADER_SIGNATURE = "Naq-Signature"
@@ -47,3 +55,8 @@ def consumer_name(queue: str) -> str:
 def dlq_subject(queue: str) -> str:
     """Dead-letter subject of ``queue``."""
     return f"{DLQ_SUBJECT_PREFIX}{queue}"
+
+
+def schedule_subject(queue: str, job_id: str) -> str:
+    """Subject of the server-side ``@at`` schedule of one-off job ``job_id`` on ``queue``."""
+    return f"{SCHEDULE_SUBJECT_PREFIX}{queue}.{job_id}"

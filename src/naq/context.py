@@ -19,6 +19,8 @@ class JobContext:
     job_id: str
     attempt: int
     queue_name: str
+    progress: float = 0.0
+    progress_message: str | None = None
     _progress_sink: ProgressSink | None = field(default=None, repr=False)
     _cancelled: threading.Event = field(default_factory=threading.Event, repr=False)
 
@@ -33,6 +35,7 @@ class JobContext:
             raise ConfigurationError(f"progress must be a number 0..1, got {fraction!r}")
         if not 0.0 <= float(fraction) <= 1.0:
             raise ConfigurationError(f"progress must be between 0 and 1, got {fraction!r}")
+        self.progress, self.progress_message = float(fraction), message
         if self._progress_sink is not None:
             self._progress_sink(self.job_id, float(fraction), message)
 

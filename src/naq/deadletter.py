@@ -167,26 +167,32 @@ async def requeue_dead_letter(conn: Connection, entry_id: int) -> str | None:
     """
     entry = await get_dead_letter(conn, entry_id)
     await conn.ensure_jobs_stream()
+    # reset the record first: once published, a worker may store the new outcome at once
+    if entry.job_id:
+        await _reset_record(conn, entry.job_id)
     headers = dict(entry.original_headers)
     headers[c.HEADER_MSG_ID] = f"requeue-{entry.id}"
     await conn.js.publish(c.queue_subject(entry.queue), entry.payload, headers=headers)
-    if entry.job_id:
-        await _reset_record(conn, entry.job_id)
     await conn.js.delete_msg(c.DLQ_STREAM, entry.id)
     return entry.job_id
 
 
 async def _reset_record(conn: Connection, job_id: str) -> None:
+    """Set the job's record back to ``pending`` by compare-and-set on its revision."""
     from .results import ResultStore
 
     store = ResultStore(conn)
-    record = await store.get(job_id)
-    if record is None:
-        return
-    record.status = JobStatus.PENDING.value
-    record.finished_at = None
-    record.result = None
-    await store.put(record, conn.settings.result_ttl)
+    for _ in range(5):
+        found = await store.get_entry(job_id)
+        if found is None:
+            return
+        record, revision = found
+        record.status = JobStatus.PENDING.value
+        record.finished_at = None
+        record.result = None
+        if await store.update(record, revision, conn.settings.result_ttl):
+            return
+        # changed meanwhile: read again
 
 
 async def purge_dead_letters(conn: Connection, queue: str | None = None) -> int:

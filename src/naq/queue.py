@@ -6,7 +6,7 @@ import asyncio
 import time
 from collections.abc import Iterable
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import nats.js.errors
 
@@ -22,9 +22,14 @@ from .errors import (
 )
 from .job import Job, JobInfo, JobOptions, iter_calls, new_job_id, split_options
 from .models import JobEnvelope, JobRecord, JobStatus, encode
-from .results import ResultStore
+from .results import ResultStore, absent_headers, record_subject
 from .serialization import build_envelope, sign, warn_if_pickle
 from .settings import Settings, load_settings, validate_queue_name
+
+if TYPE_CHECKING:
+    from datetime import datetime, timedelta
+
+    from .scheduling import Schedule
 
 #: How many ``enqueue_many`` publishes may await their acknowledgement at once.
 PUBLISH_WINDOW = 2000
@@ -114,14 +119,11 @@ class Queue:
         ttl = opts.result_ttl or self.settings.result_ttl
         js = conn.js
         futures: list[asyncio.Future[Any]] = []
-        ttl_header = str(ttl)
         for job, envelope in prepared:
             record = _pending_record(job, envelope)
             futures.append(
                 await js.publish_async(
-                    f"$KV.{c.RESULTS_BUCKET}.{job.job_id}",
-                    encode(record),
-                    headers={c.HEADER_TTL: ttl_header},
+                    record_subject(job.job_id), encode(record), headers=absent_headers(ttl)
                 )
             )
             payload = encode(envelope)
@@ -140,11 +142,19 @@ class Queue:
         if not futures:
             return
         try:
-            await asyncio.wait_for(asyncio.gather(*futures), _PUBLISH_TIMEOUT)
+            outcomes = await asyncio.wait_for(
+                asyncio.gather(*futures, return_exceptions=True), _PUBLISH_TIMEOUT
+            )
         except TimeoutError:
             raise NaqConnectionError(
                 "NATS did not confirm the enqueued jobs in time; some may not be stored"
             ) from None
+        for outcome in outcomes:
+            if not isinstance(outcome, BaseException):
+                continue
+            if getattr(outcome, "err_code", None) == c.ERR_WRONG_LAST_SEQUENCE:
+                continue  # a pending record arrived after the job's outcome: keep the outcome
+            raise NaqConnectionError(f"NATS refused an enqueued job: {outcome}") from outcome
 
     def _prepare(
         self, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any], options: JobOptions
@@ -187,7 +197,10 @@ class Queue:
         record = _pending_record(job, envelope)
         payload = encode(envelope)
         if options.job_id is None:
-            await asyncio.gather(store.put(record, ttl), self._publish(conn, job, payload))
+            # concurrent, one round trip; the record write never replaces an outcome
+            await asyncio.gather(
+                store.put_if_absent(record, ttl), self._publish(conn, job, payload)
+            )
             return
         existing = await store.create(record, ttl)
         if existing is None:
@@ -253,6 +266,59 @@ class Queue:
         from .admin import purge_queue_jobs
 
         return await purge_queue_jobs(await self.connection(), self.name)
+
+    # -- scheduling (implemented in naq.scheduling) ---------------------------------------
+    async def enqueue_at(self, when: datetime, func: Any, *args: Any, **kwargs: Any) -> Job:
+        """Run ``func(*args, **kwargs)`` at ``when`` (datetime; naive = UTC), server-side:
+        no scheduler process is needed. A time in the past runs at once."""
+        from .scheduling import enqueue_at
+
+        return await enqueue_at(self, when, func, *args, **kwargs)
+
+    async def enqueue_in(
+        self, delay: timedelta | float, func: Any, *args: Any, **kwargs: Any
+    ) -> Job:
+        """Run ``func(*args, **kwargs)`` after ``delay`` (timedelta or seconds)."""
+        from .scheduling import enqueue_in
+
+        return await enqueue_in(self, delay, func, *args, **kwargs)
+
+    async def schedule(self, func: Any, *args: Any, **kwargs: Any) -> Schedule:
+        """Run ``func`` repeatedly (``cron=`` or ``interval=``, ``repeat=``, ``timezone=``,
+        ``schedule_id=``, ``misfire=``); returns the :class:`~naq.Schedule`."""
+        from .scheduling import schedule
+
+        return await schedule(self, func, *args, **kwargs)
+
+    async def cancel_scheduled_job(self, schedule_id: str) -> bool:
+        """Cancel a schedule or a waiting ``enqueue_at`` job; False if nothing was cancelled."""
+        from .scheduling import cancel_scheduled_job
+
+        return await cancel_scheduled_job(self, schedule_id)
+
+    async def pause_scheduled_job(self, schedule_id: str) -> Schedule:
+        """Pause a schedule or a waiting ``enqueue_at`` job."""
+        from .scheduling import pause_scheduled_job
+
+        return await pause_scheduled_job(self, schedule_id)
+
+    async def resume_scheduled_job(self, schedule_id: str) -> Schedule:
+        """Resume a paused schedule or ``enqueue_at`` job."""
+        from .scheduling import resume_scheduled_job
+
+        return await resume_scheduled_job(self, schedule_id)
+
+    async def modify_scheduled_job(self, schedule_id: str, **changes: Any) -> Schedule:
+        """Change ``cron``, ``interval``, ``timezone``, ``repeat``, ``next_run`` or ``misfire``."""
+        from .scheduling import modify_scheduled_job
+
+        return await modify_scheduled_job(self, schedule_id, **changes)
+
+    async def list_schedules(self, *, limit: int | None = None) -> list[Schedule]:
+        """This queue's recurring schedules and waiting ``enqueue_at`` jobs, soonest first."""
+        from .scheduling import list_schedules
+
+        return await list_schedules(self, all_queues=False, limit=limit)
 
 
 def result_of(job_id: str, record: JobRecord | None) -> Any:

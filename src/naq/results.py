@@ -21,6 +21,11 @@ def record_subject(job_id: str) -> str:
     return f"$KV.{c.RESULTS_BUCKET}.{job_id}"
 
 
+def absent_headers(ttl: int) -> dict[str, str]:
+    """Headers of a create-if-absent record write expiring after ``ttl`` seconds."""
+    return {c.HEADER_TTL: str(int(ttl)), c.HEADER_EXPECTED_LAST_SUBJECT_SEQ: "0"}
+
+
 class ResultStore:
     """Reads and writes job records; borrows a :class:`Connection` (never closes it)."""
 
@@ -41,6 +46,37 @@ class ResultStore:
         await self._conn.js.publish(
             record_subject(job_id), payload, headers={c.HEADER_TTL: str(int(ttl))}
         )
+
+    async def put_if_absent(self, record: JobRecord, ttl: int) -> bool:
+        """Store ``record`` only if its key holds nothing yet; False if something was there.
+
+        Used for ``pending`` records, so a fast worker's outcome is never overwritten by the
+        enqueue that raced it.
+        """
+        await self.ready()
+        try:
+            await self._conn.js.publish(
+                record_subject(record.job_id), encode(record), headers=absent_headers(ttl)
+            )
+        except nats.js.errors.APIError as exc:
+            if exc.err_code == c.ERR_WRONG_LAST_SEQUENCE:
+                return False
+            raise
+        return True
+
+    async def update(self, record: JobRecord, revision: int, ttl: int) -> bool:
+        """Compare-and-set: store ``record`` only if the key is still at ``revision``."""
+        await self.ready()
+        headers = {c.HEADER_TTL: str(int(ttl)), c.HEADER_EXPECTED_LAST_SUBJECT_SEQ: str(revision)}
+        try:
+            await self._conn.js.publish(
+                record_subject(record.job_id), encode(record), headers=headers
+            )
+        except nats.js.errors.APIError as exc:
+            if exc.err_code == c.ERR_WRONG_LAST_SEQUENCE:
+                return False
+            raise
+        return True
 
     async def create(self, record: JobRecord, ttl: int) -> JobRecord | None:
         """Store ``record`` only if no record with its id exists; else return the existing one."""

@@ -10,7 +10,7 @@ import atexit
 import threading
 from collections.abc import Coroutine, Iterable
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import admin, api
 from .connection import Connection
@@ -19,6 +19,11 @@ from .job import Job, JobInfo, QueueInfo, WorkerInfo
 from .models import JobStatus
 from .queue import Queue
 from .settings import load_settings, validate_queue_name
+
+if TYPE_CHECKING:
+    from datetime import datetime, timedelta
+
+    from .scheduling import Schedule
 
 T = TypeVar("T")
 
@@ -121,6 +126,50 @@ def list_queues_sync(*, nats_url: str | None = None) -> list[QueueInfo]:
     return _runner.run(api.list_queues(nats_url=nats_url))
 
 
+def enqueue_at_sync(when: datetime, func: Any, *args: Any, **kwargs: Any) -> Job:
+    """Blocking :func:`naq.enqueue_at`."""
+    return _runner.run(api.enqueue_at(when, func, *args, **kwargs))
+
+
+def enqueue_in_sync(delay: timedelta | float, func: Any, *args: Any, **kwargs: Any) -> Job:
+    """Blocking :func:`naq.enqueue_in`."""
+    return _runner.run(api.enqueue_in(delay, func, *args, **kwargs))
+
+
+def schedule_sync(func: Any, *args: Any, **kwargs: Any) -> Schedule:
+    """Blocking :func:`naq.schedule`."""
+    return _runner.run(api.schedule(func, *args, **kwargs))
+
+
+def cancel_scheduled_job_sync(schedule_id: str, *, nats_url: str | None = None) -> bool:
+    """Blocking :func:`naq.cancel_scheduled_job`."""
+    return _runner.run(api.cancel_scheduled_job(schedule_id, nats_url=nats_url))
+
+
+def pause_scheduled_job_sync(schedule_id: str, *, nats_url: str | None = None) -> Schedule:
+    """Blocking :func:`naq.pause_scheduled_job`."""
+    return _runner.run(api.pause_scheduled_job(schedule_id, nats_url=nats_url))
+
+
+def resume_scheduled_job_sync(schedule_id: str, *, nats_url: str | None = None) -> Schedule:
+    """Blocking :func:`naq.resume_scheduled_job`."""
+    return _runner.run(api.resume_scheduled_job(schedule_id, nats_url=nats_url))
+
+
+def modify_scheduled_job_sync(
+    schedule_id: str, *, nats_url: str | None = None, **changes: Any
+) -> Schedule:
+    """Blocking :func:`naq.modify_scheduled_job`."""
+    return _runner.run(api.modify_scheduled_job(schedule_id, nats_url=nats_url, **changes))
+
+
+def list_schedules_sync(
+    *, queue_name: str | None = None, nats_url: str | None = None, limit: int | None = None
+) -> list[Schedule]:
+    """Blocking :func:`naq.list_schedules`."""
+    return _runner.run(api.list_schedules(queue_name=queue_name, nats_url=nats_url, limit=limit))
+
+
 def list_dead_letters_sync(
     queue_name: str | None = None, *, limit: int = 100, nats_url: str | None = None
 ) -> list[DeadLetter]:
@@ -219,3 +268,51 @@ class SyncClient:
         self.connect()
         assert self._conn is not None
         return self._conn
+
+    def enqueue_at(
+        self, when: datetime, func: Any, *args: Any, queue_name: str | None = None, **kwargs: Any
+    ) -> Job:
+        """Run ``func(*args, **kwargs)`` at ``when`` (naive = UTC)."""
+        return _runner.run(self._queue(queue_name).enqueue_at(when, func, *args, **kwargs))
+
+    def enqueue_in(
+        self,
+        delay: timedelta | float,
+        func: Any,
+        *args: Any,
+        queue_name: str | None = None,
+        **kwargs: Any,
+    ) -> Job:
+        """Run ``func(*args, **kwargs)`` after ``delay``."""
+        return _runner.run(self._queue(queue_name).enqueue_in(delay, func, *args, **kwargs))
+
+    def schedule(
+        self, func: Any, *args: Any, queue_name: str | None = None, **kwargs: Any
+    ) -> Schedule:
+        """Store a recurring schedule (``cron=`` or ``interval=``, ...)."""
+        return _runner.run(self._queue(queue_name).schedule(func, *args, **kwargs))
+
+    def cancel_scheduled_job(self, schedule_id: str) -> bool:
+        """Cancel a schedule or a waiting ``enqueue_at`` job."""
+        return _runner.run(self._queue().cancel_scheduled_job(schedule_id))
+
+    def pause_scheduled_job(self, schedule_id: str) -> Schedule:
+        """Pause a schedule or a waiting ``enqueue_at`` job."""
+        return _runner.run(self._queue().pause_scheduled_job(schedule_id))
+
+    def resume_scheduled_job(self, schedule_id: str) -> Schedule:
+        """Resume a paused schedule or ``enqueue_at`` job."""
+        return _runner.run(self._queue().resume_scheduled_job(schedule_id))
+
+    def modify_scheduled_job(self, schedule_id: str, **changes: Any) -> Schedule:
+        """Change a schedule (``cron``, ``interval``, ``repeat``, ``next_run``, ...)."""
+        return _runner.run(self._queue().modify_scheduled_job(schedule_id, **changes))
+
+    def list_schedules(
+        self, *, queue_name: str | None = None, limit: int | None = None
+    ) -> list[Schedule]:
+        """Recurring schedules and waiting ``enqueue_at`` jobs (all queues by default)."""
+        from .scheduling import list_schedules
+
+        queue = self._queue(queue_name)
+        return _runner.run(list_schedules(queue, all_queues=queue_name is None, limit=limit))

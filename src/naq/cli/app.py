@@ -229,6 +229,11 @@ def job(job_id: str, url: str = URL_OPTION, as_json: bool = JSON_OPTION) -> None
 app.add_typer(dlq_app, name="dlq")
 
 
+from .schedule_cmds import register as _register_schedule_cmds  # noqa: E402
+
+_register_schedule_cmds(app)
+
+
 def main() -> None:
     """Entry point of the ``naq`` script."""
     app()

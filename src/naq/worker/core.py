@@ -22,7 +22,7 @@ from ..connection import Connection, ConsumerSettings
 from ..deadletter import DeadLetters
 from ..errors import ConfigurationError
 from ..functions import FunctionResolver, add_module_paths
-from ..models import JobStatus, encode
+from ..models import FINAL_STATUSES, JobStatus
 from ..results import ResultStore, record_subject
 from ..serialization import warn_if_pickle
 from ..settings import Settings, load_settings, validate_queue_name
@@ -30,6 +30,8 @@ from .executor import Executor
 from .processing import Delivery, JobProcessor
 from .puller import Puller
 from .status import WorkerStatus
+
+_FINAL = frozenset(s.value for s in FINAL_STATUSES)
 
 
 class Worker:
@@ -302,11 +304,11 @@ class Worker:
             if found is None:
                 return
             record, revision = found
-            if record.status != JobStatus.RUNNING.value:
-                return
+            if record.status in _FINAL:
+                return  # the outcome is stored; progress must not touch it
+            record.status = JobStatus.RUNNING.value
             record.progress, record.progress_message = fraction, message
-            kv = await self._conn_or_raise().kv(c.RESULTS_BUCKET)
-            await kv.update(job_id, encode(record), last=revision)
+            await self.results.update(record, revision, self.settings.result_ttl)
         except Exception as exc:  # noqa: BLE001 - progress is best effort
             logger.debug("progress update for {} skipped: {}", job_id, exc)
 

@@ -173,6 +173,7 @@ class JobProcessor:
 
         def mark_running() -> None:
             running = self._record(envelope, JobStatus.RUNNING, attempt, started, history)
+            running.progress, running.progress_message = ctx.progress, ctx.progress_message
             w.publish_record_nowait(envelope.id, encode(running), self._ttl(envelope))
 
         # A job that finishes within RUNNING_WRITE_DELAY goes straight from pending to its
@@ -194,6 +195,7 @@ class JobProcessor:
         record = self._record(envelope, JobStatus.COMPLETED, attempt, started, history)
         record.finished_at = time.time()
         record.result = result
+        record.progress, record.progress_message = 1.0, ctx.progress_message
         record.attempts[-1].finished_at = record.finished_at
         await self._store(record, envelope)
         await self._settle(delivery, "ack")

@@ -1,0 +1,297 @@
+"""What the elected scheduler does: keep a timeline of the schedules (loaded once, then
+followed with a KV watch) and enqueue each run when it is due.
+
+A run is first *claimed* by a compare-and-set of the schedule (runs + 1, next run), then
+published. A stale leader's claim fails on the revision; a claim that succeeded but whose
+publish was lost (crash) is published again by the next leader, and the stream's duplicate
+window (``Nats-Msg-Id`` = run job id) keeps any repeat out."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import msgspec
+import nats.errors
+import nats.js.errors
+from loguru import logger
+
+from .. import constants as c
+from ..connection import Connection
+from ..errors import NaqConnectionError
+from ..settings import Settings
+from .lock import LeaderLock
+from .misfire import plan
+from .models import ScheduleRecord, ScheduleStatus, decode_schedule
+from .runs import RunPublisher
+from .store import ScheduleStore
+from .timeline import Timeline
+
+#: Runs fired concurrently within one tick.
+FIRE_CONCURRENCY = 512
+#: Successor run times computed per idle step (croniter costs ~0.1 ms each).
+PRECOMPUTE_CHUNK = 64
+_MAX_SLEEP = 1.0
+_CAS_ATTEMPTS = 20
+_TRANSIENT = (NaqConnectionError, nats.errors.Error, OSError, TimeoutError)
+
+
+class LostLeadership(Exception):
+    """The lock is no longer ours: stop acting at once."""
+
+
+class LeaderSession:
+    """One term as leader; :meth:`run` returns when the term ends (stop, lost lock, resync)."""
+
+    def __init__(
+        self,
+        conn: Connection,
+        settings: Settings,
+        lock: LeaderLock,
+        *,
+        grace: float,
+        stats: dict[str, int],
+    ) -> None:
+        self.conn = conn
+        self.lock = lock
+        self.grace = grace
+        self.stats = stats
+        self.timeline = Timeline()
+        self.store = ScheduleStore(conn)
+        self.publisher = RunPublisher(conn, settings)
+        self.wake = asyncio.Event()
+        self.ended: str | None = None
+        self._needs_successor: set[str] = set()
+        self._unpublished: list[tuple[ScheduleRecord, float]] = []
+        self._gate = asyncio.Semaphore(FIRE_CONCURRENCY)
+
+    def end(self, reason: str) -> None:
+        """Ask the session to finish (thread-unsafe; call on the loop)."""
+        if self.ended is None:
+            self.ended = reason
+        self.wake.set()
+
+    # -- the term -------------------------------------------------------------------------
+    async def run(self) -> None:
+        """Load the schedules, then fire due runs until the term ends."""
+        kv = await self.conn.kv(c.SCHEDULES_BUCKET)
+        watcher = await kv.watchall()
+        tasks: list[asyncio.Task[Any]] = []
+        try:
+            await self._load(watcher)
+            tasks = [
+                asyncio.create_task(self._follow(watcher), name="naq-scheduler-watch"),
+                asyncio.create_task(self._keep_lock(), name="naq-scheduler-lock"),
+            ]
+            await self._recover()
+            await self._loop()
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            try:
+                await watcher.stop()  # type: ignore[no-untyped-call]
+            except Exception:  # noqa: BLE001 - the connection may be gone
+                pass
+
+    async def _load(self, watcher: Any) -> None:
+        loaded = 0
+        async for entry in watcher:
+            if entry is None:
+                break
+            self._take(entry, initial=True)
+            loaded += 1
+            if not entry.delta:
+                break
+        logger.info("scheduler leader loaded {} schedules", len(self.timeline))
+
+    def _take(self, entry: Any, initial: bool = False) -> None:
+        revision = int(entry.revision or 0)
+        if entry.operation in ("DEL", "PURGE") or not entry.value:
+            self.timeline.remove(entry.key, revision)
+            return
+        try:
+            record = decode_schedule(entry.value)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            logger.warning("ignoring undecodable schedule {}: {}", entry.key, exc)
+            return
+        if self.timeline.apply(record, revision):
+            self._needs_successor.add(record.schedule_id)
+
+    async def _follow(self, watcher: Any) -> None:
+        try:
+            async for entry in watcher:
+                if entry is not None:
+                    self._take(entry)
+                    self.wake.set()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - rebuild from scratch
+            logger.warning("schedule watch failed ({}); reloading", exc)
+        self.end("watch ended")
+
+    async def _keep_lock(self) -> None:
+        interval = max(0.2, self.lock.ttl / 3)
+        while True:
+            await asyncio.sleep(interval)
+            if not await self.lock.renew() or not self.lock.held:
+                self.end("lost the lock")
+                return
+
+    # -- firing ---------------------------------------------------------------------------
+    async def _loop(self) -> None:
+        timeline = self.timeline
+        while self.ended is None:
+            if not self.lock.held:
+                self.end("lock expired")
+                return
+            self.wake.clear()
+            due = timeline.pop_due(time.time())
+            if due:
+                await self._fire_batch(due)
+                continue
+            if self._unpublished:
+                await self._publish_leftovers()
+            nxt = timeline.next_due()
+            if self._needs_successor and (nxt is None or nxt - time.time() > 0.05):
+                self._precompute()
+                continue
+            delay = _MAX_SLEEP if nxt is None else min(_MAX_SLEEP, nxt - time.time())
+            if delay > 0:
+                try:
+                    await asyncio.wait_for(self.wake.wait(), delay)
+                except TimeoutError:
+                    pass
+
+    def _precompute(self) -> None:
+        timeline = self.timeline
+        for _ in range(min(PRECOMPUTE_CHUNK, len(self._needs_successor))):
+            sid = self._needs_successor.pop()
+            known = timeline.records.get(sid)
+            upcoming = None if known is None else known[0].next_run
+            if known is None or upcoming is None:
+                continue
+            try:
+                timeline.successors[sid] = (upcoming, known[0].rule.next_after(upcoming))
+            except Exception as exc:  # noqa: BLE001 - a broken rule must not stop the loop
+                logger.warning("schedule {}: cannot compute its next run: {}", sid, exc)
+
+    async def _fire_batch(self, due: list[tuple[ScheduleRecord, int]]) -> None:
+        results = await asyncio.gather(
+            *(self._fire_guarded(rec, rev) for rec, rev in due), return_exceptions=True
+        )
+        for result in results:
+            if isinstance(result, LostLeadership):
+                self.end("lost the lock")
+            elif isinstance(result, BaseException) and not isinstance(
+                result, asyncio.CancelledError
+            ):
+                logger.error("scheduler error: {!r}", result)
+
+    async def _fire_guarded(self, record: ScheduleRecord, revision: int) -> None:
+        async with self._gate:
+            try:
+                await self._fire(record, revision)
+            except _TRANSIENT as exc:
+                logger.warning(
+                    "schedule {}: run not enqueued yet ({}); retrying", record.schedule_id, exc
+                )
+                self.timeline.retry_at(record.schedule_id, time.time() + 1.0)
+
+    async def _fire(self, record: ScheduleRecord, revision: int) -> None:
+        """Claim the due run of one schedule by compare-and-set, then publish it."""
+        sid = record.schedule_id
+        for _ in range(_CAS_ATTEMPTS):
+            if self.ended is not None or not self.lock.held:
+                raise LostLeadership
+            now = time.time()
+            if record.status != ScheduleStatus.ACTIVE.value or record.next_run is None:
+                return
+            due = record.next_run
+            if due > now:  # moved to later meanwhile
+                self.timeline.apply(record, revision)
+                return
+            cached = self.timeline.successors.get(sid)
+            successor = cached[1] if cached is not None and cached[0] == due else None
+            decision = plan(record.rule, due, now, record.misfire, self.grace, successor)
+            new = _advance(record, decision.fire_at, decision.next_run, now)
+            try:
+                new_revision = await self.store.write(new, revision)
+            except nats.js.errors.KeyWrongLastSequenceError:
+                found = await self.store.get(sid)
+                if found is None:
+                    self.timeline.remove(sid, revision + 1)
+                    return
+                record, revision = found
+                self.timeline.apply(record, revision)
+                continue
+            self.timeline.apply(new, new_revision)
+            self._needs_successor.add(sid)
+            if decision.missed:
+                logger.info(
+                    "schedule {} missed runs (misfire={}); {}",
+                    sid,
+                    record.misfire,
+                    "enqueued one catch-up run" if decision.fire_at else "skipped them",
+                )
+            if decision.fire_at is not None:
+                await self._publish(new, decision.fire_at)
+            return
+        logger.warning("schedule {} kept changing; will look again", sid)
+        self.timeline.retry_at(sid, time.time() + 0.5)
+
+    async def _publish(self, record: ScheduleRecord, run_at: float, careful: bool = False) -> None:
+        claimed = record.claimed_at or time.time()
+        careful = careful or time.time() - claimed > c.DUPLICATE_WINDOW - 10
+        try:
+            job_id = await self.publisher.publish(record, run_at, careful=careful)
+        except _TRANSIENT as exc:
+            logger.warning("run of {} not published yet ({}); retrying", record.schedule_id, exc)
+            self._unpublished.append((record, run_at))
+            return
+        self.stats["runs"] = self.stats.get("runs", 0) + 1
+        logger.debug("schedule {}: enqueued run {}", record.schedule_id, job_id)
+
+    async def _publish_leftovers(self) -> None:
+        leftovers, self._unpublished = self._unpublished, []
+        for record, run_at in leftovers:
+            if not self.lock.held:
+                raise LostLeadership
+            await self._publish(record, run_at, careful=True)
+
+    async def _recover(self) -> None:
+        """Publish again the runs claimed shortly before this term (a crashed leader may have
+        claimed them without publishing); duplicates are dropped by the stream."""
+        window = min(c.DUPLICATE_WINDOW - 10, 3 * self.lock.ttl + 10)
+        now = time.time()
+        recent = [
+            rec
+            for rec, _rev in self.timeline.records.values()
+            if rec.last_run is not None and rec.claimed_at and now - rec.claimed_at < window
+        ]
+        for start in range(0, len(recent), FIRE_CONCURRENCY):
+            chunk = recent[start : start + FIRE_CONCURRENCY]
+            await asyncio.gather(
+                *(self._publish(r, r.last_run or 0.0, careful=True) for r in chunk)
+            )
+        if recent:
+            logger.info(
+                "re-published {} recently claimed runs (duplicates are dropped)", len(recent)
+            )
+
+
+def _advance(
+    record: ScheduleRecord, fire_at: float | None, next_run: float, now: float
+) -> ScheduleRecord:
+    runs = record.runs + (1 if fire_at is not None else 0)
+    finished = record.repeat is not None and runs >= record.repeat
+    return msgspec.structs.replace(
+        record,
+        runs=runs,
+        last_run=fire_at if fire_at is not None else record.last_run,
+        claimed_at=now if fire_at is not None else record.claimed_at,
+        next_run=None if finished else next_run,
+        status=ScheduleStatus.DONE.value if finished else record.status,
+        updated_at=now,
+    )

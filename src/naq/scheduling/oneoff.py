@@ -1,0 +1,304 @@
+"""One-off jobs (``enqueue_at``/``enqueue_in``) as server-side ``@at`` message schedules.
+
+The job envelope is published to ``naq.sched.<queue>.<job_id>`` with ``Nats-Schedule: @at
+<time>`` and ``Nats-Schedule-Target: naq.queue.<queue>``; nats-server itself moves it onto the
+queue at that time, so no naq process has to run for it to fire, and it survives restarts.
+The fired message keeps naq's own headers (signature) and loses ``Nats-Msg-Id``, so the
+worker sees a normal job.
+
+Cancel purges the schedule subject. Pause republishes the same payload on the same subject
+*without* a schedule header (with the due time kept in ``Naq-Paused-Due``); resume and
+reschedule republish it with a new ``@at``. Every republish is a compare-and-set on the
+subject's last sequence, so it fails instead of resurrecting a job that already fired.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+import nats.errors
+import nats.js.errors
+
+from .. import constants as c
+from ..connection import Connection
+from ..errors import JobNotFoundError, NaqConnectionError
+from ..job import Job, split_options
+from ..models import JobRecord, JobStatus, decode_envelope, encode
+from ..results import ResultStore
+from ..serialization import sign
+from ..settings import Settings
+from .calls import prepare_call, result_ttl
+from .models import Schedule, ScheduleStatus
+from .records import scheduled_record, scheduled_ttl, update_record
+from .timeutil import from_ts, parse_rfc3339, rfc3339
+
+if TYPE_CHECKING:
+    from ..queue import Queue
+
+HEADER_SCHEDULE = "Nats-Schedule"
+HEADER_SCHEDULE_TARGET = "Nats-Schedule-Target"
+HEADER_ROLLUP = "Nats-Rollup"
+HEADER_EXPECTED_LAST_SUBJECT_SEQ = "Nats-Expected-Last-Subject-Sequence"
+#: While a one-off job is paused its message carries its due time here instead of a schedule.
+HEADER_PAUSED_DUE = "Naq-Paused-Due"
+_PUBLISH_TIMEOUT = 10.0
+_LIST_CONCURRENCY = 256
+_WRONG_LAST_SEQUENCE = (10071, 10164)
+
+
+async def enqueue_at(
+    queue: Queue, due: float, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Job:
+    """Store ``func(*args, **kwargs)`` to run at ``due`` (epoch seconds, validated)."""
+    options, call_kwargs = split_options(dict(kwargs))
+    job, envelope = prepare_call(queue, func, args, call_kwargs, options)
+    conn = await queue.connection()
+    await conn.ensure_jobs_stream()
+    store = ResultStore(conn)
+    ttl = scheduled_ttl(due, result_ttl(envelope, queue.settings.result_ttl))
+    record = scheduled_record(job, envelope, due)
+    payload = encode(envelope)
+    if options.job_id is None:
+        await store.put(record, int(ttl) + 1)
+    else:
+        existing = await store.create(record, int(ttl) + 1)
+        if existing is not None:
+            # Known id: run nothing new. Publish again only if an earlier call may have
+            # stored the record but not the schedule (the stream drops a repeated Msg-Id).
+            retry = (
+                existing.status == JobStatus.SCHEDULED.value
+                and existing.enqueued_at is not None
+                and time.time() - existing.enqueued_at < c.DUPLICATE_WINDOW - 5
+            )
+            if not retry:
+                job.function, job.queue_name = existing.function, existing.queue_name
+                return job
+    await publish_schedule(conn, queue.settings, job.queue_name, job.job_id, payload, due)
+    return job
+
+
+def schedule_headers(
+    settings: Settings, queue_name: str, payload: bytes, due: float
+) -> dict[str, str]:
+    """Headers that make the server deliver ``payload`` to the queue at ``due``."""
+    headers = {
+        HEADER_SCHEDULE: f"@at {rfc3339(due)}",
+        HEADER_SCHEDULE_TARGET: c.queue_subject(queue_name),
+    }
+    if settings.signing_key:
+        headers[c.HEADER_SIGNATURE] = sign(payload, settings.signing_key)
+    return headers
+
+
+async def publish_schedule(
+    conn: Connection, settings: Settings, queue_name: str, job_id: str, payload: bytes, due: float
+) -> None:
+    """Publish the ``@at`` schedule (retried with the same ``Nats-Msg-Id``: stored once)."""
+    headers = schedule_headers(settings, queue_name, payload, due)
+    headers[c.HEADER_MSG_ID] = job_id
+    subject = c.schedule_subject(queue_name, job_id)
+    for attempt in range(3):
+        try:
+            await conn.js.publish(subject, payload, headers=headers, timeout=_PUBLISH_TIMEOUT)
+            return
+        except (nats.errors.TimeoutError, nats.js.errors.NoStreamResponseError):
+            if attempt == 2:
+                raise NaqConnectionError(
+                    f"NATS did not confirm scheduled job {job_id}; it may not be stored"
+                ) from None
+            await asyncio.sleep(0.2 * (attempt + 1))
+
+
+@dataclass(slots=True)
+class OneOff:
+    """A one-off job still waiting on its schedule subject."""
+
+    job_id: str
+    queue: str
+    seq: int
+    data: bytes
+    headers: dict[str, str]
+    due: float
+    paused: bool
+
+    def view(self) -> Schedule:
+        """The public :class:`Schedule` view."""
+        try:
+            function = decode_envelope(self.data).fn
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            function = "?"
+        return Schedule(
+            schedule_id=self.job_id,
+            status=(ScheduleStatus.PAUSED if self.paused else ScheduleStatus.ACTIVE).value,
+            cron=None,
+            interval=None,
+            timezone=None,
+            repeat=1,
+            runs=0,
+            next_run=from_ts(self.due),
+            queue_name=self.queue,
+            function=function,
+            one_off=True,
+        )
+
+
+def _due_of(headers: dict[str, str]) -> tuple[float, bool] | None:
+    pattern = headers.get(HEADER_SCHEDULE, "")
+    if pattern.startswith("@at "):
+        return parse_rfc3339(pattern[4:]), False
+    paused = headers.get(HEADER_PAUSED_DUE)
+    if paused:
+        return parse_rfc3339(paused), True
+    return None
+
+
+async def read_subject(conn: Connection, subject: str) -> OneOff | None:
+    """The one-off stored on ``subject`` (``naq.sched.<queue>.<job_id>``), if any."""
+    try:
+        msg = await conn.js.get_msg(c.JOBS_STREAM, subject=subject, direct=True)
+    except nats.js.errors.NotFoundError:
+        return None
+    headers = dict(msg.headers or {})
+    found = _due_of(headers)
+    if found is None or msg.seq is None:
+        return None
+    queue, _, job_id = subject.removeprefix(c.SCHEDULE_SUBJECT_PREFIX).partition(".")
+    return OneOff(job_id, queue, int(msg.seq), bytes(msg.data or b""), headers, *found)
+
+
+async def find(conn: Connection, job_id: str) -> tuple[OneOff | None, JobRecord | None]:
+    """The waiting one-off ``job_id`` and its record (its queue comes from the record)."""
+    record = await ResultStore(conn).get(job_id)
+    if record is None or record.schedule_id is not None:
+        return None, record
+    await conn.ensure_jobs_stream()
+    return await read_subject(conn, c.schedule_subject(record.queue_name, job_id)), record
+
+
+async def purge_subject(conn: Connection, subject: str) -> int:
+    """Remove every message on ``subject``; returns how many were removed."""
+    request = json.dumps({"filter": subject}).encode()
+    reply = await conn.nc.request(f"$JS.API.STREAM.PURGE.{c.JOBS_STREAM}", request, timeout=10)
+    data = json.loads(reply.data)
+    if "error" in data:
+        raise NaqConnectionError(f"purge of {subject} failed: {data['error']}")
+    return int(data.get("purged", 0))
+
+
+async def cancel(conn: Connection, job_id: str) -> bool:
+    """Cancel a waiting one-off: it never runs. False if it already fired or is unknown."""
+    one_off, record = await find(conn, job_id)
+    if one_off is None or record is None:
+        return False
+    if await purge_subject(conn, c.schedule_subject(one_off.queue, job_id)) == 0:
+        return False  # fired in the meantime
+
+    def cancelled(rec: JobRecord) -> JobRecord | None:
+        if rec.status != JobStatus.SCHEDULED.value:
+            return None
+        rec.status = JobStatus.CANCELLED.value
+        rec.finished_at = time.time()
+        rec.next_attempt_at = None
+        return rec
+
+    await update_record(conn, job_id, cancelled, _ttl_of(one_off, conn.settings, time.time()))
+    return True
+
+
+def _ttl_of(one_off: OneOff, settings: Settings, due: float | None) -> float | str:
+    try:
+        keep = result_ttl(decode_envelope(one_off.data), settings.result_ttl)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        keep = settings.result_ttl
+    return "never" if due is None else scheduled_ttl(due, keep) + 1
+
+
+async def _republish(conn: Connection, one_off: OneOff, due: float, paused: bool) -> OneOff:
+    """Replace the stored message by itself with a new due time or pause state (CAS)."""
+    headers = {k: v for k, v in one_off.headers.items() if not k.startswith("Nats-")}
+    headers.pop(HEADER_PAUSED_DUE, None)
+    if paused:
+        headers[HEADER_PAUSED_DUE] = rfc3339(due)
+    else:
+        headers[HEADER_SCHEDULE] = f"@at {rfc3339(due)}"
+        headers[HEADER_SCHEDULE_TARGET] = c.queue_subject(one_off.queue)
+    headers[HEADER_ROLLUP] = "sub"
+    headers[HEADER_EXPECTED_LAST_SUBJECT_SEQ] = str(one_off.seq)
+    subject = c.schedule_subject(one_off.queue, one_off.job_id)
+    try:
+        ack = await conn.js.publish(
+            subject, one_off.data, headers=headers, timeout=_PUBLISH_TIMEOUT
+        )
+    except nats.js.errors.APIError as err:
+        if err.err_code not in _WRONG_LAST_SEQUENCE:
+            raise
+        raise JobNotFoundError(
+            f"scheduled job {one_off.job_id} changed or ran meanwhile; nothing was changed"
+        ) from None
+    del headers[HEADER_EXPECTED_LAST_SUBJECT_SEQ]
+    return OneOff(one_off.job_id, one_off.queue, int(ack.seq), one_off.data, headers, due, paused)
+
+
+async def set_state(
+    conn: Connection, job_id: str, *, paused: bool | None = None, due: float | None = None
+) -> Schedule:
+    """Pause, resume or reschedule a waiting one-off job; returns its new view."""
+    one_off, _record = await find(conn, job_id)
+    if one_off is None:
+        raise JobNotFoundError(
+            f"no scheduled job or schedule {job_id!r} (unknown, already ran, or cancelled)"
+        )
+    want_paused = one_off.paused if paused is None else paused
+    want_due = one_off.due if due is None else due
+    if want_paused == one_off.paused and want_due == one_off.due:
+        return one_off.view()
+    updated = await _republish(conn, one_off, want_due, want_paused)
+
+    def moved(rec: JobRecord) -> JobRecord | None:
+        if rec.status != JobStatus.SCHEDULED.value:
+            return None
+        rec.next_attempt_at = want_due
+        return rec
+
+    ttl = _ttl_of(updated, conn.settings, None if want_paused else want_due)
+    await update_record(conn, job_id, moved, ttl)
+    return updated.view()
+
+
+async def _subjects(conn: Connection, prefix: str) -> list[str]:
+    """Every subject holding a message under ``prefix``, paged through stream info."""
+    subjects: list[str] = []
+    offset = 0
+    while True:
+        request = json.dumps({"subjects_filter": f"{prefix}>", "offset": offset}).encode()
+        reply = await conn.nc.request(f"$JS.API.STREAM.INFO.{c.JOBS_STREAM}", request, timeout=30)
+        data = json.loads(reply.data)
+        if "error" in data:
+            raise NaqConnectionError(f"listing scheduled jobs failed: {data['error']}")
+        page = list((data.get("state") or {}).get("subjects") or {})
+        subjects.extend(page)
+        offset += len(page)
+        if not page or offset >= int(data.get("total", 0)):
+            return sorted(subjects)
+
+
+async def list_one_offs(
+    conn: Connection, queue: str | None = None, limit: int | None = None
+) -> list[Schedule]:
+    """Waiting one-off jobs (all queues, or ``queue``), up to ``limit``, soonest first."""
+    await conn.ensure_jobs_stream()
+    prefix = c.SCHEDULE_SUBJECT_PREFIX + (f"{queue}." if queue else "")
+    subjects = await _subjects(conn, prefix)
+    found: list[Schedule] = []
+    for start in range(0, len(subjects), _LIST_CONCURRENCY):
+        chunk = subjects[start : start + _LIST_CONCURRENCY]
+        for item in await asyncio.gather(*(read_subject(conn, s) for s in chunk)):
+            if item is not None:
+                found.append(item.view())
+    found.sort(key=lambda s: (s.next_run is None, s.next_run))
+    return found[:limit] if limit is not None else found

@@ -1,0 +1,79 @@
+"""Job records of scheduled jobs in the results bucket: written with status ``scheduled``
+(``next_attempt_at`` = when it is due) and changed only by compare-and-set."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import nats.js.errors
+
+from .. import constants as c
+from ..connection import Connection
+from ..job import Job
+from ..models import JobEnvelope, JobRecord, JobStatus, encode
+from ..results import ResultStore
+from .kv import cas_put
+
+_CAS_ATTEMPTS = 20
+
+
+def scheduled_record(job: Job, envelope: JobEnvelope, due: float) -> JobRecord:
+    """The record of a one-off job waiting for its time."""
+    return JobRecord(
+        job_id=job.job_id,
+        status=JobStatus.SCHEDULED.value,
+        queue_name=job.queue_name,
+        function=job.function,
+        enqueued_at=envelope.enqueued_at,
+        max_retries=envelope.max_retries,
+        depends_on=envelope.depends_on,
+        schedule_id=envelope.schedule_id,
+        next_attempt_at=due,
+    )
+
+
+def pending_run_record(envelope: JobEnvelope) -> JobRecord:
+    """The record of a run a recurring schedule just enqueued."""
+    return JobRecord(
+        job_id=envelope.id,
+        status=JobStatus.PENDING.value,
+        queue_name=envelope.queue,
+        function=envelope.fn,
+        enqueued_at=envelope.enqueued_at,
+        max_retries=envelope.max_retries,
+        schedule_id=envelope.schedule_id,
+    )
+
+
+def scheduled_ttl(due: float, result_ttl: int) -> float:
+    """A scheduled record must outlive its due time, then be kept ``result_ttl`` seconds."""
+    return max(0.0, due - time.time()) + result_ttl
+
+
+async def update_record(
+    conn: Connection,
+    job_id: str,
+    change: Callable[[JobRecord], JobRecord | None],
+    ttl: float | str,
+) -> JobRecord | None:
+    """Compare-and-set ``change(record)`` onto the record of ``job_id``.
+
+    ``change`` returns the new record, or ``None`` to leave it as it is. Returns what was
+    written (``None`` when nothing was, or the record does not exist).
+    """
+    store = ResultStore(conn)
+    for _ in range(_CAS_ATTEMPTS):
+        found = await store.get_entry(job_id)
+        if found is None:
+            return None
+        record, revision = found
+        new = change(record)
+        if new is None:
+            return None
+        try:
+            await cas_put(conn, c.RESULTS_BUCKET, job_id, encode(new), revision, ttl)
+        except nats.js.errors.KeyWrongLastSequenceError:
+            continue
+        return new
+    return None
