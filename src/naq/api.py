@@ -95,7 +95,9 @@ async def get_job_info(job_id: str, *, nats_url: str | None = None) -> JobInfo:
 async def purge_queue(queue_name: str | None = None, *, nats_url: str | None = None) -> int:
     """Remove every waiting job of ``queue_name``; returns how many were removed."""
     conn = await shared_connection(nats_url)
-    name = validate_queue_name(queue_name or load_settings(nats_url).default_queue)
+    name = validate_queue_name(
+        load_settings(nats_url).default_queue if queue_name is None else queue_name
+    )
     return await admin.purge_queue_jobs(conn, name)
 
 

@@ -100,6 +100,7 @@ class JobRecord(msgspec.Struct, omit_defaults=True, kw_only=True):
     error: str | None = None
     traceback: str | None = None
     next_attempt_at: float | None = None
+    handed_back: int = 0  # deliveries returned unfinished at a worker's shutdown
 
 
 class WorkerRecord(msgspec.Struct, omit_defaults=True, kw_only=True):

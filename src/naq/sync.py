@@ -195,7 +195,9 @@ class SyncClient:
 
     def __init__(self, nats_url: str | None = None, queue_name: str | None = None) -> None:
         self.settings = load_settings(nats_url)
-        self.queue_name = validate_queue_name(queue_name or self.settings.default_queue)
+        self.queue_name = validate_queue_name(
+            self.settings.default_queue if queue_name is None else queue_name
+        )
         self._conn: Connection | None = None
 
     def __enter__(self) -> SyncClient:
@@ -225,7 +227,11 @@ class SyncClient:
 
     def _queue(self, queue_name: str | None = None) -> Queue:
         self.connect()
-        return Queue(queue_name or self.queue_name, connection=self._conn, settings=self.settings)
+        return Queue(
+            self.queue_name if queue_name is None else queue_name,
+            connection=self._conn,
+            settings=self.settings,
+        )
 
     def enqueue(self, func: Any, *args: Any, queue_name: str | None = None, **kwargs: Any) -> Job:
         """Enqueue ``func(*args, **kwargs)``."""
@@ -253,7 +259,7 @@ class SyncClient:
         """Remove every waiting job of the queue; returns how many."""
         self.connect()
         assert self._conn is not None
-        name = validate_queue_name(queue_name or self.queue_name)
+        name = validate_queue_name(self.queue_name if queue_name is None else queue_name)
         return _runner.run(admin.purge_queue_jobs(self._conn, name))
 
     def list_workers(self) -> list[WorkerInfo]:

@@ -14,6 +14,7 @@ from collections import deque
 from collections.abc import Sequence
 from typing import Any
 
+import msgspec
 from loguru import logger
 from nats.aio.msg import Msg
 
@@ -22,7 +23,7 @@ from ..connection import Connection, ConsumerSettings
 from ..deadletter import DeadLetters
 from ..errors import ConfigurationError
 from ..functions import FunctionResolver, add_module_paths
-from ..models import FINAL_STATUSES, JobStatus
+from ..models import FINAL_STATUSES, JobStatus, decode_envelope
 from ..results import ResultStore, record_subject
 from ..serialization import warn_if_pickle
 from ..settings import Settings, load_settings, validate_queue_name
@@ -377,13 +378,38 @@ class Worker:
         for puller in self._pullers:
             self._spawn(puller.stop())
 
+    async def _hand_back(self, delivery: Delivery) -> None:
+        """Return an unfinished delivery to the queue at once (``nak``), first counting it in
+        the job's record so the hand-back does not use up one of the job's attempts."""
+        delivery.settled = True
+        job_id = _job_id_of(delivery)
+        if job_id is not None:
+            try:
+                await asyncio.wait_for(self._count_hand_back(job_id), 2.0)
+            except Exception as exc:  # noqa: BLE001 - the nak matters more than the count
+                logger.debug("could not count the hand-back of {}: {}", job_id, exc)
+        await _quiet(delivery.msg.nak())
+
+    async def _count_hand_back(self, job_id: str) -> None:
+        for _ in range(3):
+            found = await self.results.get_entry(job_id)
+            if found is None:
+                return
+            record, revision = found
+            if record.status in _FINAL:
+                return
+            record.handed_back += 1
+            record.status = JobStatus.PENDING.value
+            if await self.results.update(record, revision, self.settings.result_ttl):
+                return
+
     async def _shutdown(self) -> None:
         # jobs not started yet go back at once
-        while self._backlog:
-            delivery = self._backlog.popleft()
-            delivery.settled = True
+        backlog = list(self._backlog)
+        self._backlog.clear()
+        for delivery in backlog:
             self._inflight.pop(id(delivery), None)
-            await _quiet(delivery.msg.nak())
+        await asyncio.gather(*(self._hand_back(d) for d in backlog))
         running = [d.task for d in self._inflight.values() if d.task is not None]
         if running and not self._force:
             _done, pending = await asyncio.wait(running, timeout=self.shutdown_timeout)
@@ -394,12 +420,12 @@ class Worker:
                     self.shutdown_timeout,
                 )
         # whatever is still unsettled: hand back now so another worker picks it up
+        unsettled = [d for d in self._inflight.values() if not d.settled]
+        for delivery in unsettled:
+            if delivery.context is not None:
+                delivery.context._cancelled.set()
+        await asyncio.gather(*(self._hand_back(d) for d in unsettled))
         for delivery in list(self._inflight.values()):
-            if not delivery.settled:
-                delivery.settled = True
-                if delivery.context is not None:
-                    delivery.context._cancelled.set()
-                await _quiet(delivery.msg.nak())
             if delivery.task is not None and not delivery.task.done():
                 delivery.task.cancel()
         leftover = [d.task for d in self._inflight.values() if d.task is not None]
@@ -414,6 +440,15 @@ async def _quiet(awaitable: Any) -> None:
         await awaitable
     except Exception as exc:  # noqa: BLE001
         logger.debug("ignored during shutdown: {}", exc)
+
+
+def _job_id_of(delivery: Delivery) -> str | None:
+    if delivery.job_id is not None:
+        return delivery.job_id
+    try:
+        return decode_envelope(delivery.msg.data).id
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return None
 
 
 def _consume(future: asyncio.Future[Any]) -> None:

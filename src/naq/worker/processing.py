@@ -42,6 +42,7 @@ class Delivery:
     settled: bool = False
     task: asyncio.Task[None] | None = None
     context: JobContext | None = None
+    handed_back: int = 0  # from the job record: earlier deliveries returned at shutdown
     slot_handed: bool = False  # the executor now owns the slot taken for this delivery
 
 
@@ -122,7 +123,15 @@ class JobProcessor:
                     "missing or invalid signature (NAQ_SIGNING_KEY)",
                 )
                 return
-        attempt = int(msg.metadata.num_delivered)
+        deliveries = int(msg.metadata.num_delivered)
+        attempt, history = deliveries, []
+        if deliveries > 1:
+            # earlier attempts' errors, and deliveries handed back at shutdown (not attempts)
+            previous = await w.results.get(envelope.id)
+            if previous is not None:
+                history = list(previous.attempts)
+                delivery.handed_back = previous.handed_back
+                attempt = max(1, deliveries - previous.handed_back)
         if attempt > envelope.max_retries + 1 + w.max_crashes:
             await self._dead(
                 delivery,
@@ -130,7 +139,7 @@ class JobProcessor:
                 envelope,
                 attempt,
                 "crash_loop",
-                f"delivered {attempt} times without an outcome (worker crashed or lost it each "
+                f"started {attempt} times without an outcome (worker crashed or lost it each "
                 f"time; limit is max_retries + 1 + {w.max_crashes})",
             )
             return
@@ -149,13 +158,14 @@ class JobProcessor:
                 delivery, queue, envelope, attempt, "undecodable", f"cannot decode arguments: {exc}"
             )
             return
-        await self._run(delivery, envelope, attempt, func, args, kwargs)
+        await self._run(delivery, envelope, attempt, history, func, args, kwargs)
 
     async def _run(
         self,
         delivery: Delivery,
         envelope: JobEnvelope,
         attempt: int,
+        history: list[AttemptRecord],
         func: Any,
         args: list[Any],
         kwargs: dict[str, Any],
@@ -169,10 +179,11 @@ class JobProcessor:
             _progress_sink=w.report_progress,
         )
         delivery.context = ctx
-        history = await self._history(envelope.id) if attempt > 1 else []
 
         def mark_running() -> None:
-            running = self._record(envelope, JobStatus.RUNNING, attempt, started, history)
+            running = self._record(
+                envelope, JobStatus.RUNNING, attempt, started, history, delivery.handed_back
+            )
             running.progress, running.progress_message = ctx.progress, ctx.progress_message
             w.publish_record_nowait(envelope.id, encode(running), self._ttl(envelope))
 
@@ -192,7 +203,9 @@ class JobProcessor:
             return
         finally:
             timer.cancel()
-        record = self._record(envelope, JobStatus.COMPLETED, attempt, started, history)
+        record = self._record(
+            envelope, JobStatus.COMPLETED, attempt, started, history, delivery.handed_back
+        )
         record.finished_at = time.time()
         record.result = result
         record.progress, record.progress_message = 1.0, ctx.progress_message
@@ -211,12 +224,10 @@ class JobProcessor:
         exc: BaseException,
     ) -> None:
         w = self.w
-        if attempt > 1 and not history:
-            history = await self._history(envelope.id)
         decision = decide(envelope, attempt, exc)
         now = time.time()
         status = JobStatus.RETRYING if decision.retry else JobStatus.FAILED
-        record = self._record(envelope, status, attempt, started, history)
+        record = self._record(envelope, status, attempt, started, history, delivery.handed_back)
         last = record.attempts[-1]
         last.finished_at = now
         last.error_type = _qualified(exc)
@@ -267,7 +278,9 @@ class JobProcessor:
         await self._dead_letter(delivery, queue, reason, kind, envelope.id if envelope else None)
         if envelope is not None:
             now = time.time()
-            record = self._record(envelope, JobStatus.DEAD, attempt or 1, now, [])
+            record = self._record(
+                envelope, JobStatus.DEAD, attempt or 1, now, [], delivery.handed_back
+            )
             record.finished_at = now
             record.error_type, record.error = f"naq:{kind}", reason
             record.attempts[-1].error_type, record.attempts[-1].error = record.error_type, reason
@@ -310,10 +323,6 @@ class JobProcessor:
         else:
             await msg.term()
 
-    async def _history(self, job_id: str) -> list[AttemptRecord]:
-        record = await self.w.results.get(job_id)
-        return list(record.attempts) if record is not None else []
-
     def _record(
         self,
         envelope: JobEnvelope,
@@ -321,12 +330,14 @@ class JobProcessor:
         attempt: int,
         started: float,
         history: list[AttemptRecord],
+        handed_back: int = 0,
     ) -> JobRecord:
         attempts = [a for a in history if a.attempt < attempt]
         attempts.append(
             AttemptRecord(attempt=attempt, worker_id=self.w.worker_id, started_at=started)
         )
         return JobRecord(
+            handed_back=handed_back,
             job_id=envelope.id,
             status=status.value,
             queue_name=envelope.queue,
