@@ -6,6 +6,7 @@ with ``Nats-Expected-Last-Subject-Sequence`` themselves (what ``update`` does) p
 
 from __future__ import annotations
 
+import asyncio
 import math
 
 import nats.js.errors
@@ -13,16 +14,45 @@ from nats.js.kv import KeyValue
 
 from .. import constants as c
 from ..connection import Connection
+from .pipeline import pipe_for
 
 _EXPECTED_LAST_SUBJECT_SEQ = "Nats-Expected-Last-Subject-Sequence"
 _WRONG_LAST_SEQUENCE = (10071, 10164)
 _KV_OPERATION = "KV-Operation"
+_TIMEOUT = 10.0
 
 
 def _ttl_header(ttl: float | str) -> str:
     if isinstance(ttl, str):  # e.g. "never"
         return ttl
     return str(max(1, math.ceil(ttl)))
+
+
+def is_conflict(exc: BaseException | None) -> bool:
+    """True for a compare-and-set revision mismatch (raw or translated)."""
+    if isinstance(exc, nats.js.errors.KeyWrongLastSequenceError):
+        return True
+    return isinstance(exc, nats.js.errors.APIError) and exc.err_code in _WRONG_LAST_SEQUENCE
+
+
+async def cas_put_nowait(
+    conn: Connection,
+    bucket: str,
+    key: str,
+    payload: bytes,
+    last: int,
+    ttl: float | str | None = None,
+) -> asyncio.Future[int]:
+    """Send a compare-and-set write without waiting; the future holds the new revision or
+    the refusal (see :func:`is_conflict`). The bucket must exist."""
+    return await pipe_for(conn).publish(f"$KV.{bucket}.{key}", payload, _headers(last, ttl))
+
+
+def _headers(last: int, ttl: float | str | None) -> dict[str, str]:
+    headers = {_EXPECTED_LAST_SUBJECT_SEQ: str(int(last))}
+    if ttl is not None:
+        headers[c.HEADER_TTL] = _ttl_header(ttl)
+    return headers
 
 
 async def cas_put(
@@ -40,11 +70,10 @@ async def cas_put(
     Returns the new revision; raises ``KeyWrongLastSequenceError`` if someone wrote first.
     """
     await conn.kv(bucket)
-    headers = {_EXPECTED_LAST_SUBJECT_SEQ: str(int(last))}
-    if ttl is not None:
-        headers[c.HEADER_TTL] = _ttl_header(ttl)
     try:
-        ack = await conn.js.publish(f"$KV.{bucket}.{key}", payload, headers=headers)
+        ack = await conn.js.publish(
+            f"$KV.{bucket}.{key}", payload, headers=_headers(last, ttl), timeout=_TIMEOUT
+        )
     except nats.js.errors.APIError as err:
         if err.err_code in _WRONG_LAST_SEQUENCE:
             raise nats.js.errors.KeyWrongLastSequenceError(description=err.description) from None

@@ -9,6 +9,7 @@ window (``Nats-Msg-Id`` = run job id) keeps any repeat out."""
 from __future__ import annotations
 
 import asyncio
+import heapq
 import time
 from typing import Any
 
@@ -21,24 +22,24 @@ from .. import constants as c
 from ..connection import Connection
 from ..errors import NaqConnectionError
 from ..settings import Settings
+from .batch import LostLeadership, advance, decide, fire_many, log_misfire
 from .lock import LeaderLock
-from .misfire import plan
 from .models import ScheduleRecord, ScheduleStatus, decode_schedule
 from .runs import RunPublisher
 from .store import ScheduleStore
 from .timeline import Timeline
 
 #: Runs fired concurrently within one tick.
-FIRE_CONCURRENCY = 512
-#: Successor run times computed per idle step (croniter costs ~0.1 ms each).
-PRECOMPUTE_CHUNK = 64
+FIRE_CONCURRENCY = 256
+#: Successor run times computed per loop step (croniter costs 0.1-0.3 ms each): a few
+#: while runs are due soon, more while idle.
+PRECOMPUTE_BUSY = 16
+PRECOMPUTE_IDLE = 256
+#: Successors are computed for schedules due within this many seconds.
+PRECOMPUTE_HORIZON = 30.0
 _MAX_SLEEP = 1.0
 _CAS_ATTEMPTS = 20
 _TRANSIENT = (NaqConnectionError, nats.errors.Error, OSError, TimeoutError)
-
-
-class LostLeadership(Exception):
-    """The lock is no longer ours: stop acting at once."""
 
 
 class LeaderSession:
@@ -62,8 +63,8 @@ class LeaderSession:
         self.publisher = RunPublisher(conn, settings)
         self.wake = asyncio.Event()
         self.ended: str | None = None
-        self._needs_successor: set[str] = set()
-        self._unpublished: list[tuple[ScheduleRecord, float]] = []
+        self._needs_successor: list[tuple[float, str]] = []  # heap of (next_run, id)
+        self.unpublished: list[tuple[ScheduleRecord, float]] = []
         self._gate = asyncio.Semaphore(FIRE_CONCURRENCY)
 
     def end(self, reason: str) -> None:
@@ -108,6 +109,9 @@ class LeaderSession:
 
     def _take(self, entry: Any, initial: bool = False) -> None:
         revision = int(entry.revision or 0)
+        known = self.timeline.records.get(entry.key)
+        if known is not None and known[1] >= revision:
+            return  # our own write coming back, or older news
         if entry.operation in ("DEL", "PURGE") or not entry.value:
             self.timeline.remove(entry.key, revision)
             return
@@ -117,7 +121,7 @@ class LeaderSession:
             logger.warning("ignoring undecodable schedule {}: {}", entry.key, exc)
             return
         if self.timeline.apply(record, revision):
-            self._needs_successor.add(record.schedule_id)
+            self._want_successor(record)
 
     async def _follow(self, watcher: Any) -> None:
         try:
@@ -151,12 +155,13 @@ class LeaderSession:
             if due:
                 await self._fire_batch(due)
                 continue
-            if self._unpublished:
+            if self.unpublished:
                 await self._publish_leftovers()
             nxt = timeline.next_due()
-            if self._needs_successor and (nxt is None or nxt - time.time() > 0.05):
-                self._precompute()
-                continue
+            idle = nxt is None or nxt - time.time() > 0.05
+            if self._precompute(PRECOMPUTE_IDLE if idle else PRECOMPUTE_BUSY) and idle:
+                continue  # more may be waiting; the loop checks for due runs first
+            nxt = timeline.next_due()
             delay = _MAX_SLEEP if nxt is None else min(_MAX_SLEEP, nxt - time.time())
             if delay > 0:
                 try:
@@ -164,22 +169,53 @@ class LeaderSession:
                 except TimeoutError:
                     pass
 
-    def _precompute(self) -> None:
+    def _want_successor(self, record: ScheduleRecord) -> None:
+        if record.status == ScheduleStatus.ACTIVE.value and record.next_run is not None:
+            heapq.heappush(self._needs_successor, (record.next_run, record.schedule_id))
+
+    def _precompute(self, budget: int) -> bool:
+        """Compute the run after the next one for schedules due soon, soonest first, so
+        firing needs no cron maths. Returns True if it did any work."""
+        needs = self._needs_successor
+        horizon = time.time() + PRECOMPUTE_HORIZON
         timeline = self.timeline
-        for _ in range(min(PRECOMPUTE_CHUNK, len(self._needs_successor))):
-            sid = self._needs_successor.pop()
+        worked = False
+        while needs and needs[0][0] <= horizon and budget > 0:
+            upcoming, sid = heapq.heappop(needs)
             known = timeline.records.get(sid)
-            upcoming = None if known is None else known[0].next_run
-            if known is None or upcoming is None:
+            if known is None or known[0].next_run != upcoming:
+                continue  # stale
+            cached = timeline.successors.get(sid)
+            if cached is not None and cached[0] == upcoming:
                 continue
+            budget -= 1
+            worked = True
             try:
                 timeline.successors[sid] = (upcoming, known[0].rule.next_after(upcoming))
             except Exception as exc:  # noqa: BLE001 - a broken rule must not stop the loop
                 logger.warning("schedule {}: cannot compute its next run: {}", sid, exc)
+        return worked
+
+    def claimed(self, record: ScheduleRecord, revision: int) -> None:
+        """Our claim of a run was stored: take the new state."""
+        self.timeline.apply(record, revision)
+        self._want_successor(record)
 
     async def _fire_batch(self, due: list[tuple[ScheduleRecord, int]]) -> None:
+        try:
+            conflicts = await fire_many(self, due)
+        except LostLeadership:
+            self.end("lost the lock")
+            return
+        except _TRANSIENT as exc:
+            logger.warning("scheduler: {}; retrying the due runs", exc)
+            for record, _rev in due:
+                self.timeline.retry_at(record.schedule_id, time.time() + 1.0)
+            return
+        if not conflicts:
+            return
         results = await asyncio.gather(
-            *(self._fire_guarded(rec, rev) for rec, rev in due), return_exceptions=True
+            *(self._fire_guarded(rec, rev) for rec, rev in conflicts), return_exceptions=True
         )
         for result in results:
             if isinstance(result, LostLeadership):
@@ -208,14 +244,11 @@ class LeaderSession:
             now = time.time()
             if record.status != ScheduleStatus.ACTIVE.value or record.next_run is None:
                 return
-            due = record.next_run
-            if due > now:  # moved to later meanwhile
-                self.timeline.apply(record, revision)
+            if record.next_run > now:  # moved to later meanwhile
+                self.timeline.retry_at(sid, record.next_run)
                 return
-            cached = self.timeline.successors.get(sid)
-            successor = cached[1] if cached is not None and cached[0] == due else None
-            decision = plan(record.rule, due, now, record.misfire, self.grace, successor)
-            new = _advance(record, decision.fire_at, decision.next_run, now)
+            decision = decide(self, record, now)
+            new = advance(record, decision.fire_at, decision.next_run, now)
             try:
                 new_revision = await self.store.write(new, revision)
             except nats.js.errors.KeyWrongLastSequenceError:
@@ -226,15 +259,8 @@ class LeaderSession:
                 record, revision = found
                 self.timeline.apply(record, revision)
                 continue
-            self.timeline.apply(new, new_revision)
-            self._needs_successor.add(sid)
-            if decision.missed:
-                logger.info(
-                    "schedule {} missed runs (misfire={}); {}",
-                    sid,
-                    record.misfire,
-                    "enqueued one catch-up run" if decision.fire_at else "skipped them",
-                )
+            self.claimed(new, new_revision)
+            log_misfire(record, decision)
             if decision.fire_at is not None:
                 await self._publish(new, decision.fire_at)
             return
@@ -248,13 +274,13 @@ class LeaderSession:
             job_id = await self.publisher.publish(record, run_at, careful=careful)
         except _TRANSIENT as exc:
             logger.warning("run of {} not published yet ({}); retrying", record.schedule_id, exc)
-            self._unpublished.append((record, run_at))
+            self.unpublished.append((record, run_at))
             return
         self.stats["runs"] = self.stats.get("runs", 0) + 1
         logger.debug("schedule {}: enqueued run {}", record.schedule_id, job_id)
 
     async def _publish_leftovers(self) -> None:
-        leftovers, self._unpublished = self._unpublished, []
+        leftovers, self.unpublished = self.unpublished, []
         for record, run_at in leftovers:
             if not self.lock.held:
                 raise LostLeadership
@@ -279,19 +305,3 @@ class LeaderSession:
             logger.info(
                 "re-published {} recently claimed runs (duplicates are dropped)", len(recent)
             )
-
-
-def _advance(
-    record: ScheduleRecord, fire_at: float | None, next_run: float, now: float
-) -> ScheduleRecord:
-    runs = record.runs + (1 if fire_at is not None else 0)
-    finished = record.repeat is not None and runs >= record.repeat
-    return msgspec.structs.replace(
-        record,
-        runs=runs,
-        last_run=fire_at if fire_at is not None else record.last_run,
-        claimed_at=now if fire_at is not None else record.claimed_at,
-        next_run=None if finished else next_run,
-        status=ScheduleStatus.DONE.value if finished else record.status,
-        updated_at=now,
-    )

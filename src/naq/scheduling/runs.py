@@ -10,23 +10,32 @@ from __future__ import annotations
 import asyncio
 import time
 from datetime import UTC, datetime
+from typing import Any
 
 import msgspec
 import nats.errors
 import nats.js.errors
+from loguru import logger
 
 from .. import constants as c
 from ..connection import Connection
 from ..errors import NaqConnectionError
 from ..models import JobEnvelope, JobStatus, encode
-from ..results import ResultStore
+from ..results import ResultStore, record_subject
 from ..serialization import sign
 from ..settings import Settings
 from .calls import result_ttl
 from .models import ScheduleRecord
+from .pipeline import pipe_for
 from .records import pending_run_record
 
 _PUBLISH_TIMEOUT = 10.0
+_EXPECTED_LAST_SUBJECT_SEQ = "Nats-Expected-Last-Subject-Sequence"
+
+
+def _ignore_outcome(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled() and future.exception() is not None:
+        logger.debug("run record not created: {}", future.exception())
 
 
 def run_job_id(schedule_id: str, run_at: float) -> str:
@@ -68,9 +77,10 @@ class RunPublisher:
         ttl = result_ttl(envelope, self.settings.result_ttl)
         job_record = pending_run_record(envelope)
         if not careful:
-            await asyncio.gather(
-                self.results.create(job_record, ttl), self._send(envelope.id, record.queue, payload)
-            )
+            # The record is created without waiting for it: if the worker wrote its own
+            # record first, this create fails harmlessly (it never overwrites).
+            await self._create_record_nowait(envelope.id, encode(job_record), ttl)
+            await self._send(envelope.id, record.queue, payload)
             return envelope.id
         existing = await self.results.create(job_record, ttl)
         if existing is None or (
@@ -81,10 +91,33 @@ class RunPublisher:
             await self._send(envelope.id, record.queue, payload)
         return envelope.id
 
-    async def _send(self, job_id: str, queue: str, payload: bytes) -> None:
+    async def send_nowait(
+        self, record: ScheduleRecord, run_at: float
+    ) -> tuple[str, asyncio.Future[int]]:
+        """Create the run's record (not awaited) and publish its job; returns the job id and
+        the future of the job's ack (pipelining many runs)."""
+        envelope = run_envelope(record, run_at, time.time())
+        payload = encode(envelope)
+        ttl = result_ttl(envelope, self.settings.result_ttl)
+        await self._create_record_nowait(envelope.id, encode(pending_run_record(envelope)), ttl)
+        future = await pipe_for(self.conn).publish(
+            c.queue_subject(record.queue), payload, self._headers(envelope.id, payload)
+        )
+        return envelope.id, future
+
+    def _headers(self, job_id: str, payload: bytes) -> dict[str, str]:
         headers = {c.HEADER_MSG_ID: job_id}
         if self.settings.signing_key:
             headers[c.HEADER_SIGNATURE] = sign(payload, self.settings.signing_key)
+        return headers
+
+    async def _create_record_nowait(self, job_id: str, payload: bytes, ttl: int) -> None:
+        headers = {_EXPECTED_LAST_SUBJECT_SEQ: "0", c.HEADER_TTL: str(int(ttl))}
+        future = await pipe_for(self.conn).publish(record_subject(job_id), payload, headers)
+        future.add_done_callback(_ignore_outcome)
+
+    async def _send(self, job_id: str, queue: str, payload: bytes) -> None:
+        headers = self._headers(job_id, payload)
         subject = c.queue_subject(queue)
         for attempt in range(3):
             try:

@@ -6,6 +6,7 @@ re-reads and applies its change to what the first one wrote."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 
 import msgspec
@@ -14,7 +15,7 @@ from loguru import logger
 
 from .. import constants as c
 from ..connection import Connection
-from .kv import cas_delete, cas_put, get_entry, snapshot
+from .kv import cas_delete, cas_put, cas_put_nowait, get_entry, snapshot
 from .models import ScheduleRecord, ScheduleStatus, decode_schedule, encode_schedule
 
 #: A finished schedule (``repeat`` reached) is kept this long, then expires by itself.
@@ -69,6 +70,13 @@ class ScheduleStore:
         """CAS-write ``record`` over revision ``last`` (0: must not exist); new revision."""
         ttl = DONE_TTL if record.status == ScheduleStatus.DONE.value else None
         return await cas_put(
+            self.conn, c.SCHEDULES_BUCKET, record.schedule_id, encode_schedule(record), last, ttl
+        )
+
+    async def write_nowait(self, record: ScheduleRecord, last: int) -> asyncio.Future[int]:
+        """Like :meth:`write` but returns at once with a future for the ack (pipelining)."""
+        ttl = DONE_TTL if record.status == ScheduleStatus.DONE.value else None
+        return await cas_put_nowait(
             self.conn, c.SCHEDULES_BUCKET, record.schedule_id, encode_schedule(record), last, ttl
         )
 

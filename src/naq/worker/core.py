@@ -313,20 +313,23 @@ class Worker:
         except Exception as exc:  # noqa: BLE001 - progress is best effort
             logger.debug("progress update for {} skipped: {}", job_id, exc)
 
-    def publish_record_nowait(self, job_id: str, payload: bytes, ttl: int) -> None:
-        """Send a record write without waiting for its acknowledgement (the running status)."""
+    def write_running(self, job_id: str, payload: bytes, ttl: int) -> asyncio.Task[None]:
+        """Store the ``running`` record in the background; the job's outcome write awaits the
+        returned task first, so the two can never land out of order."""
         conn = self._conn_or_raise()
 
         async def send() -> None:
             try:
-                future = await conn.js.publish_async(
+                await conn.js.publish(
                     record_subject(job_id), payload, headers={c.HEADER_TTL: str(ttl)}
                 )
-                future.add_done_callback(_consume)
-            except Exception as exc:  # noqa: BLE001 - status only; the outcome write is awaited
+            except Exception as exc:  # noqa: BLE001 - status only; the outcome write matters
                 logger.debug("running-status write for {} failed: {}", job_id, exc)
 
-        self._spawn(send())
+        task = asyncio.ensure_future(send())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        return task
 
     def _spawn(self, awaitable: Any) -> None:
         """Run ``awaitable`` in the background, keeping a reference until it is done."""
@@ -449,8 +452,3 @@ def _job_id_of(delivery: Delivery) -> str | None:
         return decode_envelope(delivery.msg.data).id
     except (msgspec.DecodeError, msgspec.ValidationError):
         return None
-
-
-def _consume(future: asyncio.Future[Any]) -> None:
-    if not future.cancelled() and future.exception() is not None:
-        logger.debug("record write failed: {}", future.exception())

@@ -42,6 +42,7 @@ class Delivery:
     settled: bool = False
     task: asyncio.Task[None] | None = None
     context: JobContext | None = None
+    running_write: asyncio.Task[None] | None = None
     handed_back: int = 0  # from the job record: earlier deliveries returned at shutdown
     slot_handed: bool = False  # the executor now owns the slot taken for this delivery
 
@@ -185,24 +186,32 @@ class JobProcessor:
                 envelope, JobStatus.RUNNING, attempt, started, history, delivery.handed_back
             )
             running.progress, running.progress_message = ctx.progress, ctx.progress_message
-            w.publish_record_nowait(envelope.id, encode(running), self._ttl(envelope))
+            delivery.running_write = w.write_running(
+                envelope.id, encode(running), self._ttl(envelope)
+            )
 
         # A job that finishes within RUNNING_WRITE_DELAY goes straight from pending to its
         # outcome: one record write instead of two on the hot path.
         timer = asyncio.get_running_loop().call_later(RUNNING_WRITE_DELAY, mark_running)
         delivery.slot_handed = True
+        failure: BaseException | None = None
+        result: Any = None
         try:
             value = await w.executor.run(func, args, kwargs, ctx, envelope.timeout)
             result = to_wire(value, what="result")
         except asyncio.CancelledError:
+            timer.cancel()
             raise
         except BaseException as exc:  # noqa: BLE001 - the job's own failure
+            failure = exc
             if isinstance(exc, KeyboardInterrupt | SystemExit):
-                exc = RuntimeError(f"job raised {type(exc).__name__}")
-            await self._failed(delivery, envelope, attempt, started, history, exc)
+                failure = RuntimeError(f"job raised {type(exc).__name__}")
+        timer.cancel()
+        if delivery.running_write is not None:
+            await delivery.running_write  # the outcome must be the last write
+        if failure is not None:
+            await self._failed(delivery, envelope, attempt, started, history, failure)
             return
-        finally:
-            timer.cancel()
         record = self._record(
             envelope, JobStatus.COMPLETED, attempt, started, history, delivery.handed_back
         )
