@@ -92,7 +92,7 @@ class Worker:
         self._backlog: deque[Delivery] = deque()
         self._pullers: list[Puller] = []
         self._stop: asyncio.Event | None = None
-        self._force = False
+        self._forced = asyncio.Event()
         self._signals = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._conn: Connection | None = None
@@ -115,6 +115,7 @@ class Worker:
         """Connect, then process jobs until stopped (or, with ``burst``, until idle)."""
         self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
+        self._forced = asyncio.Event()
         warn_if_pickle(self.settings, "worker")
         add_module_paths((os.getcwd(), *self.module_paths))
         self.resolver = FunctionResolver(
@@ -187,15 +188,25 @@ class Worker:
     def _room(self) -> int:
         if self._stop is not None and self._stop.is_set():
             return 0
-        return self.executor.free_slots - len(self._backlog)
+        # every message held counts (waiting, running, or storing its outcome), plus threads
+        # still running past their timeout: never more than `concurrency` jobs held at once
+        return self.concurrency - len(self._inflight) - self.executor.orphaned
 
     def _on_job(self, msg: Msg) -> None:
+        seq = int(msg.metadata.sequence.stream)
+        held = self._inflight.get(seq)
+        if held is not None and not held.settled:
+            # The server redelivered a job we still hold (its lease lapsed, e.g. during an
+            # outage): keep running the one copy, answering on the newest delivery.
+            held.msg = msg
+            self._spawn(_quiet(msg.in_progress()))
+            return
         delivery = Delivery(msg)
-        self._inflight[id(delivery)] = delivery
+        self._inflight[seq] = delivery
         if self._stop is not None and self._stop.is_set():
             # arrived while stopping: hand it straight back
             delivery.settled = True
-            self._inflight.pop(id(delivery), None)
+            self._inflight.pop(seq, None)
             self._spawn(_quiet(msg.nak()))
             return
         if self.executor.free_slots > 0 and not self._backlog:
@@ -207,8 +218,13 @@ class Worker:
         self.executor.acquire()
         task = asyncio.create_task(self.processor.process(delivery))
         delivery.task = task
-        key = id(delivery)
-        task.add_done_callback(lambda _t: self._inflight.pop(key, None))
+        task.add_done_callback(lambda _t: self._forget(delivery))
+
+    def _forget(self, delivery: Delivery) -> None:
+        seq = int(delivery.msg.metadata.sequence.stream)
+        if self._inflight.get(seq) is delivery:
+            del self._inflight[seq]
+        self._schedule_fill()  # room for another job
 
     def _schedule_fill(self) -> None:
         # called when a slot is released (possibly from a job thread's done callback)
@@ -227,6 +243,10 @@ class Worker:
                 self._spawn(puller.request_more())
 
     async def _on_reconnect(self) -> None:
+        # renew the leases of what we hold before asking for more
+        for delivery in list(self._inflight.values()):
+            if not delivery.settled:
+                await _quiet(delivery.msg.in_progress())
         for puller in self._pullers:
             puller.reset()
             await puller.request_more()
@@ -372,7 +392,7 @@ class Worker:
             self._begin_stop()
         else:
             logger.warning("second signal: handing running jobs back and exiting now")
-            self._force = True
+            self._forced.set()
             self._begin_stop()
 
     def _begin_stop(self) -> None:
@@ -411,17 +431,29 @@ class Worker:
         backlog = list(self._backlog)
         self._backlog.clear()
         for delivery in backlog:
-            self._inflight.pop(id(delivery), None)
+            self._forget(delivery)
         await asyncio.gather(*(self._hand_back(d) for d in backlog))
-        running = [d.task for d in self._inflight.values() if d.task is not None]
-        if running and not self._force:
-            _done, pending = await asyncio.wait(running, timeout=self.shutdown_timeout)
-            if pending:
-                logger.warning(
-                    "{} job(s) still running after {:g} s; handing them back",
-                    len(pending),
-                    self.shutdown_timeout,
+        pending = {d.task for d in self._inflight.values() if d.task is not None}
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.shutdown_timeout
+        forced = asyncio.ensure_future(self._forced.wait())
+        try:
+            while pending and not self._forced.is_set():
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    break
+                done, _ = await asyncio.wait(
+                    {*pending, forced}, timeout=remaining, return_when=asyncio.FIRST_COMPLETED
                 )
+                pending -= done
+        finally:
+            forced.cancel()
+        if pending and not self._forced.is_set():
+            logger.warning(
+                "{} job(s) still running after {:g} s; handing them back",
+                len(pending),
+                self.shutdown_timeout,
+            )
         # whatever is still unsettled: hand back now so another worker picks it up
         unsettled = [d for d in self._inflight.values() if not d.settled]
         for delivery in unsettled:

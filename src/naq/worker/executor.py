@@ -25,6 +25,7 @@ class Executor:
         self.concurrency = concurrency
         self._pool = DaemonThreadPool(concurrency, name="naq-job")
         self.busy = 0  # slots held by running code (including timed-out sync threads)
+        self.orphaned = 0  # sync threads still running after their job timed out
         self._on_release = on_release
 
     @property
@@ -95,8 +96,16 @@ class Executor:
         context.run(set_current, ctx)
         call = functools.partial(context.run, func, *args, **kwargs)
         done = self._pool.submit(call)
+        orphan = False
+
+        def finished() -> None:
+            nonlocal orphan
+            if orphan:
+                self.orphaned -= 1
+            self.release()
+
         # the slot is freed when the thread is done, not when we stop waiting for it
-        done.add_done_callback(lambda _f: _call_soon(loop, self.release))
+        done.add_done_callback(lambda _f: _call_soon(loop, finished))
         future = asyncio.wrap_future(done, loop=loop)
         if timeout is None:
             return await future
@@ -104,6 +113,9 @@ class Executor:
             return await asyncio.wait_for(asyncio.shield(future), timeout)
         except TimeoutError:
             ctx._cancelled.set()  # a cooperative job can see it and stop
+            if not done.done():
+                orphan = True
+                self.orphaned += 1
             future.add_done_callback(_swallow)
             raise JobTimeoutError(
                 f"job ran longer than its timeout of {timeout:g} s (its thread keeps running "
