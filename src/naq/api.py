@@ -16,7 +16,7 @@ from .deadletter import DeadLetter
 from .job import Job, JobInfo, QueueInfo, WorkerInfo
 from .models import JobStatus
 from .queue import Queue
-from .settings import load_settings, validate_queue_name
+from .settings import Settings, load_settings, validate_queue_name
 
 if TYPE_CHECKING:
     from datetime import datetime, timedelta
@@ -28,9 +28,11 @@ _connections: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, Con
 )
 
 
-async def shared_connection(nats_url: str | None = None) -> Connection:
+async def shared_connection(
+    nats_url: str | None = None, settings: Settings | None = None
+) -> Connection:
     """The connection helpers share on this event loop for ``nats_url``."""
-    settings = load_settings(nats_url)
+    settings = settings or load_settings(nats_url)
     loop = asyncio.get_running_loop()
     per_loop = _connections.setdefault(loop, {})
     key = settings.nats_url
@@ -42,8 +44,9 @@ async def shared_connection(nats_url: str | None = None) -> Connection:
 
 
 async def _queue(queue_name: str | None, nats_url: str | None) -> Queue:
-    conn = await shared_connection(nats_url)
-    return Queue(queue_name, connection=conn, settings=load_settings(nats_url))
+    settings = load_settings(nats_url)
+    conn = await shared_connection(settings=settings)
+    return Queue(queue_name, connection=conn, settings=settings)
 
 
 async def close() -> None:

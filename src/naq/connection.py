@@ -28,6 +28,7 @@ from nats.js.kv import KeyValue
 
 from . import constants as c
 from .errors import ConfigurationError, NaqConnectionError
+from .publisher import AckedPublisher
 from .settings import Settings, redact_url
 
 ReconnectListener = Callable[[], Awaitable[None]]
@@ -84,6 +85,7 @@ class Connection:
         self._lock = asyncio.Lock()
         self._reconnect_listeners: list[ReconnectListener] = []
         self._last_error: BaseException | None = None
+        self._publisher: AckedPublisher | None = None
 
     # -- connecting -----------------------------------------------------------------------
     @property
@@ -153,9 +155,25 @@ class Connection:
         self._js = nc.jetstream(timeout=10.0)
         return self
 
+    async def publish(
+        self, subject: str, payload: bytes, headers: dict[str, str] | None = None
+    ) -> bytes:
+        """Publish to a JetStream subject and wait until the server stored it (pipelined)."""
+        return await (await self.send(subject, payload, headers))
+
+    async def send(
+        self, subject: str, payload: bytes, headers: dict[str, str] | None = None
+    ) -> asyncio.Future[bytes]:
+        """Publish to a JetStream subject; the future resolves once the server stored it."""
+        publisher = self._publisher
+        if publisher is None:
+            publisher = self._publisher = AckedPublisher(self.nc)
+        return await publisher.send(subject, payload, headers)
+
     async def close(self) -> None:
         """Flush and close the connection."""
         nc, self._nc, self._js = self._nc, None, None
+        self._publisher = None
         self._kv.clear()
         self._ensured.clear()
         if nc is not None and not nc.is_closed:

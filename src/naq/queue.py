@@ -117,24 +117,23 @@ class Queue:
         store = await self._store()
         await store.ready()
         ttl = opts.result_ttl or self.settings.result_ttl
-        js = conn.js
         futures: list[asyncio.Future[Any]] = []
+        record_headers = absent_headers(ttl)
         for job, envelope in prepared:
             record = _pending_record(job, envelope)
             futures.append(
-                await js.publish_async(
-                    record_subject(job.job_id), encode(record), headers=absent_headers(ttl)
-                )
+                await conn.send(record_subject(job.job_id), encode(record), record_headers)
             )
             payload = encode(envelope)
             futures.append(
-                await js.publish_async(
-                    c.queue_subject(job.queue_name), payload, headers=self._headers(job, payload)
+                await conn.send(
+                    c.queue_subject(job.queue_name), payload, self._headers(job, payload)
                 )
             )
-            if len(futures) >= PUBLISH_WINDOW:
-                await self._settle(futures)
-                futures = []
+            if len(futures) >= 2 * PUBLISH_WINDOW:
+                # keep publishing while the older half is confirmed (a steady pipeline)
+                await self._settle(futures[:PUBLISH_WINDOW])
+                del futures[:PUBLISH_WINDOW]
         await self._settle(futures)
         return [job for job, _ in prepared]
 
@@ -197,10 +196,14 @@ class Queue:
         record = _pending_record(job, envelope)
         payload = encode(envelope)
         if options.job_id is None:
-            # concurrent, one round trip; the record write never replaces an outcome
-            await asyncio.gather(
-                store.put_if_absent(record, ttl), self._publish(conn, job, payload)
+            # both in flight at once (one round trip); the record write is create-if-absent,
+            # so it never replaces an outcome a fast worker stored first
+            await store.ready()
+            record_ack = await conn.send(
+                record_subject(job.job_id), encode(record), absent_headers(ttl)
             )
+            await self._publish(conn, job, payload)
+            await self._settle([record_ack])
             return
         existing = await store.create(record, ttl)
         if existing is None:
@@ -222,7 +225,7 @@ class Queue:
         subject = c.queue_subject(job.queue_name)
         for attempt in range(3):
             try:
-                await conn.js.publish(subject, payload, headers=headers, timeout=_PUBLISH_TIMEOUT)
+                await conn.publish(subject, payload, headers)
                 return
             except (nats.errors.TimeoutError, nats.js.errors.NoStreamResponseError):
                 # same Nats-Msg-Id on retry: the stream stores the job once

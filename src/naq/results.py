@@ -43,9 +43,7 @@ class ResultStore:
     async def put_raw(self, job_id: str, payload: bytes, ttl: int) -> None:
         """Store an encoded record; waits for the server to confirm it is stored."""
         await self.ready()
-        await self._conn.js.publish(
-            record_subject(job_id), payload, headers={c.HEADER_TTL: str(int(ttl))}
-        )
+        await self._conn.publish(record_subject(job_id), payload, {c.HEADER_TTL: str(int(ttl))})
 
     async def put_if_absent(self, record: JobRecord, ttl: int) -> bool:
         """Store ``record`` only if its key holds nothing yet; False if something was there.
@@ -55,8 +53,8 @@ class ResultStore:
         """
         await self.ready()
         try:
-            await self._conn.js.publish(
-                record_subject(record.job_id), encode(record), headers=absent_headers(ttl)
+            await self._conn.publish(
+                record_subject(record.job_id), encode(record), absent_headers(ttl)
             )
         except nats.js.errors.APIError as exc:
             if exc.err_code == c.ERR_WRONG_LAST_SEQUENCE:
@@ -69,9 +67,7 @@ class ResultStore:
         await self.ready()
         headers = {c.HEADER_TTL: str(int(ttl)), c.HEADER_EXPECTED_LAST_SUBJECT_SEQ: str(revision)}
         try:
-            await self._conn.js.publish(
-                record_subject(record.job_id), encode(record), headers=headers
-            )
+            await self._conn.publish(record_subject(record.job_id), encode(record), headers)
         except nats.js.errors.APIError as exc:
             if exc.err_code == c.ERR_WRONG_LAST_SEQUENCE:
                 return False

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import functools
 import json
@@ -14,6 +13,7 @@ from typing import Any, ParamSpec, TypeVar
 import typer
 from rich.console import Console
 
+from .. import eventloop
 from ..connection import Connection
 from ..errors import NaqException
 from ..log import setup_logging
@@ -55,7 +55,7 @@ def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
 def run(coro: Coroutine[Any, Any, R]) -> R:
     """Run a coroutine to completion for a command."""
     setup_logging(load_settings().log_level)
-    return asyncio.run(coro)
+    return eventloop.run(coro)
 
 
 async def with_connection(url: str | None, body: Callable[[Connection], Awaitable[R]]) -> R:

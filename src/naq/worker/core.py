@@ -19,6 +19,7 @@ from loguru import logger
 from nats.aio.msg import Msg
 
 from .. import constants as c
+from .. import eventloop
 from ..connection import Connection, ConsumerSettings
 from ..deadletter import DeadLetters
 from ..errors import ConfigurationError
@@ -101,8 +102,8 @@ class Worker:
 
     # -- public control -------------------------------------------------------------------
     def run_sync(self) -> None:
-        """Run until stopped (blocking); for scripts and the CLI."""
-        asyncio.run(self.run())
+        """Run until stopped (blocking); for scripts and the CLI. Uses uvloop if installed."""
+        eventloop.run(self.run())
 
     def request_stop(self) -> None:
         """Ask the worker to stop gracefully (thread-safe)."""
@@ -340,9 +341,7 @@ class Worker:
 
         async def send() -> None:
             try:
-                await conn.js.publish(
-                    record_subject(job_id), payload, headers={c.HEADER_TTL: str(ttl)}
-                )
+                await conn.publish(record_subject(job_id), payload, {c.HEADER_TTL: str(ttl)})
             except Exception as exc:  # noqa: BLE001 - status only; the outcome write matters
                 logger.debug("running-status write for {} failed: {}", job_id, exc)
 

@@ -26,6 +26,7 @@ class Executor:
         self._pool = DaemonThreadPool(concurrency, name="naq-job")
         self.busy = 0  # slots held by running code (including timed-out sync threads)
         self.orphaned = 0  # sync threads still running after their job timed out
+        self._is_async: dict[Callable[..., Any], bool] = {}
         self._on_release = on_release
 
     @property
@@ -57,9 +58,12 @@ class Executor:
         timeout: float | None,
     ) -> Any:
         """Run the function in a held slot; releases the slot when its code is done."""
-        if inspect.iscoroutinefunction(func) or inspect.iscoroutinefunction(
-            getattr(func, "__call__", None)  # noqa: B004 - async callable objects
-        ):
+        is_async = self._is_async.get(func)
+        if is_async is None:
+            is_async = self._is_async[func] = inspect.iscoroutinefunction(
+                func
+            ) or inspect.iscoroutinefunction(getattr(func, "__call__", None))  # noqa: B004
+        if is_async:
             return await self._run_async(func, args, kwargs, ctx, timeout)
         return await self._run_sync(func, args, kwargs, ctx, timeout)
 
@@ -95,25 +99,28 @@ class Executor:
         context = contextvars.copy_context()
         context.run(set_current, ctx)
         call = functools.partial(context.run, func, *args, **kwargs)
-        done = self._pool.submit(call)
+        future: asyncio.Future[Any] = loop.create_future()
         orphan = False
 
-        def finished() -> None:
-            nonlocal orphan
+        def settle(result: Any, error: BaseException | None) -> None:  # on the loop
+            # the slot is freed when the thread is done, not when we stop waiting for it
             if orphan:
                 self.orphaned -= 1
             self.release()
+            if not future.done():
+                if error is not None:
+                    future.set_exception(error)
+                else:
+                    future.set_result(result)
 
-        # the slot is freed when the thread is done, not when we stop waiting for it
-        done.add_done_callback(lambda _f: _call_soon(loop, finished))
-        future = asyncio.wrap_future(done, loop=loop)
+        self._pool.run(call, lambda result, error: _call_soon(loop, settle, result, error))
         if timeout is None:
             return await future
         try:
             return await asyncio.wait_for(asyncio.shield(future), timeout)
         except TimeoutError:
             ctx._cancelled.set()  # a cooperative job can see it and stop
-            if not done.done():
+            if not future.done():
                 orphan = True
                 self.orphaned += 1
             future.add_done_callback(_swallow)
@@ -132,8 +139,8 @@ def _swallow(future: asyncio.Future[Any]) -> None:
         future.exception()
 
 
-def _call_soon(loop: asyncio.AbstractEventLoop, callback: Callable[[], None]) -> None:
+def _call_soon(loop: asyncio.AbstractEventLoop, callback: Callable[..., None], *args: Any) -> None:
     try:
-        loop.call_soon_threadsafe(callback)
+        loop.call_soon_threadsafe(callback, *args)
     except RuntimeError:  # the loop is closed: the worker is gone
         pass

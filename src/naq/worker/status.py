@@ -49,10 +49,10 @@ class WorkerStatus:
         record.status = status
         record.last_heartbeat = time.time()
         await self._conn.kv(c.WORKERS_BUCKET)
-        await self._conn.js.publish(
+        await self._conn.publish(
             f"$KV.{c.WORKERS_BUCKET}.{record.worker_id}",
             encode(record),
-            headers={c.HEADER_TTL: str(self.ttl)},
+            {c.HEADER_TTL: str(self.ttl)},
         )
 
     async def remove(self) -> None:

@@ -9,10 +9,11 @@ from __future__ import annotations
 import queue
 import threading
 from collections.abc import Callable
-from concurrent.futures import Future
 from typing import Any
 
-_Work = tuple[Future[Any], Callable[[], Any]] | None
+#: Called in the pool thread with ``(result, None)`` or ``(None, exception)``.
+DoneCallback = Callable[[Any, BaseException | None], None]
+_Work = tuple[Callable[[], Any], DoneCallback] | None
 
 
 class DaemonThreadPool:
@@ -33,44 +34,39 @@ class DaemonThreadPool:
         """Threads running a callable right now."""
         return self._busy
 
-    def submit(self, fn: Callable[[], Any]) -> Future[Any]:
-        """Run ``fn()`` on a pool thread; returns its future."""
+    def run(self, fn: Callable[[], Any], on_done: DoneCallback) -> None:
+        """Run ``fn()`` on a pool thread, then ``on_done(result, error)`` on that thread."""
         if self._closed:
             raise RuntimeError("thread pool is shut down")
-        future: Future[Any] = Future()
         with self._lock:
             self._waiting += 1
-            self._work.put((future, fn))
+            self._work.put((fn, on_done))
             if len(self._threads) < self._max and self._busy + self._waiting > len(self._threads):
                 thread = threading.Thread(
                     target=self._loop, name=f"{self._name}-{len(self._threads)}", daemon=True
                 )
                 self._threads.append(thread)
                 thread.start()
-        return future
 
     def _loop(self) -> None:
         while True:
             item = self._work.get()
             if item is None:
                 return
-            future, fn = item
+            fn, on_done = item
             with self._lock:
                 self._waiting -= 1
                 self._busy += 1
-            if not future.set_running_or_notify_cancel():
-                with self._lock:
-                    self._busy -= 1
-                continue
             try:
-                result = fn()
-            except BaseException as exc:  # noqa: BLE001 - delivered through the future
-                future.set_exception(exc)
-            else:
-                future.set_result(result)
-            finally:
-                with self._lock:
-                    self._busy -= 1
+                result, error = fn(), None
+            except BaseException as exc:  # noqa: BLE001 - handed to on_done
+                result, error = None, exc
+            with self._lock:
+                self._busy -= 1
+            try:
+                on_done(result, error)
+            except BaseException:  # noqa: BLE001 - a callback must not kill the thread
+                pass
 
     def shutdown(self) -> None:
         """Let idle threads end; running ones finish their call (nobody waits for them)."""
