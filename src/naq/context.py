@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextvars
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -22,12 +21,16 @@ class JobContext:
     progress: float = 0.0
     progress_message: str | None = None
     _progress_sink: ProgressSink | None = field(default=None, repr=False)
-    _cancelled: threading.Event = field(default_factory=threading.Event, repr=False)
+    _cancel_requested: bool = field(default=False, repr=False)
 
     @property
     def cancelled(self) -> bool:
-        """True once cancellation of this job was asked."""
-        return self._cancelled.is_set()
+        """True once cancellation of this job was asked (timeout, shutdown, cancel)."""
+        return self._cancel_requested
+
+    def request_cancel(self) -> None:
+        """Tell the job it should stop (it sees :attr:`cancelled`); used by the worker."""
+        self._cancel_requested = True
 
     def set_progress(self, fraction: float, message: str | None = None) -> None:
         """Report progress (0..1) and an optional message; works in sync and async jobs."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+from collections import deque
 from typing import Any
 
 import nats.errors
@@ -19,6 +20,7 @@ from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 
 _NO_RESPONDERS = "503"
+_SWEEP_INTERVAL = 0.25
 
 
 class AckTimeoutError(nats.errors.TimeoutError):
@@ -35,6 +37,9 @@ class AckedPublisher:
         self._tokens = itertools.count(1)
         self._started = False
         self._lock = asyncio.Lock()
+        # (deadline, token) in send order; timeouts are all equal, so this stays sorted
+        self._deadlines: deque[tuple[float, str]] = deque()
+        self._sweeper: asyncio.Future[None] | None = None
 
     async def _start(self) -> None:
         async with self._lock:
@@ -68,20 +73,28 @@ class AckedPublisher:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[bytes] = loop.create_future()
         self._waiting[token] = future
-        timer = loop.call_later(timeout, self._expire, token)
-        future.add_done_callback(lambda _f: timer.cancel())
+        self._deadlines.append((loop.time() + timeout, token))
+        if self._sweeper is None or self._sweeper.done():
+            self._sweeper = asyncio.ensure_future(self._sweep())
         try:
             await self._nc.publish(subject, payload, reply=self._prefix + token, headers=headers)
         except BaseException:
             self._waiting.pop(token, None)
-            timer.cancel()
             raise
         return future
 
-    def _expire(self, token: str) -> None:
-        future = self._waiting.pop(token, None)
-        if future is not None and not future.done():
-            future.set_exception(AckTimeoutError())
+    async def _sweep(self) -> None:
+        """Fail the futures whose acknowledgement is overdue (one task, not a timer each)."""
+        loop = asyncio.get_running_loop()
+        deadlines = self._deadlines
+        while deadlines:
+            await asyncio.sleep(_SWEEP_INTERVAL)
+            now = loop.time()
+            while deadlines and deadlines[0][0] <= now:
+                _, token = deadlines.popleft()
+                future = self._waiting.pop(token, None)
+                if future is not None and not future.done():
+                    future.set_exception(AckTimeoutError())
 
     async def _on_reply(self, msg: Msg) -> None:
         future = self._waiting.pop(msg.subject[len(self._prefix) :], None)

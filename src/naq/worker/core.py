@@ -96,6 +96,7 @@ class Worker:
         self._forced = asyncio.Event()
         self._signals = 0
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread = 0
         self._conn: Connection | None = None
         self._fill_scheduled = False
         self._background: set[asyncio.Future[Any]] = set()
@@ -115,6 +116,7 @@ class Worker:
     async def run(self) -> None:
         """Connect, then process jobs until stopped (or, with ``burst``, until idle)."""
         self._loop = asyncio.get_running_loop()
+        self._loop_thread = threading.get_ident()
         self._stop = asyncio.Event()
         self._forced = asyncio.Event()
         warn_if_pickle(self.settings, "worker")
@@ -232,7 +234,10 @@ class Worker:
         if self._fill_scheduled or self._loop is None:
             return
         self._fill_scheduled = True
-        self._loop.call_soon_threadsafe(self._fill)
+        if threading.get_ident() == self._loop_thread:
+            self._loop.call_soon(self._fill)
+        else:
+            self._loop.call_soon_threadsafe(self._fill)
 
     def _fill(self) -> None:
         self._fill_scheduled = False
@@ -241,7 +246,8 @@ class Worker:
             self._start(self._backlog.popleft())
         if not stopping:
             for puller in self._pullers:
-                self._spawn(puller.request_more())
+                if puller.wants_more():
+                    self._spawn(puller.request_more())
 
     async def _on_reconnect(self) -> None:
         # renew the leases of what we hold before asking for more
@@ -457,7 +463,7 @@ class Worker:
         unsettled = [d for d in self._inflight.values() if not d.settled]
         for delivery in unsettled:
             if delivery.context is not None:
-                delivery.context._cancelled.set()
+                delivery.context.request_cancel()
         await asyncio.gather(*(self._hand_back(d) for d in unsettled))
         for delivery in list(self._inflight.values()):
             if delivery.task is not None and not delivery.task.done():

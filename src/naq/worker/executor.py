@@ -10,6 +10,7 @@ import asyncio
 import contextvars
 import functools
 import inspect
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -28,6 +29,27 @@ class Executor:
         self.orphaned = 0  # sync threads still running after their job timed out
         self._is_async: dict[Callable[..., Any], bool] = {}
         self._on_release = on_release
+        # sync jobs' completions, handed from pool threads to the loop in batches:
+        # one loop wake-up for however many finished meanwhile
+        self._done: deque[tuple[Callable[..., None], Any, BaseException | None]] = deque()
+        self._drain_scheduled = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def _completed(
+        self, settle: Callable[..., None], result: Any, error: BaseException | None
+    ) -> None:
+        """Called in a pool thread when a sync job returns."""
+        self._done.append((settle, result, error))
+        if not self._drain_scheduled and self._loop is not None:
+            self._drain_scheduled = True
+            _call_soon(self._loop, self._drain)
+
+    def _drain(self) -> None:
+        self._drain_scheduled = False
+        done = self._done
+        while done:
+            settle, result, error = done.popleft()
+            settle(result, error)
 
     @property
     def free_slots(self) -> int:
@@ -113,13 +135,14 @@ class Executor:
                 else:
                     future.set_result(result)
 
-        self._pool.run(call, lambda result, error: _call_soon(loop, settle, result, error))
+        self._loop = loop
+        self._pool.run(call, lambda result, error: self._completed(settle, result, error))
         if timeout is None:
             return await future
         try:
             return await asyncio.wait_for(asyncio.shield(future), timeout)
         except TimeoutError:
-            ctx._cancelled.set()  # a cooperative job can see it and stop
+            ctx.request_cancel()  # a cooperative job can see it and stop
             if not future.done():
                 orphan = True
                 self.orphaned += 1

@@ -72,16 +72,29 @@ class Puller:
         """Forget outstanding requests (after a reconnect the server may have dropped them)."""
         self._outstanding = 0
 
-    async def request_more(self) -> None:
-        """Ask for as many jobs as there is room for, unless enough are already on the way."""
-        if self._stopped or not self._conn.is_connected:
-            return
+    def _wanted(self) -> int:
+        """How many jobs to ask for now (0: enough are on the way)."""
+        if self._stopped:
+            return 0
         room = self._room()
         want = room - self._outstanding
         if want <= 0:
-            return
+            return 0
         # Re-issue early only for a worthwhile batch, else let the current request run.
         if self._outstanding > 0 and want < max(1, room // 2):
+            return 0
+        return want
+
+    def wants_more(self) -> bool:
+        """True when :meth:`request_more` would send a request (cheap, synchronous)."""
+        return self._wanted() > 0
+
+    async def request_more(self) -> None:
+        """Ask for as many jobs as there is room for, unless enough are already on the way."""
+        if not self._conn.is_connected:
+            return
+        want = self._wanted()
+        if want <= 0:
             return
         self._outstanding += want
         self._last_request = time.monotonic()
