@@ -101,6 +101,7 @@ class JobRecord(msgspec.Struct, omit_defaults=True, kw_only=True):
     traceback: str | None = None
     next_attempt_at: float | None = None
     handed_back: int = 0  # deliveries returned unfinished at a worker's shutdown
+    suspect_runs: int = 0  # runs started alone after its worker died holding it
 
 
 class WorkerRecord(msgspec.Struct, omit_defaults=True, kw_only=True):

@@ -14,6 +14,15 @@ from .connection import Connection
 from .models import FINAL_STATUSES, JobRecord, decode_record, encode
 
 _FINAL_VALUES = frozenset(s.value for s in FINAL_STATUSES)
+#: How long a pushed final write may take to show up in the stored record, seconds.
+_CONFIRM_FOR = 1.0
+
+
+def _is_final_payload(data: bytes) -> bool:
+    try:
+        return decode_record(data).status in _FINAL_VALUES
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return False
 
 
 def record_subject(job_id: str) -> str:
@@ -116,13 +125,18 @@ class ResultStore:
         """Wait up to ``timeout`` s for the job to reach a final status; the latest record.
 
         Pushed, not polled: a core subscription on the record's subject wakes the waiter on
-        every write, and each wake-up re-reads the stored record (a write the stream refused
-        must not count).
+        every write. The push can arrive a moment before the stream has stored the write, so
+        a final status seen in a push is confirmed by re-reading the stored record (briefly
+        retried); a write the stream refused never counts.
         """
         nc = self._conn.nc
         changed = asyncio.Event()
+        pushed_final = False
 
-        async def on_write(_msg: Msg) -> None:
+        async def on_write(msg: Msg) -> None:
+            nonlocal pushed_final
+            if _is_final_payload(msg.data):
+                pushed_final = True
             changed.set()
 
         sub = await nc.subscribe(record_subject(job_id), cb=on_write)
@@ -132,7 +146,8 @@ class ResultStore:
             await nc.flush(timeout=max(1, int(timeout)))
             while True:
                 changed.clear()
-                record = await self.get(job_id)
+                expect_final, pushed_final = pushed_final, False
+                record = await self._confirmed(job_id, expect_final=expect_final)
                 if record is not None and record.status in _FINAL_VALUES:
                     return record
                 remaining = deadline - loop.time()
@@ -144,3 +159,15 @@ class ResultStore:
                     return await self.get(job_id)
         finally:
             await sub.unsubscribe()
+
+    async def _confirmed(self, job_id: str, *, expect_final: bool) -> JobRecord | None:
+        """The stored record; when a final write was pushed, wait briefly until it is stored."""
+        record = await self.get(job_id)
+        delay = 0.005
+        while expect_final and (record is None or record.status not in _FINAL_VALUES):
+            if delay > _CONFIRM_FOR:
+                break  # the stream refused it after all: keep waiting for the next write
+            await asyncio.sleep(delay)
+            delay *= 2
+            record = await self.get(job_id)
+        return record

@@ -63,7 +63,7 @@ def worker(
         5.0, "--heartbeat-interval", help="Seconds between status heartbeats."
     ),
     max_crashes: int = typer.Option(
-        3, "--max-crashes", help="Deliveries without an outcome tolerated beyond max_retries."
+        3, "--max-crashes", help="Runs alone after a worker died holding a job, before it is dead."
     ),
     url: str = URL_OPTION,
 ) -> None:

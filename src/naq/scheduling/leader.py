@@ -97,17 +97,19 @@ class LeaderSession:
                 pass
 
     async def _load(self, watcher: Any) -> None:
-        loaded = 0
+        started = time.monotonic()
         async for entry in watcher:
             if entry is None:
                 break
-            self._take(entry, initial=True)
-            loaded += 1
+            self._take(entry)
             if not entry.delta:
                 break
-        logger.info("scheduler leader loaded {} schedules", len(self.timeline))
+        took = time.monotonic() - started
+        self.stats["loaded"] = len(self.timeline)
+        self.stats["load_ms"] = round(took * 1000)
+        logger.info("scheduler leader loaded {} schedules in {:.2f} s", len(self.timeline), took)
 
-    def _take(self, entry: Any, initial: bool = False) -> None:
+    def _take(self, entry: Any) -> None:
         revision = int(entry.revision or 0)
         known = self.timeline.records.get(entry.key)
         if known is not None and known[1] >= revision:

@@ -287,6 +287,20 @@ async def _subjects(conn: Connection, prefix: str) -> list[str]:
             return sorted(subjects)
 
 
+async def count_waiting(conn: Connection, queue: str | None = None) -> int:
+    """How many one-off jobs wait on their time (of ``queue``, or all), paused included.
+
+    One request; the server counts the subjects and sends no list (offset past the end).
+    """
+    prefix = c.SCHEDULE_SUBJECT_PREFIX + (f"{queue}." if queue else "")
+    request = json.dumps({"subjects_filter": f"{prefix}>", "offset": 1 << 40}).encode()
+    reply = await conn.nc.request(f"$JS.API.STREAM.INFO.{c.JOBS_STREAM}", request, timeout=30)
+    data = json.loads(reply.data)
+    if "error" in data:
+        raise NaqConnectionError(f"counting scheduled jobs failed: {data['error']}")
+    return int(data.get("total", 0))
+
+
 async def list_one_offs(
     conn: Connection, queue: str | None = None, limit: int | None = None
 ) -> list[Schedule]:

@@ -5,13 +5,14 @@ anything that cannot run, and a graceful, bounded shutdown."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import msgspec
@@ -97,6 +98,9 @@ class Worker:
         self._signals = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread = 0
+        self._exclusive_waiting = 0
+        self._exclusive_running = False
+        self._released = asyncio.Event()
         self._conn: Connection | None = None
         self._fill_scheduled = False
         self._background: set[asyncio.Future[Any]] = set()
@@ -212,10 +216,42 @@ class Worker:
             self._inflight.pop(seq, None)
             self._spawn(_quiet(msg.nak()))
             return
-        if self.executor.free_slots > 0 and not self._backlog:
+        if self._may_start() and not self._backlog:
             self._start(delivery)
         else:
             self._backlog.append(delivery)
+
+    @contextlib.asynccontextmanager
+    async def exclusive(self) -> AsyncIterator[None]:
+        """Run the caller's job with no other job running in this worker.
+
+        Waits until every other started job is done, and starts no new one meanwhile; the
+        caller holds its own slot already."""
+        self._exclusive_waiting += 1
+        try:
+            # every held slot must belong to a job waiting here (this one included)
+            while (
+                self._exclusive_running
+                or self.executor.busy - self.executor.orphaned > self._exclusive_waiting
+            ):
+                self._released.clear()
+                await self._released.wait()
+            self._exclusive_running = True
+        finally:
+            self._exclusive_waiting -= 1
+        try:
+            yield
+        finally:
+            self._exclusive_running = False
+            self._released.set()
+            self._schedule_fill()
+
+    def _may_start(self) -> bool:
+        return (
+            self.executor.free_slots > 0
+            and not self._exclusive_running
+            and not self._exclusive_waiting
+        )
 
     def _start(self, delivery: Delivery) -> None:
         self.executor.acquire()
@@ -241,8 +277,9 @@ class Worker:
 
     def _fill(self) -> None:
         self._fill_scheduled = False
+        self._released.set()
         stopping = self._stop is not None and self._stop.is_set()
-        while self._backlog and self.executor.free_slots > 0 and not stopping:
+        while self._backlog and self._may_start() and not stopping:
             self._start(self._backlog.popleft())
         if not stopping:
             for puller in self._pullers:

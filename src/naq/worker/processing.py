@@ -43,6 +43,8 @@ class Delivery:
     task: asyncio.Task[None] | None = None
     context: JobContext | None = None
     running_write: asyncio.Task[None] | None = None
+    suspect: bool = False  # redelivered after its worker died: runs alone
+    suspect_runs: int = 0  # times it was started alone after such a redelivery
     handed_back: int = 0  # from the job record: earlier deliveries returned at shutdown
     slot_handed: bool = False  # the executor now owns the slot taken for this delivery
 
@@ -132,16 +134,22 @@ class JobProcessor:
             if previous is not None:
                 history = list(previous.attempts)
                 delivery.handed_back = previous.handed_back
+                delivery.suspect_runs = previous.suspect_runs
                 attempt = max(1, deliveries - previous.handed_back)
-        if attempt > envelope.max_retries + 1 + w.max_crashes:
+            # Delivered again without a recorded outcome or retry: its worker died (or lost
+            # it) while it ran. Run it alone, so a job that kills workers cannot get the
+            # healthy jobs that shared the worker with it counted as crash loops too.
+            retrying = previous is not None and previous.status == JobStatus.RETRYING.value
+            delivery.suspect = attempt > 1 and not retrying
+        if delivery.suspect and delivery.suspect_runs >= w.max_crashes:
             await self._dead(
                 delivery,
                 queue,
                 envelope,
                 attempt,
                 "crash_loop",
-                f"started {attempt} times without an outcome (worker crashed or lost it each "
-                f"time; limit is max_retries + 1 + {w.max_crashes})",
+                f"its worker died while running it {delivery.suspect_runs + 1} times "
+                f"(it ran alone after the first; limit max_crashes={w.max_crashes})",
             )
             return
         try:
@@ -159,7 +167,17 @@ class JobProcessor:
                 delivery, queue, envelope, attempt, "undecodable", f"cannot decode arguments: {exc}"
             )
             return
-        await self._run(delivery, envelope, attempt, history, func, args, kwargs)
+        if delivery.suspect:
+            async with w.exclusive():
+                # counted before it runs: if it kills this worker too, the next one knows
+                delivery.suspect_runs += 1
+                started = self._record(
+                    delivery, envelope, JobStatus.RUNNING, attempt, time.time(), history
+                )
+                await self._store(started, envelope)
+                await self._run(delivery, envelope, attempt, history, func, args, kwargs)
+        else:
+            await self._run(delivery, envelope, attempt, history, func, args, kwargs)
 
     async def _run(
         self,
@@ -182,9 +200,7 @@ class JobProcessor:
         delivery.context = ctx
 
         def mark_running() -> None:
-            running = self._record(
-                envelope, JobStatus.RUNNING, attempt, started, history, delivery.handed_back
-            )
+            running = self._record(delivery, envelope, JobStatus.RUNNING, attempt, started, history)
             running.progress, running.progress_message = ctx.progress, ctx.progress_message
             delivery.running_write = w.write_running(
                 envelope.id, encode(running), self._ttl(envelope)
@@ -212,9 +228,7 @@ class JobProcessor:
         if failure is not None:
             await self._failed(delivery, envelope, attempt, started, history, failure)
             return
-        record = self._record(
-            envelope, JobStatus.COMPLETED, attempt, started, history, delivery.handed_back
-        )
+        record = self._record(delivery, envelope, JobStatus.COMPLETED, attempt, started, history)
         record.finished_at = time.time()
         record.result = result
         record.progress, record.progress_message = 1.0, ctx.progress_message
@@ -236,7 +250,7 @@ class JobProcessor:
         decision = decide(envelope, attempt, exc)
         now = time.time()
         status = JobStatus.RETRYING if decision.retry else JobStatus.FAILED
-        record = self._record(envelope, status, attempt, started, history, delivery.handed_back)
+        record = self._record(delivery, envelope, status, attempt, started, history)
         last = record.attempts[-1]
         last.finished_at = now
         last.error_type = _qualified(exc)
@@ -287,9 +301,7 @@ class JobProcessor:
         await self._dead_letter(delivery, queue, reason, kind, envelope.id if envelope else None)
         if envelope is not None:
             now = time.time()
-            record = self._record(
-                envelope, JobStatus.DEAD, attempt or 1, now, [], delivery.handed_back
-            )
+            record = self._record(delivery, envelope, JobStatus.DEAD, attempt or 1, now, [])
             record.finished_at = now
             record.error_type, record.error = f"naq:{kind}", reason
             record.attempts[-1].error_type, record.attempts[-1].error = record.error_type, reason
@@ -334,19 +346,20 @@ class JobProcessor:
 
     def _record(
         self,
+        delivery: Delivery,
         envelope: JobEnvelope,
         status: JobStatus,
         attempt: int,
         started: float,
         history: list[AttemptRecord],
-        handed_back: int = 0,
     ) -> JobRecord:
         attempts = [a for a in history if a.attempt < attempt]
         attempts.append(
             AttemptRecord(attempt=attempt, worker_id=self.w.worker_id, started_at=started)
         )
         return JobRecord(
-            handed_back=handed_back,
+            handed_back=delivery.handed_back,
+            suspect_runs=delivery.suspect_runs,
             job_id=envelope.id,
             status=status.value,
             queue_name=envelope.queue,
