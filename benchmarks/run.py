@@ -1,0 +1,363 @@
+"""Run every benchmark on one fresh embedded server and print naq vs raw nats-py.
+
+``make bench`` runs ``python -m benchmarks.run`` from the repository root. Options:
+``--quick`` (small N, a sanity check), ``--repeat K`` (median of K runs for throughput
+rows), ``--uvloop``, ``--out PATH`` (JSON), ``--update-docs`` (rewrite the table in
+``docs/performance.md``). See docs/performance.md for what each row measures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any, TypeVar
+
+from rich.console import Console
+
+import naq
+from naq.server import EmbeddedServer, find_nats_server
+
+from . import jobs
+from .common import ROOT, run_async
+from .naq_bench import RESULTS_STREAM, NaqBench
+from .raw import ASYNC_WINDOW, PAYLOAD_SIZE, Raw
+from .report import Row, Target, load_json, markdown_table, print_table, save_json
+
+T = TypeVar("T")
+DOCS = ROOT / "docs" / "performance.md"
+DOCS_START = "<!-- bench-table:start -->"
+DOCS_END = "<!-- bench-table:end -->"
+#: 1-minute load average above which the machine is not idle enough for clean numbers.
+BUSY_LOAD = 0.5
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """How many jobs each scenario uses."""
+
+    enqueue: int = 2000
+    many: int = 20000
+    process: int = 20000
+    raw_process: int = 50000  # raw consumers are fast: more messages for a steadier rate
+    latency: int = 300
+    sleep: int = 1000
+
+    @classmethod
+    def quick(cls) -> Sizes:
+        return cls(enqueue=300, many=2000, process=2000, raw_process=5000, latency=50, sleep=1000)
+
+
+class Runner:
+    """Runs the scenarios in a fixed order, raw and naq side by side."""
+
+    def __init__(self, url: str, sizes: Sizes, repeat: int, use_uvloop: bool) -> None:
+        self.sizes = sizes
+        self.repeat = repeat
+        self.raw = Raw(url, use_uvloop)
+        self.naq = NaqBench(url, self._purge_naq_results, use_uvloop)
+        self.details: dict[str, Any] = {}
+        self.console = Console(stderr=True)
+
+    async def _purge_naq_results(self) -> None:
+        await self.raw.purge_stream(RESULTS_STREAM)
+
+    async def _rounds(
+        self, scenarios: dict[str, tuple[Callable[[], Awaitable[Any]], str]]
+    ) -> dict[str, Any]:
+        """Run each scenario ``repeat`` times, alternating between them (so drift hits naq and
+        raw alike); keep every run, return each scenario's run with the median ``pick`` value
+        (``pick`` names a key of a dict result, or is empty for a plain number)."""
+        runs: dict[str, list[Any]] = {key: [] for key in scenarios}
+        for i in range(self.repeat):
+            for key, (body, pick) in scenarios.items():
+                t0 = time.perf_counter()
+                result = await body()
+                runs[key].append(result)
+                shown = result[pick] if pick else result
+                took = time.perf_counter() - t0
+                self.console.log(f"{key} [{i + 1}/{self.repeat}]: {_short(shown)} ({took:.1f} s)")
+        chosen: dict[str, Any] = {}
+        for key, (_body, pick) in scenarios.items():
+            values = [r[pick] if pick else r for r in runs[key]]
+            self.details[key] = runs[key] if self.repeat > 1 else runs[key][0]
+            chosen[key] = runs[key][
+                sorted(range(len(values)), key=values.__getitem__)[len(values) // 2]
+            ]
+        return chosen
+
+    async def _once(self, key: str, body: Awaitable[T]) -> T:
+        t0 = time.perf_counter()
+        result = await body
+        self.details[key] = result
+        self.console.log(f"{key}: {_short(result)} ({time.perf_counter() - t0:.1f} s)")
+        return result
+
+    async def run(self) -> dict[str, Any]:
+        """Every scenario, in order; raw and naq versions of each run back to back."""
+        s, raw, nb = self.sizes, self.raw, self.naq
+        r: dict[str, Any] = {}
+        await raw.connect()
+        try:
+            r.update(
+                await self._rounds(
+                    {
+                        "raw_publish_sequential": (lambda: raw.publish_sequential(s.enqueue), ""),
+                        "raw_publish_sequential_with_record": (
+                            lambda: raw.publish_sequential(s.enqueue, with_record=True),
+                            "",
+                        ),
+                        "naq_enqueue_sequential": (lambda: nb.enqueue_sequential(s.enqueue), ""),
+                        "naq_enqueue_sync": (
+                            lambda: asyncio.to_thread(nb.enqueue_sync_sequential, s.enqueue),
+                            "",
+                        ),
+                    }
+                )
+            )
+            r.update(
+                await self._rounds(
+                    {
+                        "raw_publish_async": (lambda: raw.publish_pipelined(s.many), ""),
+                        "raw_publish_async_with_record": (
+                            lambda: raw.publish_pipelined(s.many, with_record=True),
+                            "",
+                        ),
+                        "naq_enqueue_many": (lambda: nb.enqueue_many(s.many), ""),
+                    }
+                )
+            )
+            r.update(
+                await self._rounds(
+                    {
+                        "raw_consume_ack": (lambda: raw.drain("ack", s.raw_process), "rate"),
+                        "raw_consume_store_ack": (
+                            lambda: raw.drain("store", s.raw_process),
+                            "rate",
+                        ),
+                        "naq_process_noop_sync": (
+                            lambda: nb.process("bench-noop", jobs.noop, s.process, 200),
+                            "rate",
+                        ),
+                        "naq_process_noop_async": (
+                            lambda: nb.process("bench-anoop", jobs.anoop, s.process, 200),
+                            "rate",
+                        ),
+                    }
+                )
+            )
+            r["raw_latency"] = await self._once("raw_latency", raw.latency(s.latency))
+            r["naq_latency_sync"] = await self._once(
+                "naq_latency_sync", nb.latency(s.latency, jobs.stamp)
+            )
+            r["naq_latency_async"] = await self._once(
+                "naq_latency_async", nb.latency(s.latency, jobs.astamp)
+            )
+            r.update(
+                await self._rounds(
+                    {
+                        "naq_sleep_async": (
+                            lambda: nb.sleep_drain("bench-sleep", jobs.sleep10, s.sleep, 100),
+                            "drain_s",
+                        ),
+                        "naq_sleep_sync": (
+                            lambda: nb.sleep_drain(
+                                "bench-sleep-sync", jobs.sleep10_sync, s.sleep, 100
+                            ),
+                            "drain_s",
+                        ),
+                    }
+                )
+            )
+            r["naq_cli_idle_rss_mib"] = await self._once("naq_cli_idle_rss_mib", nb.cli_idle_rss())
+        finally:
+            await naq.close()
+            await raw.close()
+        return r
+
+
+def _process_error(result: dict[str, Any]) -> str:
+    if not result["wrong"]:
+        return ""
+    return (
+        f"{result['wrong']}/{result['checked']} sampled jobs have no correct stored result "
+        f"(statuses {result['statuses']})"
+    )
+
+
+def build_rows(s: Sizes, r: dict[str, Any]) -> list[Row]:
+    """The table: one row per measured quantity, with its raw baseline and target."""
+    seq, seq_raw = r["naq_enqueue_sequential"], r["raw_publish_sequential"]
+    many, many_raw = r["naq_enqueue_many"], r["raw_publish_async"]
+    noop, anoop = r["naq_process_noop_sync"], r["naq_process_noop_async"]
+    store, ack = r["raw_consume_store_ack"], r["raw_consume_ack"]
+    lat, alat, raw_lat = r["naq_latency_sync"], r["naq_latency_async"], r["raw_latency"]
+    sleep, sleep_sync = r["naq_sleep_async"], r["naq_sleep_sync"]
+    seq_note = "raw: sequential `await js.publish()`"
+    store_note = "raw: hand-written pull, store result (PubAck awaited), then +ACK"
+    return [
+        Row("enqueue_seq", "enqueue, sequential `await q.enqueue()`", "jobs/s",
+            seq, seq_raw, [Target("min_ratio", 0.7)], seq_note),
+        Row("enqueue_sync", "enqueue, sequential `naq.enqueue_sync()`", "jobs/s",
+            r["naq_enqueue_sync"], seq_raw, [Target("min_ratio", 0.7)], seq_note),
+        Row("enqueue_many", f"`q.enqueue_many()`, {s.many:,} jobs", "jobs/s",
+            many, many_raw, [Target("min_ratio", 0.7)],
+            f"raw: `js.publish_async()` (window {ASYNC_WINDOW}) + `publish_async_completed()`"),
+        Row("enqueue_seq_2w", "enqueue, sequential, vs raw job + record writes", "jobs/s",
+            seq, r["raw_publish_sequential_with_record"], [],
+            "raw: `gather()` of 2 awaited publishes per job"),
+        Row("enqueue_many_2w", "`q.enqueue_many()` vs raw job + record writes", "jobs/s",
+            many, r["raw_publish_async_with_record"], [], "raw: 2 `publish_async()` per job"),
+        Row("process_noop", f"process {s.process:,} no-op jobs, results stored (sync fn, c=200)",
+            "jobs/s", noop["rate"], store["rate"],
+            [Target("min", 15000), Target("min_ratio", 0.5)], store_note, _process_error(noop)),
+        Row("process_noop_async", "same, async fn (c=200)", "jobs/s",
+            anoop["rate"], store["rate"], [], "", _process_error(anoop)),
+        Row("process_noop_vs_ack", "same, sync fn, vs raw consume + ack only", "jobs/s",
+            noop["rate"], ack["rate"], [], "raw: hand-written pull, +ACK, no result"),
+        Row("latency_start_p50", "latency enqueue → start p50 (idle worker, sync fn)", "ms",
+            lat["start_p50"], raw_lat["start_p50"], [], "raw: publish → consumer callback",
+            lat["error"] or ""),
+        Row("latency_start_p99", "latency enqueue → start p99", "ms",
+            lat["start_p99"], raw_lat["start_p99"]),
+        Row("latency_result_p50", "latency enqueue → result p50 (idle worker, sync fn)", "ms",
+            lat["result_p50"], raw_lat["result_p50"], [Target("max", 2.0)],
+            "raw: publish → result message seen by the producer", lat["error"] or ""),
+        Row("latency_result_p99", "latency enqueue → result p99", "ms",
+            lat["result_p99"], raw_lat["result_p99"], [Target("max", 10.0)], "",
+            lat["error"] or ""),
+        Row("latency_async_result_p50", "latency enqueue → result p50, async fn", "ms",
+            alat["result_p50"], raw_lat["result_p50"], [], "", alat["error"] or ""),
+        Row("latency_async_result_p99", "latency enqueue → result p99, async fn", "ms",
+            alat["result_p99"], raw_lat["result_p99"], [], "", alat["error"] or ""),
+        Row("sleep_async", f"{s.sleep:,} × 10 ms `asyncio.sleep` jobs, c=100: drain", "s",
+            sleep["drain_s"], None, [Target("max", 0.4)],
+            f"first job start → last result stored; ideal {sleep['ideal_s']:g} s"),
+        Row("sleep_sync", f"{s.sleep:,} × 10 ms `time.sleep` jobs, c=100 threads: drain", "s",
+            sleep_sync["drain_s"], None),
+        Row("rss_idle", "worker RSS, idle (c=10)", "MiB", lat["idle_rss_mib"],
+            raw_lat["idle_rss_mib"], [Target("max", 80)], "raw: the idle raw consumer process"),
+        Row("rss_idle_cli", "worker RSS, idle `naq worker` CLI (c=10)", "MiB",
+            r["naq_cli_idle_rss_mib"], None),
+        Row("rss_load", "worker peak RSS, no-op load (sync fn, c=200)", "MiB",
+            noop["peak_rss_mib"], store["peak_rss_mib"], [], "raw: the raw store consumer's peak"),
+    ]  # fmt: skip
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:,.3f}"
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={_short(v)}" for k, v in value.items())
+    return str(value)
+
+
+def _meta(
+    args: argparse.Namespace, sizes: Sizes, seconds: float, load_before: float
+) -> dict[str, Any]:
+    server = subprocess.run(
+        [find_nats_server(), "--version"], capture_output=True, text=True, check=False
+    ).stdout.strip()
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "naq": naq.__version__,
+        "nats_py": metadata.version("nats-py"),
+        "nats_server": server,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpu": cpu,
+        "cpus": os.cpu_count(),
+        "event_loop": "uvloop" if args.uvloop else "asyncio",
+        "quick": args.quick,
+        "repeat": args.repeat,
+        "sizes": sizes.__dict__,
+        "payload_bytes_raw": PAYLOAD_SIZE,
+        "seconds": round(seconds, 1),
+        "load_avg_1min_before": round(load_before, 2),
+        "load_avg_1min_after": round(os.getloadavg()[0], 2),
+    }
+
+
+def _title(meta: dict[str, Any]) -> str:
+    return (
+        f"naq {meta['naq']} vs raw nats-py {meta['nats_py']} ({meta['nats_server']}, "
+        f"Python {meta['python']}, {meta['cpus']} CPUs, {meta['event_loop']}, "
+        f"median of {meta['repeat']}{', QUICK' if meta['quick'] else ''})"
+    )
+
+
+def update_docs(title: str, rows: list[Row], meta: dict[str, Any]) -> None:
+    """Replace the table between the markers in docs/performance.md."""
+    text = DOCS.read_text()
+    if DOCS_START not in text or DOCS_END not in text:
+        raise SystemExit(f"{DOCS} has no {DOCS_START} ... {DOCS_END} section")
+    head, rest = text.split(DOCS_START, 1)
+    _old, tail = rest.split(DOCS_END, 1)
+    load = f"load average {meta.get('load_avg_1min_before', '?')} before the run"
+    body = f"\n{title}, {meta['date']}, CPU: {meta['cpu']}, {load}\n\n{markdown_table(rows)}\n"
+    DOCS.write_text(head + DOCS_START + body + DOCS_END + tail)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="small N: a quick sanity check")
+    parser.add_argument("--repeat", type=int, default=None, help="runs per throughput row")
+    parser.add_argument("--uvloop", action="store_true", help="uvloop in every process")
+    parser.add_argument("--out", type=Path, default=None, help="JSON output path")
+    parser.add_argument("--update-docs", action="store_true", help="rewrite docs table")
+    parser.add_argument(
+        "--docs-from",
+        type=Path,
+        metavar="JSON",
+        help="only rewrite the docs table from a saved run",
+    )
+    args = parser.parse_args(argv)
+    if args.docs_from:
+        meta, rows = load_json(args.docs_from)
+        update_docs(_title(meta), rows, meta)
+        print(f"updated {DOCS.relative_to(ROOT)} from {args.docs_from}")
+        return 0
+    if args.repeat is None:
+        args.repeat = 1 if args.quick else 3
+    sizes = Sizes.quick() if args.quick else Sizes()
+    out = args.out or ROOT / "benchmarks" / "results" / (
+        "quick.json" if args.quick else "latest.json"
+    )
+    naq.setup_logging("WARNING")
+    load_before = os.getloadavg()[0]
+    if load_before > BUSY_LOAD:
+        print(f"warning: load average {load_before:.2f}: other processes will skew the numbers")
+    started = time.perf_counter()
+    with EmbeddedServer() as server:
+        runner = Runner(server.url, sizes, args.repeat, args.uvloop)
+        rows = build_rows(sizes, run_async(runner.run(), args.uvloop))
+    meta = _meta(args, sizes, time.perf_counter() - started, load_before)
+    title = _title(meta)
+    print_table(rows, title)
+    save_json(out, meta, rows, runner.details)
+    print(f"results saved to {out.relative_to(ROOT) if out.is_relative_to(ROOT) else out}")
+    if args.update_docs:
+        update_docs(title, rows, meta)
+        print(f"updated {DOCS.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
