@@ -130,9 +130,10 @@ class Puller:
             else:
                 self._outstanding = 0
             self.idle.set()
-        elif status == "409":
-            # leadership change, consumer deleted, too many waiting pulls...: start over
-            logger.debug("pull on {} ended: {}", self.queue, headers.get("Description"))
+        else:
+            # 409 (leadership change, too many waiting pulls...), 503 (JetStream not ready,
+            # e.g. just after a server restart) or anything unexpected: start over shortly
+            logger.debug("pull on {} ended: {} {}", self.queue, status, headers.get("Description"))
             self._outstanding = 0
-            await asyncio.sleep(0.1)
+            await asyncio.sleep(0.25 if status == "503" else 0.1)
         await self.request_more()
