@@ -157,18 +157,36 @@ class Connection:
 
     async def publish(
         self, subject: str, payload: bytes, headers: dict[str, str] | None = None
-    ) -> bytes:
-        """Publish to a JetStream subject and wait until the server stored it (pipelined)."""
+    ) -> int:
+        """Publish to a JetStream subject and wait until the server stored it (pipelined);
+        returns the stream sequence (for a KV key: its new revision)."""
         return await (await self.send(subject, payload, headers))
 
     async def send(
         self, subject: str, payload: bytes, headers: dict[str, str] | None = None
-    ) -> asyncio.Future[bytes]:
-        """Publish to a JetStream subject; the future resolves once the server stored it."""
+    ) -> asyncio.Future[int]:
+        """Publish to a JetStream subject; the future resolves to the stream sequence once
+        the server stored it, or raises its refusal."""
         publisher = self._publisher
         if publisher is None:
             publisher = self._publisher = AckedPublisher(self.nc)
         return await publisher.send(subject, payload, headers)
+
+    async def publish_idempotent(
+        self, subject: str, payload: bytes, headers: dict[str, str], what: str
+    ) -> None:
+        """Publish a message carrying a ``Nats-Msg-Id``, retrying through timeouts and leader
+        elections with the same id (the stream stores it once); ``what`` names it in errors."""
+        for attempt in range(3):
+            try:
+                await self.publish(subject, payload, headers)
+                return
+            except (nats.errors.TimeoutError, nats.js.errors.NoStreamResponseError):
+                if attempt == 2:
+                    raise NaqConnectionError(
+                        f"NATS did not confirm {what}; it may not be stored"
+                    ) from None
+                await asyncio.sleep(0.2 * (attempt + 1))
 
     async def close(self) -> None:
         """Flush and close the connection."""

@@ -121,6 +121,21 @@ class WorkerRecord(msgspec.Struct, omit_defaults=True, kw_only=True):
     status: str = "running"
 
 
+def record_for(envelope: JobEnvelope, status: JobStatus, **fields: Any) -> JobRecord:
+    """A job record filled from its envelope, with ``status`` and any further ``fields``."""
+    return JobRecord(
+        job_id=envelope.id,
+        status=status.value,
+        queue_name=envelope.queue,
+        function=envelope.fn,
+        enqueued_at=envelope.enqueued_at,
+        max_retries=envelope.max_retries,
+        depends_on=envelope.depends_on,
+        schedule_id=envelope.schedule_id,
+        **fields,
+    )
+
+
 _json_encoder = msgspec.json.Encoder()
 _envelope_decoder = msgspec.json.Decoder(JobEnvelope)
 _record_decoder = msgspec.json.Decoder(JobRecord)

@@ -8,8 +8,6 @@ from collections.abc import Iterable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-import nats.js.errors
-
 from . import constants as c
 from .connection import Connection
 from .errors import (
@@ -21,9 +19,9 @@ from .errors import (
     NaqConnectionError,
 )
 from .job import Job, JobInfo, JobOptions, iter_calls, new_job_id, split_options
-from .models import JobEnvelope, JobRecord, JobStatus, encode
+from .models import JobEnvelope, JobRecord, JobStatus, encode, record_for
 from .results import ResultStore, absent_headers, record_subject
-from .serialization import build_envelope, sign, warn_if_pickle
+from .serialization import build_envelope, job_headers, warn_if_pickle
 from .settings import Settings, load_settings, validate_queue_name
 
 if TYPE_CHECKING:
@@ -120,14 +118,16 @@ class Queue:
         futures: list[asyncio.Future[Any]] = []
         record_headers = absent_headers(ttl)
         for job, envelope in prepared:
-            record = _pending_record(job, envelope)
+            record = record_for(envelope, JobStatus.PENDING)
             futures.append(
                 await conn.send(record_subject(job.job_id), encode(record), record_headers)
             )
             payload = encode(envelope)
             futures.append(
                 await conn.send(
-                    c.queue_subject(job.queue_name), payload, self._headers(job, payload)
+                    c.queue_subject(job.queue_name),
+                    payload,
+                    job_headers(self.settings, job.job_id, payload),
                 )
             )
             if len(futures) >= 2 * PUBLISH_WINDOW:
@@ -182,18 +182,12 @@ class Queue:
         )
         return job, envelope
 
-    def _headers(self, job: Job, payload: bytes) -> dict[str, str]:
-        headers = {c.HEADER_MSG_ID: job.job_id}
-        if self.settings.signing_key:
-            headers[c.HEADER_SIGNATURE] = sign(payload, self.settings.signing_key)
-        return headers
-
     async def _publish_job(self, job: Job, envelope: JobEnvelope, options: JobOptions) -> None:
         conn = await self.connection()
         await conn.ensure_jobs_stream()
         store = await self._store()
         ttl = options.result_ttl or self.settings.result_ttl
-        record = _pending_record(job, envelope)
+        record = record_for(envelope, JobStatus.PENDING)
         payload = encode(envelope)
         if options.job_id is None:
             # both in flight at once (one round trip); the record write is create-if-absent,
@@ -221,19 +215,12 @@ class Queue:
         job.queue_name = existing.queue_name
 
     async def _publish(self, conn: Connection, job: Job, payload: bytes) -> None:
-        headers = self._headers(job, payload)
-        subject = c.queue_subject(job.queue_name)
-        for attempt in range(3):
-            try:
-                await conn.publish(subject, payload, headers)
-                return
-            except (nats.errors.TimeoutError, nats.js.errors.NoStreamResponseError):
-                # same Nats-Msg-Id on retry: the stream stores the job once
-                if attempt == 2:
-                    raise NaqConnectionError(
-                        f"NATS did not confirm job {job.job_id}; it may not be stored"
-                    ) from None
-                await asyncio.sleep(0.2 * (attempt + 1))
+        await conn.publish_idempotent(
+            c.queue_subject(job.queue_name),
+            payload,
+            job_headers(self.settings, job.job_id, payload),
+            f"job {job.job_id}",
+        )
 
     # -- results and status ---------------------------------------------------------------
     async def get_job_info(self, job_id: str) -> JobInfo:
@@ -349,19 +336,6 @@ def result_of(job_id: str, record: JobRecord | None) -> Any:
             error_type=record.error_type,
         )
     raise JobNotFoundError(f"job {job_id} has not finished (status: {status})")
-
-
-def _pending_record(job: Job, envelope: JobEnvelope) -> JobRecord:
-    return JobRecord(
-        job_id=job.job_id,
-        status=JobStatus.PENDING.value,
-        queue_name=job.queue_name,
-        function=job.function,
-        enqueued_at=envelope.enqueued_at,
-        max_retries=envelope.max_retries,
-        depends_on=envelope.depends_on,
-        schedule_id=envelope.schedule_id,
-    )
 
 
 def _check_id(job_id: object) -> str:

@@ -12,6 +12,7 @@ from typing import Any
 from loguru import logger
 
 from .codec import from_wire, to_wire
+from .constants import HEADER_MSG_ID, HEADER_SIGNATURE
 from .errors import ConfigurationError, SerializationError
 from .functions import function_path
 from .job import JobOptions
@@ -101,6 +102,14 @@ def decode_call(envelope: JobEnvelope, settings: Settings) -> tuple[list[Any], d
     return [from_wire(a) for a in envelope.args], {
         k: from_wire(v) for k, v in envelope.kwargs.items()
     }
+
+
+def job_headers(settings: Settings, job_id: str, payload: bytes) -> dict[str, str]:
+    """Headers of a job message: its id for deduplication, and its signature if configured."""
+    headers = {HEADER_MSG_ID: job_id}
+    if settings.signing_key:
+        headers[HEADER_SIGNATURE] = sign(payload, settings.signing_key)
+    return headers
 
 
 def sign(payload: bytes, key: bytes) -> str:

@@ -14,7 +14,6 @@ from nats.js.kv import KeyValue
 
 from .. import constants as c
 from ..connection import Connection
-from .pipeline import pipe_for
 
 _EXPECTED_LAST_SUBJECT_SEQ = "Nats-Expected-Last-Subject-Sequence"
 _WRONG_LAST_SEQUENCE = (10071, 10164)
@@ -45,7 +44,7 @@ async def cas_put_nowait(
 ) -> asyncio.Future[int]:
     """Send a compare-and-set write without waiting; the future holds the new revision or
     the refusal (see :func:`is_conflict`). The bucket must exist."""
-    return await pipe_for(conn).publish(f"$KV.{bucket}.{key}", payload, _headers(last, ttl))
+    return await conn.send(f"$KV.{bucket}.{key}", payload, _headers(last, ttl))
 
 
 def _headers(last: int, ttl: float | str | None) -> dict[str, str]:

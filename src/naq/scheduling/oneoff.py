@@ -30,7 +30,7 @@ from ..errors import JobNotFoundError, NaqConnectionError
 from ..job import Job, split_options
 from ..models import JobRecord, JobStatus, decode_envelope, encode
 from ..results import ResultStore
-from ..serialization import sign
+from ..serialization import job_headers
 from ..settings import Settings
 from .calls import prepare_call, result_ttl
 from .models import Schedule, ScheduleStatus
@@ -83,15 +83,12 @@ async def enqueue_at(
 
 
 def schedule_headers(
-    settings: Settings, queue_name: str, payload: bytes, due: float
+    settings: Settings, queue_name: str, job_id: str, payload: bytes, due: float
 ) -> dict[str, str]:
     """Headers that make the server deliver ``payload`` to the queue at ``due``."""
-    headers = {
-        HEADER_SCHEDULE: f"@at {rfc3339(due)}",
-        HEADER_SCHEDULE_TARGET: c.queue_subject(queue_name),
-    }
-    if settings.signing_key:
-        headers[c.HEADER_SIGNATURE] = sign(payload, settings.signing_key)
+    headers = job_headers(settings, job_id, payload)
+    headers[HEADER_SCHEDULE] = f"@at {rfc3339(due)}"
+    headers[HEADER_SCHEDULE_TARGET] = c.queue_subject(queue_name)
     return headers
 
 
@@ -99,19 +96,10 @@ async def publish_schedule(
     conn: Connection, settings: Settings, queue_name: str, job_id: str, payload: bytes, due: float
 ) -> None:
     """Publish the ``@at`` schedule (retried with the same ``Nats-Msg-Id``: stored once)."""
-    headers = schedule_headers(settings, queue_name, payload, due)
-    headers[c.HEADER_MSG_ID] = job_id
-    subject = c.schedule_subject(queue_name, job_id)
-    for attempt in range(3):
-        try:
-            await conn.js.publish(subject, payload, headers=headers, timeout=_PUBLISH_TIMEOUT)
-            return
-        except (nats.errors.TimeoutError, nats.js.errors.NoStreamResponseError):
-            if attempt == 2:
-                raise NaqConnectionError(
-                    f"NATS did not confirm scheduled job {job_id}; it may not be stored"
-                ) from None
-            await asyncio.sleep(0.2 * (attempt + 1))
+    headers = schedule_headers(settings, queue_name, job_id, payload, due)
+    await conn.publish_idempotent(
+        c.schedule_subject(queue_name, job_id), payload, headers, f"scheduled job {job_id}"
+    )
 
 
 @dataclass(slots=True)

@@ -11,7 +11,7 @@ import nats.js.errors
 from .. import constants as c
 from ..connection import Connection
 from ..job import Job
-from ..models import JobEnvelope, JobRecord, JobStatus, encode
+from ..models import JobEnvelope, JobRecord, JobStatus, encode, record_for
 from ..results import ResultStore
 from .kv import cas_put
 
@@ -20,30 +20,12 @@ _CAS_ATTEMPTS = 20
 
 def scheduled_record(job: Job, envelope: JobEnvelope, due: float) -> JobRecord:
     """The record of a one-off job waiting for its time."""
-    return JobRecord(
-        job_id=job.job_id,
-        status=JobStatus.SCHEDULED.value,
-        queue_name=job.queue_name,
-        function=job.function,
-        enqueued_at=envelope.enqueued_at,
-        max_retries=envelope.max_retries,
-        depends_on=envelope.depends_on,
-        schedule_id=envelope.schedule_id,
-        next_attempt_at=due,
-    )
+    return record_for(envelope, JobStatus.SCHEDULED, next_attempt_at=due)
 
 
 def pending_run_record(envelope: JobEnvelope) -> JobRecord:
     """The record of a run a recurring schedule just enqueued."""
-    return JobRecord(
-        job_id=envelope.id,
-        status=JobStatus.PENDING.value,
-        queue_name=envelope.queue,
-        function=envelope.fn,
-        enqueued_at=envelope.enqueued_at,
-        max_retries=envelope.max_retries,
-        schedule_id=envelope.schedule_id,
-    )
+    return record_for(envelope, JobStatus.PENDING)
 
 
 def scheduled_ttl(due: float, result_ttl: int) -> float:

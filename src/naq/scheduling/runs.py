@@ -13,20 +13,16 @@ from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
-import nats.errors
-import nats.js.errors
 from loguru import logger
 
 from .. import constants as c
 from ..connection import Connection
-from ..errors import NaqConnectionError
 from ..models import JobEnvelope, JobStatus, encode
-from ..results import ResultStore, record_subject
-from ..serialization import sign
+from ..results import ResultStore, absent_headers, record_subject
+from ..serialization import job_headers
 from ..settings import Settings
 from .calls import result_ttl
 from .models import ScheduleRecord
-from .pipeline import pipe_for
 from .records import pending_run_record
 
 _PUBLISH_TIMEOUT = 10.0
@@ -100,34 +96,19 @@ class RunPublisher:
         payload = encode(envelope)
         ttl = result_ttl(envelope, self.settings.result_ttl)
         await self._create_record_nowait(envelope.id, encode(pending_run_record(envelope)), ttl)
-        future = await pipe_for(self.conn).publish(
-            c.queue_subject(record.queue), payload, self._headers(envelope.id, payload)
+        future = await self.conn.send(
+            c.queue_subject(record.queue), payload, job_headers(self.settings, envelope.id, payload)
         )
         return envelope.id, future
 
-    def _headers(self, job_id: str, payload: bytes) -> dict[str, str]:
-        headers = {c.HEADER_MSG_ID: job_id}
-        if self.settings.signing_key:
-            headers[c.HEADER_SIGNATURE] = sign(payload, self.settings.signing_key)
-        return headers
-
     async def _create_record_nowait(self, job_id: str, payload: bytes, ttl: int) -> None:
-        headers = {_EXPECTED_LAST_SUBJECT_SEQ: "0", c.HEADER_TTL: str(int(ttl))}
-        future = await pipe_for(self.conn).publish(record_subject(job_id), payload, headers)
+        future = await self.conn.send(record_subject(job_id), payload, absent_headers(ttl))
         future.add_done_callback(_ignore_outcome)
 
     async def _send(self, job_id: str, queue: str, payload: bytes) -> None:
-        headers = self._headers(job_id, payload)
-        subject = c.queue_subject(queue)
-        for attempt in range(3):
-            try:
-                await self.conn.js.publish(
-                    subject, payload, headers=headers, timeout=_PUBLISH_TIMEOUT
-                )
-                return
-            except (nats.errors.TimeoutError, nats.js.errors.NoStreamResponseError):
-                if attempt == 2:
-                    raise NaqConnectionError(
-                        f"NATS did not confirm run {job_id}; it may not be stored"
-                    ) from None
-                await asyncio.sleep(0.2 * (attempt + 1))
+        await self.conn.publish_idempotent(
+            c.queue_subject(queue),
+            payload,
+            job_headers(self.settings, job_id, payload),
+            f"run {job_id}",
+        )

@@ -4,8 +4,6 @@ schedules. Any number may run; a KV lock elects the one that acts (see :mod:`.lo
 from __future__ import annotations
 
 import asyncio
-import signal
-import threading
 import uuid
 
 import nats.errors
@@ -16,6 +14,7 @@ from ..connection import Connection
 from ..errors import ConfigurationError, NaqConnectionError
 from ..results import ResultStore
 from ..settings import Settings, load_settings
+from ..signals import install_stop_handlers, remove_stop_handlers
 from .leader import LeaderSession
 from .lock import LeaderLock
 from .misfire import DEFAULT_GRACE
@@ -101,7 +100,7 @@ class Scheduler:
         try:
             await conn.connect()
             conn.add_reconnect_listener(self._on_reconnect)
-            self._install_signals()
+            install_stop_handlers(self._loop, lambda _sig: self._begin_stop())
             await conn.ensure_jobs_stream()
             await ScheduleStore(conn).ready()
             await ResultStore(conn).ready()
@@ -109,14 +108,15 @@ class Scheduler:
             logger.info("scheduler {} started", self.scheduler_id)
             await self._elect_loop(conn, self._lock)
         finally:
-            self._remove_signals()
+            remove_stop_handlers(self._loop)
             if self._lock is not None and self._lock.revision is not None:
                 await self._lock.release()
             await conn.close()
             self._finished.set()
-            logger.info(
-                "scheduler {} stopped ({} runs enqueued)", self.scheduler_id, self.stats["runs"]
-            )
+            if self._lock is not None:
+                logger.info(
+                    "scheduler {} stopped ({} runs enqueued)", self.scheduler_id, self.stats["runs"]
+                )
 
     async def _elect_loop(self, conn: Connection, lock: LeaderLock) -> None:
         assert self._stop is not None
@@ -149,21 +149,3 @@ class Scheduler:
         # the watch's consumer may be gone after a reconnect: reload from the bucket
         if self._session is not None:
             self._session.end("reconnected")
-
-    def _install_signals(self) -> None:
-        if threading.current_thread() is not threading.main_thread() or self._loop is None:
-            return
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            try:
-                self._loop.add_signal_handler(sig, self._begin_stop)
-            except (NotImplementedError, RuntimeError):
-                return
-
-    def _remove_signals(self) -> None:
-        if threading.current_thread() is not threading.main_thread() or self._loop is None:
-            return
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            try:
-                self._loop.remove_signal_handler(sig)
-            except (NotImplementedError, RuntimeError):
-                pass

@@ -29,6 +29,7 @@ from ..models import FINAL_STATUSES, JobStatus, decode_envelope
 from ..results import ResultStore, record_subject
 from ..serialization import warn_if_pickle
 from ..settings import Settings, load_settings, validate_queue_name
+from ..signals import install_stop_handlers, remove_stop_handlers
 from .executor import Executor
 from .processing import Delivery, JobProcessor
 from .puller import Puller
@@ -141,7 +142,7 @@ class Worker:
         tasks: list[asyncio.Task[Any]] = []
         try:
             await self._prepare(conn)
-            self._install_signals()
+            install_stop_handlers(self._loop, self._on_signal)
             tasks = [
                 asyncio.create_task(self._heartbeat_loop(), name="naq-heartbeat"),
                 asyncio.create_task(self._lease_loop(), name="naq-lease"),
@@ -161,7 +162,7 @@ class Worker:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-            self._remove_signals()
+            remove_stop_handlers(self._loop)
             await self.status.remove()
             for puller in self._pullers:
                 await puller.close()
@@ -405,24 +406,6 @@ class Worker:
         return self._conn
 
     # -- shutdown -------------------------------------------------------------------------
-    def _install_signals(self) -> None:
-        if threading.current_thread() is not threading.main_thread() or self._loop is None:
-            return
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            try:
-                self._loop.add_signal_handler(sig, self._on_signal, sig)
-            except (NotImplementedError, RuntimeError):
-                return
-
-    def _remove_signals(self) -> None:
-        if threading.current_thread() is not threading.main_thread() or self._loop is None:
-            return
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            try:
-                self._loop.remove_signal_handler(sig)
-            except (NotImplementedError, RuntimeError):
-                pass
-
     def _on_signal(self, sig: int) -> None:
         self._signals += 1
         if self._signals == 1:

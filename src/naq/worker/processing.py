@@ -22,7 +22,15 @@ from ..codec import to_wire
 from ..context import JobContext
 from ..errors import JobTimeoutError, NaqConnectionError, SerializationError
 from ..functions import FunctionNotAllowedError, FunctionNotFoundError
-from ..models import AttemptRecord, JobEnvelope, JobRecord, JobStatus, decode_envelope, encode
+from ..models import (
+    AttemptRecord,
+    JobEnvelope,
+    JobRecord,
+    JobStatus,
+    decode_envelope,
+    encode,
+    record_for,
+)
 from ..serialization import decode_call, signature_valid
 from .retry import decide
 
@@ -357,20 +365,14 @@ class JobProcessor:
         attempts.append(
             AttemptRecord(attempt=attempt, worker_id=self.w.worker_id, started_at=started)
         )
-        return JobRecord(
+        return record_for(
+            envelope,
+            status,
             handed_back=delivery.handed_back,
             suspect_runs=delivery.suspect_runs,
-            job_id=envelope.id,
-            status=status.value,
-            queue_name=envelope.queue,
-            function=envelope.fn,
-            enqueued_at=envelope.enqueued_at,
             started_at=started,
             worker_id=self.w.worker_id,
             attempts=attempts,
-            max_retries=envelope.max_retries,
-            depends_on=envelope.depends_on,
-            schedule_id=envelope.schedule_id,
         )
 
     def _ttl(self, envelope: JobEnvelope) -> int:
