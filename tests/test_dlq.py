@@ -134,6 +134,21 @@ async def test_refused_function_is_dead_lettered_and_the_job_is_dead(nats_url: s
     await naq.close()
 
 
+async def test_list_queues_counts_dead_letters_and_scheduled_jobs(nats_url: str) -> None:
+    q = new_queue("counts")
+    job = await naq.enqueue("os:system", "echo pwned", queue_name=q, nats_url=nats_url)
+    later = await naq.enqueue_in(3600, rj.echo_kwargs, queue_name=q, nats_url=nats_url)
+    async with worker(q, nats_url):
+        with pytest.raises(JobExecutionError):
+            await naq.fetch_job_result(job.job_id, timeout=WAIT, nats_url=nats_url)
+        (info,) = [i for i in await naq.list_queues(nats_url=nats_url) if i.name == q]
+        assert (info.dead, info.scheduled, info.workers) == (1, 1, 1)
+    assert await naq.cancel_scheduled_job(later.job_id, nats_url=nats_url) is True
+    (info,) = [i for i in await naq.list_queues(nats_url=nats_url) if i.name == q]
+    assert (info.dead, info.scheduled, info.workers) == (1, 0, 0)
+    await naq.close()
+
+
 # ------------------------------------------------------------------------ requeue and purge
 
 

@@ -13,6 +13,7 @@ from .connection import Connection
 from .errors import NaqConnectionError
 from .job import QueueInfo, WorkerInfo
 from .models import decode_worker
+from .scheduling.oneoff import count_waiting
 from .settings import validate_queue_name
 
 
@@ -50,6 +51,13 @@ async def list_workers(conn: Connection) -> list[WorkerInfo]:
     return sorted(workers, key=lambda w: w.started_at)
 
 
+async def _dead_letter_count(conn: Connection, queue: str) -> int:
+    await conn.ensure_dlq_stream()
+    info = await conn.js.stream_info(c.DLQ_STREAM, subjects_filter=c.dlq_subject(queue))
+    subjects = info.state.subjects or {}
+    return int(subjects.get(c.dlq_subject(queue), 0))
+
+
 async def list_queues(conn: Connection) -> list[QueueInfo]:
     """Every queue that has a consumer, with waiting/running counts and its workers."""
     await conn.ensure_jobs_stream()
@@ -65,6 +73,8 @@ async def list_queues(conn: Connection) -> list[QueueInfo]:
                 name=queue,
                 waiting=int(consumer.num_pending or 0),
                 running=int(consumer.num_ack_pending or 0),
+                scheduled=await count_waiting(conn, queue),
+                dead=await _dead_letter_count(conn, queue),
                 workers=sum(1 for w in workers if queue in w.queues),
                 paused=bool(getattr(consumer, "paused", False)),
             )
