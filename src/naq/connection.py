@@ -191,7 +191,9 @@ class Connection:
     async def close(self) -> None:
         """Flush and close the connection."""
         nc, self._nc, self._js = self._nc, None, None
-        self._publisher = None
+        if self._publisher is not None:
+            self._publisher.close()
+            self._publisher = None
         self._kv.clear()
         self._ensured.clear()
         if nc is not None and not nc.is_closed:

@@ -85,6 +85,18 @@ class AckedPublisher:
             raise
         return future
 
+    def close(self) -> None:
+        """Stop the sweeper and fail whatever still waits (the connection is closing)."""
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
+        waiting, self._waiting = self._waiting, {}
+        self._deadlines.clear()
+        for future in waiting.values():
+            if not future.done():
+                future.set_exception(AckTimeoutError())
+                future.exception()  # retrieved: nobody may be awaiting it any more
+
     async def _sweep(self) -> None:
         """Fail the futures whose acknowledgement is overdue (one task, not a timer each)."""
         loop = asyncio.get_running_loop()
