@@ -90,7 +90,8 @@ class LeaderSession:
         finally:
             for task in tasks:
                 task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            if tasks:
+                await asyncio.wait(tasks, timeout=self.lock.ttl)
             try:
                 await watcher.stop()  # type: ignore[no-untyped-call]
             except Exception:  # noqa: BLE001 - the connection may be gone
@@ -139,7 +140,9 @@ class LeaderSession:
 
     async def _keep_lock(self) -> None:
         interval = max(0.2, self.lock.ttl / 3)
-        while True:
+        # a loop on `ended`, not `while True`: a nats-py request interrupted by our cancel
+        # can swallow the CancelledError, and the term must still end
+        while self.ended is None:
             await asyncio.sleep(interval)
             if not await self.lock.renew() or not self.lock.held:
                 self.end("lost the lock")

@@ -31,7 +31,7 @@ from ..serialization import warn_if_pickle
 from ..settings import Settings, load_settings, validate_queue_name
 from ..signals import install_stop_handlers, remove_stop_handlers
 from .executor import Executor
-from .processing import Delivery, JobProcessor
+from .processing import Delivery, JobProcessor, with_retries
 from .puller import Puller
 from .status import WorkerStatus
 
@@ -99,6 +99,7 @@ class Worker:
         self._signals = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread = 0
+        self._closing = False
         self._exclusive_waiting = 0
         self._exclusive_running = False
         self._released = asyncio.Event()
@@ -122,6 +123,7 @@ class Worker:
         """Connect, then process jobs until stopped (or, with ``burst``, until idle)."""
         self._loop = asyncio.get_running_loop()
         self._loop_thread = threading.get_ident()
+        self._closing = False
         self._stop = asyncio.Event()
         self._forced = asyncio.Event()
         warn_if_pickle(self.settings, "worker")
@@ -159,9 +161,13 @@ class Worker:
             await self._stop.wait()
             await self._shutdown()
         finally:
+            # loops also watch `_closing`: a nats-py request interrupted by a cancel can
+            # swallow the CancelledError, and shutdown must not wait for such a loop forever
+            self._closing = True
             for task in tasks:
                 task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            if tasks:
+                await asyncio.wait(tasks, timeout=5.0)
             remove_stop_handlers(self._loop)
             await self.status.remove()
             for puller in self._pullers:
@@ -178,17 +184,21 @@ class Worker:
 
     # -- start-up -------------------------------------------------------------------------
     async def _prepare(self, conn: Connection) -> None:
-        await conn.ensure_jobs_stream()
-        await conn.ensure_dlq_stream()
-        await self.results.ready()
-        await conn.kv(c.WORKERS_BUCKET)
         consumer_settings = ConsumerSettings(ack_wait=self.ack_wait)
-        for queue in self.queues:
-            name = await conn.ensure_consumer(queue, consumer_settings)
-            puller = Puller(conn, queue, name, self._on_job, self._room)
-            self._pullers.append(puller)
+
+        async def ensure_storage() -> list[str]:
+            await conn.ensure_jobs_stream()
+            await conn.ensure_dlq_stream()
+            await self.results.ready()
+            await conn.kv(c.WORKERS_BUCKET)
+            return [await conn.ensure_consumer(q, consumer_settings) for q in self.queues]
+
+        # connected already: a server restart or leader election now is waited out
+        names = await with_retries("preparing streams and consumers", ensure_storage)
+        for queue, name in zip(self.queues, names, strict=True):
+            self._pullers.append(Puller(conn, queue, name, self._on_job, self._room))
         conn.add_reconnect_listener(self._on_reconnect)
-        await self._beat()
+        await with_retries("writing the worker record", self._beat)
         for puller in self._pullers:
             await puller.start()
 
@@ -303,7 +313,7 @@ class Worker:
         await self.status.beat(running, self.jobs_done, self.jobs_failed, status)
 
     async def _heartbeat_loop(self) -> None:
-        while True:
+        while not self._closing:
             await asyncio.sleep(self.heartbeat_interval)
             try:
                 await self._beat()
@@ -313,7 +323,7 @@ class Worker:
     async def _lease_loop(self) -> None:
         """Renew the lease (``in_progress``) of every held message well inside ``ack_wait``."""
         interval = max(0.2, self.ack_wait / 3)
-        while True:
+        while not self._closing:
             await asyncio.sleep(interval)
             now = time.monotonic()
             for delivery in list(self._inflight.values()):
@@ -325,7 +335,7 @@ class Worker:
 
     async def _watchdog_loop(self) -> None:
         """Re-issue pull requests the server may have lost (e.g. across a restart)."""
-        while True:
+        while not self._closing:
             await asyncio.sleep(1.0)
             for puller in self._pullers:
                 if puller.stale():
@@ -335,7 +345,7 @@ class Worker:
     async def _burst_loop(self) -> None:
         conn = self._conn
         assert conn is not None
-        while True:
+        while not self._closing:
             await asyncio.sleep(0.2)
             if self._inflight or self._backlog or self.executor.busy:
                 continue
