@@ -18,10 +18,11 @@ from .errors import (
     JobTimeoutError,
     NaqConnectionError,
 )
-from .job import Job, JobInfo, JobOptions, iter_calls, new_job_id, split_options
+from .job import Job, JobInfo, JobOptions, iter_calls, split_options
 from .models import JobEnvelope, JobRecord, JobStatus, encode, record_for
 from .results import ResultStore, absent_headers, record_subject
-from .serialization import build_envelope, job_headers, warn_if_pickle
+from .scheduling.calls import prepare_call
+from .serialization import job_headers, warn_if_pickle
 from .settings import Settings, load_settings, validate_queue_name
 
 if TYPE_CHECKING:
@@ -158,29 +159,7 @@ class Queue:
     def _prepare(
         self, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any], options: JobOptions
     ) -> tuple[Job, JobEnvelope]:
-        if options.depends_on:
-            raise ConfigurationError("depends_on is not supported by this naq version yet")
-        job_id = options.job_id or new_job_id()
-        envelope = build_envelope(
-            func,
-            args,
-            kwargs,
-            job_id=job_id,
-            queue=self.name,
-            options=options,
-            settings=self.settings,
-        )
-        job = Job(
-            job_id=job_id,
-            function=envelope.fn,
-            args=args,
-            kwargs=kwargs,
-            queue_name=self.name,
-            options=options,
-            enqueued_at=envelope.enqueued_at,
-            queue=self,
-        )
-        return job, envelope
+        return prepare_call(self, func, args, kwargs, options)
 
     async def _publish_job(self, job: Job, envelope: JobEnvelope, options: JobOptions) -> None:
         conn = await self.connection()

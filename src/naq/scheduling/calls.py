@@ -24,9 +24,10 @@ def prepare_call(
     job_id: str | None = None,
     schedule_id: str | None = None,
 ) -> tuple[Job, JobEnvelope]:
-    """Validate and serialize the call; raises before anything is stored."""
+    """Validate and serialize the call into a :class:`Job` and its envelope (``enqueue`` and
+    the scheduled variants share this); raises before anything is stored."""
     if options.depends_on:
-        raise ConfigurationError("depends_on is not supported for scheduled jobs")
+        raise ConfigurationError("depends_on is not supported by this naq version yet")
     the_id = job_id or options.job_id or new_job_id()
     envelope = build_envelope(
         func,
