@@ -31,8 +31,6 @@ HEADER_TTL = "Nats-TTL"
 HEADER_EXPECTED_LAST_SUBJECT_SEQ = "Nats-Expected-Last-Subject-Sequence"
 #: JetStream error code for a failed expected-last-sequence check.
 ERR_WRONG_LAST_SEQUENCE = 10071
-HEADER_JOB_ID = "Naq-Job-Id"
-HEADER_ENCODING = "Naq-Encoding"
 HEADER_SIGNATURE = "Naq-Signature"
 
 #: Duplicate window of the jobs stream, seconds.

@@ -54,23 +54,6 @@ class ResultStore:
         await self.ready()
         await self._conn.publish(record_subject(job_id), payload, {c.HEADER_TTL: str(int(ttl))})
 
-    async def put_if_absent(self, record: JobRecord, ttl: int) -> bool:
-        """Store ``record`` only if its key holds nothing yet; False if something was there.
-
-        Used for ``pending`` records, so a fast worker's outcome is never overwritten by the
-        enqueue that raced it.
-        """
-        await self.ready()
-        try:
-            await self._conn.publish(
-                record_subject(record.job_id), encode(record), absent_headers(ttl)
-            )
-        except nats.js.errors.APIError as exc:
-            if exc.err_code == c.ERR_WRONG_LAST_SEQUENCE:
-                return False
-            raise
-        return True
-
     async def update(self, record: JobRecord, revision: int, ttl: int) -> bool:
         """Compare-and-set: store ``record`` only if the key is still at ``revision``."""
         await self.ready()

@@ -66,11 +66,6 @@ class Executor:
         if self._on_release is not None:
             self._on_release()
 
-    @property
-    def threads_busy(self) -> int:
-        """Sync job threads still running (possibly past their timeout)."""
-        return self._pool.busy
-
     async def run(
         self,
         func: Callable[..., Any],

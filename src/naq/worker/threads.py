@@ -29,11 +29,6 @@ class DaemonThreadPool:
         self._lock = threading.Lock()
         self._closed = False
 
-    @property
-    def busy(self) -> int:
-        """Threads running a callable right now."""
-        return self._busy
-
     def run(self, fn: Callable[[], Any], on_done: DoneCallback) -> None:
         """Run ``fn()`` on a pool thread, then ``on_done(result, error)`` on that thread."""
         if self._closed:
