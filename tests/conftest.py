@@ -29,6 +29,8 @@ ROOT = str(Path(__file__).resolve().parents[1])
 if ROOT not in sys.path:
     sys.path.append(ROOT)
 
+from tests import helpers  # noqa: E402 - needs ROOT on sys.path
+
 T = TypeVar("T")
 
 JOBS_STREAM = "NAQ_JOBS"
@@ -53,21 +55,10 @@ def queue(request: pytest.FixtureRequest) -> str:
     return f"{base}-{digest}"
 
 
-@contextlib.asynccontextmanager
-async def _running_worker(
+def _running_worker(
     queues: list[str] | str, nats_url: str, **kwargs: Any
-) -> AsyncIterator[naq.Worker]:
-    worker = naq.Worker(queues, nats_url=nats_url, **kwargs)
-    task = asyncio.create_task(worker.run(), name="naq-test-worker")
-    await asyncio.sleep(0)  # let run() start, so request_stop() has a loop to talk to
-    try:
-        yield worker
-        if task.done():  # the worker must still be running when the test body ends
-            task.result()
-            raise AssertionError("worker stopped by itself while the test was running")
-    finally:
-        worker.request_stop()
-        await asyncio.wait_for(task, WAIT)
+) -> contextlib.AbstractAsyncContextManager[naq.Worker]:
+    return helpers.running_worker(queues, nats_url, stop_timeout=WAIT, **kwargs)
 
 
 RunningWorker = Callable[..., contextlib.AbstractAsyncContextManager[naq.Worker]]
@@ -134,14 +125,7 @@ async def wait_for(
     check: Callable[[], Awaitable[T | None]], timeout: float = WAIT, interval: float = 0.05
 ) -> T:
     """Poll ``check`` until it returns something truthy; fail after ``timeout`` s."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = await check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s")
-        await asyncio.sleep(interval)
+    return await helpers.eventually(check, timeout, interval)
 
 
 @contextlib.asynccontextmanager

@@ -11,20 +11,20 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import nats
 import pytest
 from tests import retry_jobs as rj
+from tests.helpers import WAIT, eventually, running_worker
 
 import naq
 from naq import JobExecutionError, JobStatus
 from naq.deadletter import DeadLetter
 
-T = TypeVar("T")
-WAIT = 15.0
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -32,42 +32,16 @@ def new_queue(tag: str) -> str:
     return f"dlq-{tag}-{uuid.uuid4().hex[:10]}"
 
 
-@contextlib.asynccontextmanager
-async def worker(queue: str, url: str, **kwargs: Any) -> AsyncIterator[naq.Worker]:
+def worker(queue: str, url: str, **kwargs: Any) -> AbstractAsyncContextManager[naq.Worker]:
     """An in-process worker on the test's loop, always stopped on exit."""
     kwargs.setdefault("concurrency", 4)
-    # a lookup first, so this test's enqueues do not hit the first-enqueue race of a fresh
-    # connection (see test_first_enqueue_of_a_fresh_producer_keeps_the_outcome)
-    await warm_up(naq.get_job_status, nats_url=url)
-    w = naq.Worker([queue], nats_url=url, **kwargs)
-    task = asyncio.create_task(w.run())
-    await asyncio.sleep(0)  # run() sets its loop, so request_stop() reaches it
-    try:
-        yield w
-        assert not task.done(), f"worker stopped by itself: {task}"
-    finally:
-        w.request_stop()
-        await asyncio.wait_for(task, WAIT)
+    return running_worker([queue], url, **kwargs)
 
 
 async def warm_up(lookup: Callable[..., Awaitable[Any]], **kwargs: Any) -> None:
-    """Make one job lookup through ``lookup`` so its connection has the results bucket."""
+    """Make one job lookup through ``lookup`` (the connection then has the results bucket)."""
     with contextlib.suppress(naq.JobNotFoundError):
         await lookup("warm-up-lookup", **kwargs)
-
-
-async def eventually(
-    check: Callable[[], Awaitable[T]], timeout: float = WAIT, interval: float = 0.03
-) -> T:
-    """Poll ``check`` until it returns something truthy."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = await check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s (last: {value!r})")
-        await asyncio.sleep(interval)
 
 
 async def dead_letters(q: str, url: str, count: int) -> list[DeadLetter]:
