@@ -40,10 +40,13 @@ class ResultStore:
 
     def __init__(self, connection: Connection) -> None:
         self._conn = connection
+        self._ready = False
 
     async def ready(self) -> None:
-        """Make sure the bucket exists."""
-        await self._conn.kv(c.RESULTS_BUCKET)
+        """Make sure the bucket exists (looked up once per store)."""
+        if not self._ready:
+            await self._conn.kv(c.RESULTS_BUCKET)
+            self._ready = True
 
     async def put(self, record: JobRecord, ttl: int) -> None:
         """Store ``record`` (replacing any earlier one), expiring after ``ttl`` seconds."""

@@ -319,9 +319,13 @@ class JobProcessor:
 
     async def _store(self, record: JobRecord, envelope: JobEnvelope) -> None:
         ttl = self._ttl(envelope)
-        await with_retries(
-            f"storing the outcome of {record.job_id}", lambda: self.w.results.put(record, ttl)
-        )
+        store = self.w.results
+        try:
+            await store.put(record, ttl)  # the common case, without the retry machinery
+        except _TRANSIENT:
+            await with_retries(
+                f"storing the outcome of {record.job_id}", lambda: store.put(record, ttl)
+            )
 
     async def _dead_letter(
         self, delivery: Delivery, queue: str, reason: str, kind: str, job_id: str | None
