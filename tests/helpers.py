@@ -34,6 +34,14 @@ async def running_worker(
         await asyncio.wait_for(task, stop_timeout)
 
 
+def queue_worker(
+    queue: str, nats_url: str, **kwargs: Any
+) -> contextlib.AbstractAsyncContextManager[naq.Worker]:
+    """:func:`running_worker` on one queue, concurrency 4 unless given."""
+    kwargs.setdefault("concurrency", 4)
+    return running_worker([queue], nats_url, **kwargs)
+
+
 async def eventually(
     check: Callable[[], Awaitable[T | None]], timeout: float = WAIT, interval: float = 0.03
 ) -> T:

@@ -12,14 +12,14 @@ import sys
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 
 import nats
 import pytest
 from tests import retry_jobs as rj
-from tests.helpers import WAIT, eventually, running_worker
+from tests.helpers import WAIT, eventually
+from tests.helpers import queue_worker as worker
 
 import naq
 from naq import JobExecutionError, JobStatus
@@ -30,12 +30,6 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def new_queue(tag: str) -> str:
     return f"dlq-{tag}-{uuid.uuid4().hex[:10]}"
-
-
-def worker(queue: str, url: str, **kwargs: Any) -> AbstractAsyncContextManager[naq.Worker]:
-    """An in-process worker on the test's loop, always stopped on exit."""
-    kwargs.setdefault("concurrency", 4)
-    return running_worker([queue], url, **kwargs)
 
 
 async def warm_up(lookup: Callable[..., Awaitable[Any]], **kwargs: Any) -> None:

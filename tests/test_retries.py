@@ -4,18 +4,16 @@ real nats-server with in-process workers (job functions in ``tests/retry_jobs.py
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import time
 import uuid
-from collections.abc import Awaitable, Callable
-from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
 from tests import retry_jobs as rj
-from tests.helpers import WAIT, eventually, running_worker
+from tests.helpers import WAIT, eventually
+from tests.helpers import queue_worker as worker
 
 import naq
 from naq import JobExecutionError, JobStatus, JobTimeoutError
@@ -25,18 +23,6 @@ T = TypeVar("T")
 
 def new_queue(tag: str) -> str:
     return f"retry-{tag}-{uuid.uuid4().hex[:10]}"
-
-
-def worker(queue: str, url: str, **kwargs: Any) -> AbstractAsyncContextManager[naq.Worker]:
-    """An in-process worker on the test's loop, always stopped on exit."""
-    kwargs.setdefault("concurrency", 4)
-    return running_worker([queue], url, **kwargs)
-
-
-async def warm_up(lookup: Callable[..., Awaitable[Any]], **kwargs: Any) -> None:
-    """Make one job lookup through ``lookup`` (the connection then has the results bucket)."""
-    with contextlib.suppress(naq.JobNotFoundError):
-        await lookup("warm-up-lookup", **kwargs)
 
 
 def times(path: Path) -> list[float]:
