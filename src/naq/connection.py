@@ -153,6 +153,8 @@ class Connection:
         nc.options["max_reconnect_attempts"] = -1
         self._nc = nc
         self._js = nc.jetstream(timeout=10.0)
+        self._publisher = AckedPublisher(nc)
+        await self._publisher.start()
         return self
 
     async def publish(
@@ -167,10 +169,19 @@ class Connection:
     ) -> asyncio.Future[int]:
         """Publish to a JetStream subject; the future resolves to the stream sequence once
         the server stored it, or raises its refusal."""
-        publisher = self._publisher
-        if publisher is None:
-            publisher = self._publisher = AckedPublisher(self.nc)
-        return await publisher.send(subject, payload, headers)
+        return await self._acked_publisher().send(subject, payload, headers)
+
+    def send_nowait(
+        self, subject: str, payload: bytes, header_block: bytes | None = None
+    ) -> asyncio.Future[int]:
+        """:meth:`send` without a coroutine, for hot paths; ``header_block`` is from
+        :func:`naq.wire.encode_headers`."""
+        return self._acked_publisher().send_nowait(subject, payload, header_block)
+
+    def _acked_publisher(self) -> AckedPublisher:
+        if self._publisher is None:
+            raise NaqConnectionError("not connected; call 'await connection.connect()' first")
+        return self._publisher
 
     async def publish_idempotent(
         self, subject: str, payload: bytes, headers: dict[str, str], what: str

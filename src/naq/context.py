@@ -59,3 +59,8 @@ def current_job() -> JobContext:
 def set_current(ctx: JobContext | None) -> contextvars.Token[JobContext | None]:
     """Bind ``ctx`` in the current context (used by the worker)."""
     return _current.set(ctx)
+
+
+def reset_current(token: contextvars.Token[JobContext | None]) -> None:
+    """Undo :func:`set_current` (a pool thread runs many jobs, one after another)."""
+    _current.reset(token)

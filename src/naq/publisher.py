@@ -2,8 +2,9 @@
 
 nats-py's ``js.publish`` is a full request per call: a fresh random token, a JSON parse and a
 dataclass for every PubAck. naq publishes a job record for every job, so it keeps one
-wildcard reply subscription per connection, numbers its requests, and only parses an ack
-when it carries an error. Same guarantee (the server stored the message), less client CPU.
+wildcard reply subscription per connection (dispatched directly, see :mod:`naq.wire`),
+numbers its requests, and only parses an ack when it carries an error. Same guarantee (the
+server stored the message), less client CPU.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import re
 from collections import deque
 from typing import Any
 
@@ -19,8 +21,11 @@ import nats.js.errors
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 
+from .wire import encode_headers, publish_now, subscribe_direct
+
 _NO_RESPONDERS = "503"
 _SWEEP_INTERVAL = 0.25
+_SEQ = re.compile(rb'"seq"\s*:\s*(\d+)')
 
 
 class AckTimeoutError(nats.errors.TimeoutError):
@@ -41,12 +46,18 @@ class AckedPublisher:
         self._deadlines: deque[tuple[float, str]] = deque()
         self._sweeper: asyncio.Future[None] | None = None
 
-    async def _start(self) -> None:
+    @property
+    def started(self) -> bool:
+        """True once the reply subscription exists (:meth:`send_nowait` may be used)."""
+        return self._started
+
+    async def start(self) -> None:
+        """Subscribe the reply inbox (once)."""
         async with self._lock:
             if self._started:
                 return
             self._prefix = self._nc.new_inbox() + "."
-            await self._nc.subscribe(self._prefix + "*", cb=self._on_reply)
+            await subscribe_direct(self._nc, self._prefix + "*", self._on_reply)
             self._started = True
 
     async def publish(
@@ -70,16 +81,28 @@ class AckedPublisher:
         """Publish without waiting; the future resolves with the stream sequence (or raises
         the server's refusal, e.g. a failed expected-last-sequence check): pipelining."""
         if not self._started:
-            await self._start()
+            await self.start()
+        block = encode_headers(headers) if headers else None
+        return self.send_nowait(subject, payload, block, timeout)
+
+    def send_nowait(
+        self,
+        subject: str,
+        payload: bytes,
+        header_block: bytes | None = None,
+        timeout: float = 10.0,
+    ) -> asyncio.Future[int]:
+        """:meth:`send` for a started publisher, without a coroutine: ``header_block`` is
+        from :func:`naq.wire.encode_headers` (encode once, reuse)."""
         token = str(next(self._tokens))
         loop = asyncio.get_running_loop()
         future: asyncio.Future[int] = loop.create_future()
         self._waiting[token] = future
         self._deadlines.append((loop.time() + timeout, token))
-        if self._sweeper is None or self._sweeper.done():
+        if self._sweeper is None:
             self._sweeper = asyncio.ensure_future(self._sweep())
         try:
-            await self._nc.publish(subject, payload, reply=self._prefix + token, headers=headers)
+            publish_now(self._nc, subject, payload, self._prefix + token, header_block)
         except BaseException:
             self._waiting.pop(token, None)
             raise
@@ -101,16 +124,19 @@ class AckedPublisher:
         """Fail the futures whose acknowledgement is overdue (one task, not a timer each)."""
         loop = asyncio.get_running_loop()
         deadlines = self._deadlines
-        while deadlines:
-            await asyncio.sleep(_SWEEP_INTERVAL)
-            now = loop.time()
-            while deadlines and deadlines[0][0] <= now:
-                _, token = deadlines.popleft()
-                future = self._waiting.pop(token, None)
-                if future is not None and not future.done():
-                    future.set_exception(AckTimeoutError())
+        try:
+            while deadlines:
+                await asyncio.sleep(_SWEEP_INTERVAL)
+                now = loop.time()
+                while deadlines and deadlines[0][0] <= now:
+                    _, token = deadlines.popleft()
+                    future = self._waiting.pop(token, None)
+                    if future is not None and not future.done():
+                        future.set_exception(AckTimeoutError())
+        finally:
+            self._sweeper = None
 
-    async def _on_reply(self, msg: Msg) -> None:
+    def _on_reply(self, msg: Msg) -> None:
         future = self._waiting.pop(msg.subject[len(self._prefix) :], None)
         if future is None or future.done():
             return
@@ -127,16 +153,8 @@ class AckedPublisher:
 
 def _sequence(ack: bytes) -> int:
     """The ``seq`` of a PubAck, without a JSON parse (this runs once per job)."""
-    start = ack.find(b'"seq":')
-    if start < 0:
-        return 0
-    start += 6
-    while start < len(ack) and ack[start] == 32:  # a space
-        start += 1
-    end = start
-    while end < len(ack) and 48 <= ack[end] <= 57:
-        end += 1
-    return int(ack[start:end] or b"0")
+    found = _SEQ.search(ack)
+    return int(found.group(1)) if found else 0
 
 
 def _api_error(response: dict[str, Any]) -> Exception:

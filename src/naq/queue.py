@@ -8,7 +8,11 @@ from collections.abc import Iterable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+import nats.errors
+import nats.js.errors
+
 from . import constants as c
+from .batches import BATCH_SIZE, BatchRecord, batch_job_id, batch_key
 from .connection import Connection
 from .errors import (
     ConfigurationError,
@@ -18,11 +22,11 @@ from .errors import (
     JobTimeoutError,
     NaqConnectionError,
 )
-from .job import Job, JobInfo, JobOptions, iter_calls, split_options
+from .job import Job, JobInfo, JobOptions, iter_calls, new_job_id, split_options
 from .models import JobEnvelope, JobRecord, JobStatus, encode, record_for
-from .results import ResultStore, absent_headers, record_subject
+from .results import ResultStore, absent_block, absent_headers, record_subject
 from .scheduling.calls import prepare_call
-from .serialization import job_headers, warn_if_pickle
+from .serialization import job_header_block, job_headers, warn_if_pickle
 from .settings import Settings, load_settings, validate_queue_name
 
 if TYPE_CHECKING:
@@ -32,7 +36,6 @@ if TYPE_CHECKING:
 
 #: How many ``enqueue_many`` publishes may await their acknowledgement at once.
 PUBLISH_WINDOW = 2000
-_PUBLISH_TIMEOUT = 10.0
 _TIMEOUT_ERROR_TYPE = f"{JobTimeoutError.__module__}:{JobTimeoutError.__qualname__}"
 
 
@@ -103,57 +106,60 @@ class Queue:
         """Enqueue many ``(func, args, kwargs)`` calls at once (pipelined publishes).
 
         ``options`` apply to every job (except ``job_id``, which would collide). Everything
-        is validated and serialized before the first publish.
+        is validated and serialized before the first publish. Jobs get ids
+        ``<batch_id>-<n>``; their ``pending`` state is one batch record per chunk of
+        jobs (see :mod:`naq.batches`), so a bulk enqueue costs one write per job.
         """
         opts = JobOptions.build(options)
         if opts.job_id is not None:
             raise ConfigurationError("enqueue_many does not take job_id; ids are generated")
-        prepared = [self._prepare(f, a, k, opts) for f, a, k in iter_calls(calls)]
-        if not prepared:
+        chunks: list[tuple[str, list[tuple[Job, JobEnvelope]]]] = []
+        for n, (func, args, kwargs) in enumerate(iter_calls(calls)):
+            if n % BATCH_SIZE == 0:
+                chunks.append((new_job_id(), []))
+            batch_id, chunk = chunks[-1]
+            job_id = batch_job_id(batch_id, len(chunk))
+            chunk.append(prepare_call(self, func, args, kwargs, opts, job_id=job_id))
+        if not chunks:
             return []
         conn = await self.connection()
         await conn.ensure_jobs_stream()
-        store = await self._store()
-        await store.ready()
+        await (await self._store()).ready()
         ttl = opts.result_ttl or self.settings.result_ttl
+        subject = c.queue_subject(self.name)
         futures: list[asyncio.Future[Any]] = []
-        record_headers = absent_headers(ttl)
-        for job, envelope in prepared:
-            record = record_for(envelope, JobStatus.PENDING)
-            futures.append(
-                await conn.send(record_subject(job.job_id), encode(record), record_headers)
-            )
-            payload = encode(envelope)
-            futures.append(
-                await conn.send(
-                    c.queue_subject(job.queue_name),
-                    payload,
-                    job_headers(self.settings, job.job_id, payload),
-                )
-            )
-            if len(futures) >= 2 * PUBLISH_WINDOW:
-                # keep publishing while the older half is confirmed (a steady pipeline)
-                await self._settle(futures[:PUBLISH_WINDOW])
-                del futures[:PUBLISH_WINDOW]
+        jobs: list[Job] = []
+        for batch_id, chunk in chunks:
+            batch = BatchRecord.of(batch_id, [envelope for _, envelope in chunk])
+            # stored before its jobs: no job of the batch is ever without a status
+            key = record_subject(batch_key(batch_id))
+            await self._settle([await conn.send(key, encode(batch), absent_headers(ttl))])
+            for job, envelope in chunk:
+                payload = encode(envelope)
+                block = job_header_block(self.settings, job.job_id, payload)
+                futures.append(conn.send_nowait(subject, payload, block))
+                if len(futures) >= 2 * PUBLISH_WINDOW:
+                    # keep publishing while the older half is confirmed (a steady pipeline)
+                    await self._settle(futures[:PUBLISH_WINDOW])
+                    del futures[:PUBLISH_WINDOW]
+                jobs.append(job)
         await self._settle(futures)
-        return [job for job, _ in prepared]
+        return jobs
 
     async def _settle(self, futures: list[asyncio.Future[Any]]) -> None:
+        """Wait for publish acknowledgements (each fails by itself after the publisher's
+        timeout) and raise the first real refusal."""
         if not futures:
             return
-        try:
-            outcomes = await asyncio.wait_for(
-                asyncio.gather(*futures, return_exceptions=True), _PUBLISH_TIMEOUT
-            )
-        except TimeoutError:
-            raise NaqConnectionError(
-                "NATS did not confirm the enqueued jobs in time; some may not be stored"
-            ) from None
-        for outcome in outcomes:
+        for outcome in await asyncio.gather(*futures, return_exceptions=True):
             if not isinstance(outcome, BaseException):
                 continue
             if getattr(outcome, "err_code", None) == c.ERR_WRONG_LAST_SEQUENCE:
                 continue  # a pending record arrived after the job's outcome: keep the outcome
+            if isinstance(outcome, nats.errors.TimeoutError):
+                raise NaqConnectionError(
+                    "NATS did not confirm the enqueued jobs in time; some may not be stored"
+                ) from None
             raise NaqConnectionError(f"NATS refused an enqueued job: {outcome}") from outcome
 
     def _prepare(
@@ -165,17 +171,25 @@ class Queue:
         conn = await self.connection()
         await conn.ensure_jobs_stream()
         store = await self._store()
+        await store.ready()
         ttl = options.result_ttl or self.settings.result_ttl
         record = record_for(envelope, JobStatus.PENDING)
         payload = encode(envelope)
         if options.job_id is None:
             # both in flight at once (one round trip); the record write is create-if-absent,
             # so it never replaces an outcome a fast worker stored first
-            await store.ready()
-            record_ack = await conn.send(
-                record_subject(job.job_id), encode(record), absent_headers(ttl)
+            record_ack = conn.send_nowait(
+                record_subject(job.job_id), encode(record), absent_block(ttl)
             )
-            await self._publish(conn, job, payload)
+            job_ack = conn.send_nowait(
+                c.queue_subject(job.queue_name),
+                payload,
+                job_header_block(self.settings, job.job_id, payload),
+            )
+            try:
+                await job_ack
+            except (nats.errors.TimeoutError, nats.js.errors.NoStreamResponseError):
+                await self._publish(conn, job, payload)  # retried under the same message id
             await self._settle([record_ack])
             return
         existing = await store.create(record, ttl)

@@ -8,12 +8,17 @@ import asyncio
 import msgspec
 import nats.js.errors
 from nats.aio.msg import Msg
+from nats.js.kv import KeyValue
 
 from . import constants as c
+from .batches import batch_key, decode_batch, split_batch_job_id
 from .connection import Connection
 from .models import FINAL_STATUSES, JobRecord, decode_record, encode
+from .wire import encode_headers
 
 _FINAL_VALUES = frozenset(s.value for s in FINAL_STATUSES)
+_TTL_BLOCKS: dict[int, bytes] = {}  # encoded ``Nats-TTL`` header blocks, by TTL
+_ABSENT_BLOCKS: dict[int, bytes] = {}  # the same plus "create only if absent"
 #: How long a pushed final write may take to show up in the stored record, seconds.
 _CONFIRM_FOR = 1.0
 
@@ -35,6 +40,14 @@ def absent_headers(ttl: int) -> dict[str, str]:
     return {c.HEADER_TTL: str(int(ttl)), c.HEADER_EXPECTED_LAST_SUBJECT_SEQ: "0"}
 
 
+def absent_block(ttl: int) -> bytes:
+    """:func:`absent_headers` encoded for the wire (cached per TTL)."""
+    block = _ABSENT_BLOCKS.get(ttl)
+    if block is None:
+        block = _ABSENT_BLOCKS[ttl] = encode_headers(absent_headers(ttl))
+    return block
+
+
 class ResultStore:
     """Reads and writes job records; borrows a :class:`Connection` (never closes it)."""
 
@@ -51,6 +64,14 @@ class ResultStore:
     async def put(self, record: JobRecord, ttl: int) -> None:
         """Store ``record`` (replacing any earlier one), expiring after ``ttl`` seconds."""
         await self.put_raw(record.job_id, encode(record), ttl)
+
+    def put_nowait(self, record: JobRecord, ttl: int) -> asyncio.Future[int]:
+        """:meth:`put` for a store that is :meth:`ready`, without a coroutine: the future
+        resolves once the server stored the record."""
+        block = _TTL_BLOCKS.get(ttl)
+        if block is None:
+            block = _TTL_BLOCKS[ttl] = encode_headers({c.HEADER_TTL: str(int(ttl))})
+        return self._conn.send_nowait(record_subject(record.job_id), encode(record), block)
 
     async def put_raw(self, job_id: str, payload: bytes, ttl: int) -> None:
         """Store an encoded record; waits for the server to confirm it is stored."""
@@ -99,13 +120,32 @@ class ResultStore:
         try:
             entry = await kv.get(job_id)
         except nats.js.errors.KeyNotFoundError:
-            return None
+            return await self._batch_entry(kv, job_id)
         if not entry.value:  # deleted, purged, or an expiry marker (nats-py reports value=None)
             return None
         try:
             return decode_record(entry.value), int(entry.revision or 0)
         except (msgspec.DecodeError, msgspec.ValidationError):
             return None
+
+    @staticmethod
+    async def _batch_entry(kv: KeyValue, job_id: str) -> tuple[JobRecord, int] | None:
+        """A job of an ``enqueue_many`` batch that has no record of its own yet: pending,
+        described by its batch record. Revision 0: a compare-and-set creates the record."""
+        parts = split_batch_job_id(job_id)
+        if parts is None:
+            return None
+        try:
+            entry = await kv.get(batch_key(parts[0]))
+        except nats.js.errors.KeyNotFoundError:
+            return None
+        if not entry.value:
+            return None
+        try:
+            record = decode_batch(entry.value).pending_record(job_id, parts[1])
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            return None
+        return (record, 0) if record is not None else None
 
     async def wait_final(self, job_id: str, timeout: float) -> JobRecord | None:
         """Wait up to ``timeout`` s for the job to reach a final status; the latest record.

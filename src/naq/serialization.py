@@ -18,6 +18,7 @@ from .functions import function_path
 from .job import JobOptions
 from .models import JobEnvelope
 from .settings import Settings
+from .wire import encode_headers
 
 PICKLE_WARNING = (
     "NAQ_JOB_SERIALIZER=pickle: job arguments are pickled. Anyone who can publish to the "
@@ -110,6 +111,13 @@ def job_headers(settings: Settings, job_id: str, payload: bytes) -> dict[str, st
     if settings.signing_key:
         headers[HEADER_SIGNATURE] = sign(payload, settings.signing_key)
     return headers
+
+
+def job_header_block(settings: Settings, job_id: str, payload: bytes) -> bytes:
+    """:func:`job_headers` encoded for the wire (the bulk enqueue path)."""
+    if settings.signing_key:
+        return encode_headers(job_headers(settings, job_id, payload))
+    return b"NATS/1.0\r\n" + HEADER_MSG_ID.encode() + b": " + job_id.encode() + b"\r\n\r\n"
 
 
 def sign(payload: bytes, key: bytes) -> str:

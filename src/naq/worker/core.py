@@ -30,8 +30,10 @@ from ..results import ResultStore, record_subject
 from ..serialization import warn_if_pickle
 from ..settings import Settings, load_settings, validate_queue_name
 from ..signals import install_stop_handlers, remove_stop_handlers
+from ..wire import delivery_info
+from .delayed import DelayedCalls
 from .executor import Executor
-from .processing import Delivery, JobProcessor, with_retries
+from .processing import RUNNING_WRITE_DELAY, Delivery, JobProcessor, with_retries
 from .puller import Puller
 from .status import WorkerStatus
 
@@ -138,6 +140,7 @@ class Worker:
         self.results = ResultStore(conn)
         self.dead_letters = DeadLetters(conn)
         self.processor = JobProcessor(self)
+        self.running_marks = DelayedCalls(RUNNING_WRITE_DELAY)
         self.status = WorkerStatus(
             conn, self.worker_id, self.queues, self.concurrency, self.heartbeat_interval
         )
@@ -173,6 +176,7 @@ class Worker:
             for puller in self._pullers:
                 await puller.close()
             self.executor.shutdown()
+            self.running_marks.close()
             await conn.close()
             self._conn = None
             logger.info(
@@ -211,15 +215,15 @@ class Worker:
         return self.concurrency - len(self._inflight) - self.executor.orphaned
 
     def _on_job(self, msg: Msg) -> None:
-        seq = int(msg.metadata.sequence.stream)
+        seq, delivered = delivery_info(msg.reply)
         held = self._inflight.get(seq)
         if held is not None and not held.settled:
             # The server redelivered a job we still hold (its lease lapsed, e.g. during an
             # outage): keep running the one copy, answering on the newest delivery.
-            held.msg = msg
+            held.msg, held.delivered = msg, delivered
             self._spawn(_quiet(msg.in_progress()))
             return
-        delivery = Delivery(msg)
+        delivery = Delivery(msg, seq, delivered)
         self._inflight[seq] = delivery
         if self._stop is not None and self._stop.is_set():
             # arrived while stopping: hand it straight back
@@ -266,14 +270,13 @@ class Worker:
 
     def _start(self, delivery: Delivery) -> None:
         self.executor.acquire()
-        task = asyncio.create_task(self.processor.process(delivery))
-        delivery.task = task
-        task.add_done_callback(lambda _t: self._forget(delivery))
+        # the processor calls `forget` when it is done (no done-callback round trip)
+        delivery.task = asyncio.create_task(self.processor.process(delivery))
 
-    def _forget(self, delivery: Delivery) -> None:
-        seq = int(delivery.msg.metadata.sequence.stream)
-        if self._inflight.get(seq) is delivery:
-            del self._inflight[seq]
+    def forget(self, delivery: Delivery) -> None:
+        """Drop a delivery the processor is done with, making room for another job."""
+        if self._inflight.get(delivery.seq) is delivery:
+            del self._inflight[delivery.seq]
         self._schedule_fill()  # room for another job
 
     def _schedule_fill(self) -> None:
@@ -295,7 +298,7 @@ class Worker:
         if not stopping:
             for puller in self._pullers:
                 if puller.wants_more():
-                    self._spawn(puller.request_more())
+                    puller.request_more()
 
     async def _on_reconnect(self) -> None:
         # renew the leases of what we hold before asking for more
@@ -304,7 +307,7 @@ class Worker:
                 await _quiet(delivery.msg.in_progress())
         for puller in self._pullers:
             puller.reset()
-            await puller.request_more()
+            puller.request_more()
 
     # -- background loops -----------------------------------------------------------------
     async def _beat(self) -> None:
@@ -340,7 +343,7 @@ class Worker:
             for puller in self._pullers:
                 if puller.stale():
                     puller.reset()
-                await puller.request_more()
+                puller.request_more()
 
     async def _burst_loop(self) -> None:
         conn = self._conn
@@ -466,7 +469,7 @@ class Worker:
         backlog = list(self._backlog)
         self._backlog.clear()
         for delivery in backlog:
-            self._forget(delivery)
+            self.forget(delivery)
         await asyncio.gather(*(self._hand_back(d) for d in backlog))
         pending = {d.task for d in self._inflight.values() if d.task is not None}
         loop = asyncio.get_running_loop()

@@ -7,14 +7,12 @@ timeout keeps its thread (Python cannot stop a thread) and its slot until it ret
 from __future__ import annotations
 
 import asyncio
-import contextvars
-import functools
 import inspect
 from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from ..context import JobContext, set_current
+from ..context import JobContext, reset_current, set_current
 from ..errors import JobTimeoutError
 from .threads import DaemonThreadPool
 
@@ -113,9 +111,14 @@ class Executor:
         timeout: float | None,
     ) -> Any:
         loop = asyncio.get_running_loop()
-        context = contextvars.copy_context()
-        context.run(set_current, ctx)
-        call = functools.partial(context.run, func, *args, **kwargs)
+
+        def call() -> Any:  # in a pool thread: naq.current_job() is this job's context
+            token = set_current(ctx)
+            try:
+                return func(*args, **kwargs)
+            finally:
+                reset_current(token)
+
         future: asyncio.Future[Any] = loop.create_future()
         orphan = False
 

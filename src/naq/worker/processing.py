@@ -32,6 +32,7 @@ from ..models import (
     record_for,
 )
 from ..serialization import decode_call, signature_valid
+from ..wire import ACK, TERM, nak_body, reply_to
 from .retry import decide
 
 if TYPE_CHECKING:
@@ -45,6 +46,8 @@ class Delivery:
     """A message this worker holds: its lease is renewed until it is settled."""
 
     msg: Msg
+    seq: int  # stream sequence: the message's identity across redeliveries
+    delivered: int  # how many times the server delivered it (this one included)
     received_at: float = field(default_factory=time.monotonic)
     job_id: str | None = None
     settled: bool = False
@@ -103,12 +106,13 @@ class JobProcessor:
             if not delivery.settled:
                 delivery.settled = True
                 try:
-                    await msg.nak(delay=5)
+                    reply_to(msg, nak_body(5))
                 except Exception:  # noqa: BLE001
                     pass
         finally:
             if not delivery.slot_handed:
                 self.w.executor.release()
+            self.w.forget(delivery)
 
     async def _process(self, delivery: Delivery) -> None:
         w = self.w
@@ -134,7 +138,7 @@ class JobProcessor:
                     "missing or invalid signature (NAQ_SIGNING_KEY)",
                 )
                 return
-        deliveries = int(msg.metadata.num_delivered)
+        deliveries = delivery.delivered
         attempt, history = deliveries, []
         if deliveries > 1:
             # earlier attempts' errors, and deliveries handed back at shutdown (not attempts)
@@ -216,7 +220,7 @@ class JobProcessor:
 
         # A job that finishes within RUNNING_WRITE_DELAY goes straight from pending to its
         # outcome: one record write instead of two on the hot path.
-        timer = asyncio.get_running_loop().call_later(RUNNING_WRITE_DELAY, mark_running)
+        timer = w.running_marks.add(mark_running)
         delivery.slot_handed = True
         failure: BaseException | None = None
         result: Any = None
@@ -242,7 +246,7 @@ class JobProcessor:
         record.progress, record.progress_message = 1.0, ctx.progress_message
         record.attempts[-1].finished_at = record.finished_at
         await self._store(record, envelope)
-        await self._settle(delivery, "ack")
+        self._settle(delivery, ACK)
         w.jobs_done += 1
 
     async def _failed(
@@ -276,7 +280,7 @@ class JobProcessor:
                 last.error,
                 decision.delay,
             )
-            await self._settle(delivery, "nak", decision.delay)
+            self._settle(delivery, nak_body(decision.delay))
             return
         record.finished_at = now
         await self._store(record, envelope)
@@ -291,7 +295,7 @@ class JobProcessor:
         )
         reason = f"failed: {last.error_type}: {last.error} ({decision.reason})"
         await self._dead_letter(delivery, envelope.queue, reason, "failed", envelope.id)
-        await self._settle(delivery, "ack")
+        self._settle(delivery, ACK)
         w.jobs_failed += 1
 
     async def _dead(
@@ -314,14 +318,15 @@ class JobProcessor:
             record.error_type, record.error = f"naq:{kind}", reason
             record.attempts[-1].error_type, record.attempts[-1].error = record.error_type, reason
             await self._store(record, envelope)
-        await self._settle(delivery, "term")
+        self._settle(delivery, TERM)
         w.jobs_failed += 1
 
     async def _store(self, record: JobRecord, envelope: JobEnvelope) -> None:
         ttl = self._ttl(envelope)
         store = self.w.results
         try:
-            await store.put(record, ttl)  # the common case, without the retry machinery
+            # the common case: straight onto the wire, without the retry machinery
+            await store.put_nowait(record, ttl)
         except _TRANSIENT:
             await with_retries(
                 f"storing the outcome of {record.job_id}", lambda: store.put(record, ttl)
@@ -344,17 +349,13 @@ class JobProcessor:
             ),
         )
 
-    async def _settle(self, delivery: Delivery, how: str, delay: float = 0.0) -> None:
+    @staticmethod
+    def _settle(delivery: Delivery, how: bytes) -> None:
+        """Answer the message (``wire.ACK``, ``wire.TERM`` or a ``wire.nak_body``), once."""
         if delivery.settled:
             return
         delivery.settled = True
-        msg = delivery.msg
-        if how == "ack":
-            await msg.ack()
-        elif how == "nak":
-            await msg.nak(delay=delay if delay > 0 else None)
-        else:
-            await msg.term()
+        reply_to(delivery.msg, how)
 
     def _record(
         self,
@@ -384,5 +385,4 @@ class JobProcessor:
 
     @staticmethod
     def _dedupe(delivery: Delivery) -> str:
-        meta = delivery.msg.metadata
-        return f"{meta.sequence.stream}-{meta.num_delivered}"
+        return f"{delivery.seq}-{delivery.delivered}"

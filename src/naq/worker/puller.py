@@ -16,6 +16,7 @@ from nats.aio.msg import Msg
 
 from .. import constants as c
 from ..connection import Connection
+from ..wire import publish_now, subscribe_direct
 
 #: How long one pull request waits on the server for messages (long poll), seconds.
 PULL_EXPIRES = 10.0
@@ -50,8 +51,8 @@ class Puller:
         """Subscribe the inbox and send the first request."""
         nc = self._conn.nc
         self._inbox = nc.new_inbox()
-        self._sub = await nc.subscribe(self._inbox, cb=self._on_message)
-        await self.request_more()
+        self._sub = await subscribe_direct(nc, self._inbox, self._on_message)
+        self.request_more()
 
     async def stop(self) -> None:
         """Stop asking for messages (messages already delivered still arrive)."""
@@ -86,10 +87,10 @@ class Puller:
         return want
 
     def wants_more(self) -> bool:
-        """True when :meth:`request_more` would send a request (cheap, synchronous)."""
+        """True when :meth:`request_more` would send a request."""
         return self._wanted() > 0
 
-    async def request_more(self) -> None:
+    def request_more(self) -> None:
         """Ask for as many jobs as there is room for, unless enough are already on the way."""
         if not self._conn.is_connected:
             return
@@ -102,7 +103,7 @@ class Puller:
             {"batch": want, "expires": int(PULL_EXPIRES * 1e9), "idle_heartbeat": int(5e9)}
         ).encode()
         try:
-            await self._conn.nc.publish(self._next_subject, body, reply=self._inbox)
+            publish_now(self._conn.nc, self._next_subject, body, self._inbox)
         except Exception as exc:  # noqa: BLE001 - reconnecting; the watchdog re-requests
             self._outstanding -= want
             logger.debug("pull request for {} failed: {}", self.queue, exc)
@@ -111,7 +112,7 @@ class Puller:
         """True when the outstanding requests should have expired by now (lost requests)."""
         return self._outstanding > 0 and time.monotonic() - self._last_request > PULL_EXPIRES + 2
 
-    async def _on_message(self, msg: Msg) -> None:
+    def _on_message(self, msg: Msg) -> None:
         reply = msg.reply
         if reply and reply.startswith("$JS.ACK."):
             self._outstanding = max(0, self._outstanding - 1)
@@ -135,5 +136,7 @@ class Puller:
             # e.g. just after a server restart) or anything unexpected: start over shortly
             logger.debug("pull on {} ended: {} {}", self.queue, status, headers.get("Description"))
             self._outstanding = 0
-            await asyncio.sleep(0.25 if status == "503" else 0.1)
-        await self.request_more()
+            delay = 0.25 if status == "503" else 0.1
+            asyncio.get_running_loop().call_later(delay, self.request_more)
+            return
+        self.request_more()
