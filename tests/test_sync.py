@@ -11,9 +11,11 @@ from tests import jobs
 
 import naq
 import naq.api
+import naq.blocking
 import naq.sync
 from conftest import WAIT
 from naq import JobStatus
+from naq.settings import load_settings
 
 
 @pytest.fixture(autouse=True)
@@ -29,10 +31,15 @@ def _shared_connection(nats_url: str) -> Any:
     return naq.api._connections[loop][nats_url]
 
 
+def _thread_client(nats_url: str) -> naq.blocking.BlockingClient:
+    return naq.blocking.for_thread(load_settings(nats_url), None)
+
+
 def test_enqueue_sync_1000_times_reuses_one_connection(nats_url: str, queue: str) -> None:
     first = naq.enqueue_sync(jobs.add, 0, 0, queue_name=queue, nats_url=nats_url)
-    conn = _shared_connection(nats_url)
-    client = conn.nc
+    client = _thread_client(nats_url)
+    sock = client._sock
+    assert sock is not None  # enqueue_sync publishes on this thread's blocking connection
 
     ids = [first.job_id]
     for i in range(1, 1000):
@@ -41,20 +48,18 @@ def test_enqueue_sync_1000_times_reuses_one_connection(nats_url: str, queue: str
         ids.append(job.job_id)
 
     assert len(set(ids)) == 1000
-    assert _shared_connection(nats_url) is conn
-    assert conn.nc is client  # the very same nats client: no reconnect, no second connection
-    assert client.is_connected
-    assert client.stats["reconnects"] == 0
-    assert list(naq.api._connections[naq.sync._runner._loop]) == [nats_url]
-    # every one of them is stored
+    assert _thread_client(nats_url) is client
+    assert client._sock is sock  # the very same socket: no reconnect, no second connection
+    # every one of them is stored, with its pending record
+    assert naq.get_job_status_sync(ids[-1], nats_url=nats_url) == JobStatus.PENDING
     assert naq.purge_queue_sync(queue, nats_url=nats_url) == 1000
 
 
-def test_sync_helpers_from_several_threads_share_the_connection(nats_url: str, queue: str) -> None:
+def test_enqueue_sync_from_several_threads(nats_url: str, queue: str) -> None:
     naq.enqueue_sync(jobs.add, 0, 0, queue_name=queue, nats_url=nats_url)
-    conn = _shared_connection(nats_url)
     errors: list[BaseException] = []
     ids: list[str] = []
+    clients: set[int] = set()
 
     def produce() -> None:
         try:
@@ -62,6 +67,7 @@ def test_sync_helpers_from_several_threads_share_the_connection(nats_url: str, q
                 ids.append(
                     naq.enqueue_sync(jobs.add, i, 1, queue_name=queue, nats_url=nats_url).job_id
                 )
+            clients.add(id(_thread_client(nats_url)))
         except BaseException as exc:  # noqa: BLE001 - reported below
             errors.append(exc)
 
@@ -73,8 +79,32 @@ def test_sync_helpers_from_several_threads_share_the_connection(nats_url: str, q
 
     assert errors == []
     assert len(set(ids)) == 200
-    assert _shared_connection(nats_url) is conn
+    assert len(clients) == 4  # one blocking connection per thread, never shared
     assert naq.purge_queue_sync(queue, nats_url=nats_url) == 201
+
+
+def test_other_sync_helpers_share_one_loop_connection(nats_url: str, queue: str) -> None:
+    job = naq.enqueue_sync(jobs.add, 1, 2, queue_name=queue, nats_url=nats_url)
+    assert naq.get_job_status_sync(job.job_id, nats_url=nats_url) == JobStatus.PENDING
+    conn = _shared_connection(nats_url)
+    errors: list[BaseException] = []
+
+    def look() -> None:
+        try:
+            for _ in range(20):
+                naq.get_job_status_sync(job.job_id, nats_url=nats_url)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=look) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(WAIT)
+    assert errors == []
+    assert _shared_connection(nats_url) is conn
+    assert list(naq.api._connections[naq.sync._runner._loop]) == [nats_url]
+    assert naq.purge_queue_sync(queue, nats_url=nats_url) == 1
 
 
 def test_sync_client_enqueue_fetch_purge_and_list_workers(

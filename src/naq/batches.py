@@ -18,7 +18,7 @@ from .models import ENVELOPE_VERSION, JobEnvelope, JobRecord, JobStatus
 
 #: Jobs described by one batch record (keeps each record well under NATS' 1 MB limit).
 BATCH_SIZE = 10_000
-_BATCH_JOB_ID = re.compile(r"^([0-9a-f]{32})-(\d{1,9})$")
+_BATCH_JOB_ID = re.compile(r"^([0-9a-f]{32})-(0|[1-9]\d{0,8})$")  # one spelling per job
 
 
 class BatchRecord(msgspec.Struct, omit_defaults=True, kw_only=True):

@@ -45,7 +45,8 @@ class ConsumerSettings:
     max_deliver: int = -1
 
 
-def _tls_context(settings: Settings) -> ssl.SSLContext | None:
+def tls_context(settings: Settings) -> ssl.SSLContext | None:
+    """The TLS context for the configured CA / client certificate, or ``None``."""
     if not (settings.tls_ca or settings.tls_cert):
         return None
     ctx = ssl.create_default_context(cafile=settings.tls_ca)
@@ -56,7 +57,8 @@ def _tls_context(settings: Settings) -> ssl.SSLContext | None:
     return ctx
 
 
-def _describe_failure(url: str, error: BaseException | None) -> str:
+def describe_failure(url: str, error: BaseException | None) -> str:
+    """One line saying why connecting to ``url`` failed, and what to do about it."""
     if isinstance(error, nats.errors.AuthorizationError) or (
         error is not None and "authorization" in str(error).lower()
     ):
@@ -134,7 +136,7 @@ class Connection:
             "reconnected_cb": self._on_reconnected,
             "pending_size": 64 * 1024 * 1024,
         }
-        tls = _tls_context(settings)
+        tls = tls_context(settings)
         if tls is not None:
             options["tls"] = tls
         if settings.creds_file:
@@ -148,7 +150,7 @@ class Connection:
                 await nc.close()
             except Exception:  # noqa: BLE001 - best effort
                 pass
-            raise NaqConnectionError(_describe_failure(shown, error)) from None
+            raise NaqConnectionError(describe_failure(shown, error)) from None
         # From now on reconnect forever (the initial attempt had to fail fast).
         nc.options["max_reconnect_attempts"] = -1
         self._nc = nc

@@ -12,12 +12,17 @@ from collections.abc import Coroutine, Iterable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from . import admin, api
-from .connection import Connection
+from . import admin, api, blocking
+from . import constants as c
+from .connection import Connection, tls_context
 from .deadletter import DeadLetter
-from .job import Job, JobInfo, QueueInfo, WorkerInfo
-from .models import JobStatus
+from .errors import NaqConnectionError
+from .job import Job, JobInfo, QueueInfo, WorkerInfo, split_options
+from .models import JobStatus, encode, record_for
 from .queue import Queue
+from .results import ResultStore, absent_block, record_subject
+from .scheduling.calls import prepare_call
+from .serialization import job_header_block
 from .settings import load_settings, validate_queue_name
 
 if TYPE_CHECKING:
@@ -102,8 +107,65 @@ def run_sync(coro: Coroutine[Any, Any, T]) -> T:
 
 
 def enqueue_sync(func: Any, *args: Any, **kwargs: Any) -> Job:
-    """Blocking :func:`naq.enqueue`."""
-    return _runner.run(api.enqueue(func, *args, **kwargs))
+    """Blocking :func:`naq.enqueue`.
+
+    Publishes from the calling thread on a blocking connection of its own (see
+    :mod:`naq.blocking`) when it can; custom ``job_id`` and credentials files take the
+    shared loop thread instead."""
+    queue_name, nats_url = kwargs.pop("queue_name", None), kwargs.pop("nats_url", None)
+    queue = Queue(queue_name, settings=load_settings(nats_url))
+    job = _enqueue_blocking(queue, func, args, kwargs)
+    if job is not None:
+        return job
+    return _runner.run(api.enqueue(func, *args, queue_name=queue.name, nats_url=nats_url, **kwargs))
+
+
+_storage_ready: set[tuple[str, ...]] = set()  # servers whose streams/buckets were ensured
+
+
+def _ensure_storage(queue: Queue) -> None:
+    async def ensure() -> None:
+        conn = await api.shared_connection(settings=queue.settings)
+        await conn.ensure_jobs_stream()
+        await ResultStore(conn).ready()
+
+    _runner.run(ensure())
+    _storage_ready.add(queue.settings.nats_urls)
+
+
+def _enqueue_blocking(
+    queue: Queue, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Job | None:
+    """Enqueue on the calling thread's blocking connection; ``None`` when this call needs
+    the async path (nothing was sent then). Validation errors raise before anything."""
+    settings = queue.settings
+    if not blocking.supports(settings) or kwargs.get("job_id") is not None:
+        return None  # a custom id is claimed by compare-and-set first: the async path
+    options, call_kwargs = split_options(kwargs)
+    job, envelope = prepare_call(queue, func, args, call_kwargs, options)
+    if settings.nats_urls not in _storage_ready:
+        _ensure_storage(queue)
+    ttl = options.result_ttl or settings.result_ttl
+    payload = encode(envelope)
+    messages = [
+        (
+            record_subject(job.job_id),
+            absent_block(ttl),
+            encode(record_for(envelope, JobStatus.PENDING)),
+        ),
+        (c.queue_subject(queue.name), job_header_block(settings, job.job_id, payload), payload),
+    ]
+    client = blocking.for_thread(settings, tls_context(settings))
+    replies = client.request_many(messages)
+    if replies[1].status == "503":  # the stream was deleted since: create it, send again
+        _storage_ready.discard(settings.nats_urls)
+        _ensure_storage(queue)
+        replies = client.request_many(messages)
+    for reply in replies:
+        error = reply.error()
+        if error is not None and error.get("err_code") != c.ERR_WRONG_LAST_SEQUENCE:
+            raise NaqConnectionError(f"NATS refused job {job.job_id}: {error}")
+    return job
 
 
 def enqueue_many_sync(calls: Iterable[Any], **options: Any) -> list[Job]:
@@ -251,7 +313,12 @@ class SyncClient:
         )
 
     def enqueue(self, func: Any, *args: Any, queue_name: str | None = None, **kwargs: Any) -> Job:
-        """Enqueue ``func(*args, **kwargs)``."""
+        """Enqueue ``func(*args, **kwargs)`` (from this thread's blocking connection when
+        it can, like :func:`enqueue_sync`)."""
+        name = self.queue_name if queue_name is None else queue_name
+        job = _enqueue_blocking(Queue(name, settings=self.settings), func, args, kwargs)
+        if job is not None:
+            return job
         return _runner.run(self._queue(queue_name).enqueue(func, *args, **kwargs))
 
     def enqueue_many(

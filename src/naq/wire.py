@@ -174,8 +174,9 @@ def delivery_info(reply: str) -> tuple[int, int]:
     """``(stream sequence, times delivered)`` from a JetStream message's ``$JS.ACK`` reply
     subject (both the 9-token form and the 11/12-token form with domain and account)."""
     tokens = reply.split(".")
-    if len(tokens) == 9:
-        return int(tokens[5]), int(tokens[4])
-    if len(tokens) >= 11 and tokens[0] == "$JS" and tokens[1] == "ACK":
-        return int(tokens[7]), int(tokens[6])
+    if tokens[0] == "$JS" and tokens[1:2] == ["ACK"]:
+        if len(tokens) == 9:
+            return int(tokens[5]), int(tokens[4])
+        if len(tokens) >= 11:
+            return int(tokens[7]), int(tokens[6])
     raise ValueError(f"not a JetStream delivery: reply subject {reply!r}")

@@ -270,8 +270,7 @@ class Worker:
 
     def _start(self, delivery: Delivery) -> None:
         self.executor.acquire()
-        # the processor calls `forget` when it is done (no done-callback round trip)
-        delivery.task = asyncio.create_task(self.processor.process(delivery))
+        self.processor.start(delivery)  # it calls `forget` when it is done with it
 
     def forget(self, delivery: Delivery) -> None:
         """Drop a delivery the processor is done with, making room for another job."""
@@ -308,6 +307,9 @@ class Worker:
         for puller in self._pullers:
             puller.reset()
             puller.request_more()
+
+    def _unsettled(self) -> int:
+        return sum(1 for d in self._inflight.values() if not d.settled)
 
     # -- background loops -----------------------------------------------------------------
     async def _beat(self) -> None:
@@ -471,25 +473,30 @@ class Worker:
         for delivery in backlog:
             self.forget(delivery)
         await asyncio.gather(*(self._hand_back(d) for d in backlog))
-        pending = {d.task for d in self._inflight.values() if d.task is not None}
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.shutdown_timeout
         forced = asyncio.ensure_future(self._forced.wait())
         try:
-            while pending and not self._forced.is_set():
+            # every forgotten delivery sets `_released`: wait until none is left unsettled
+            while self._unsettled() and not self._forced.is_set():
                 remaining = deadline - loop.time()
                 if remaining <= 0:
                     break
-                done, _ = await asyncio.wait(
-                    {*pending, forced}, timeout=remaining, return_when=asyncio.FIRST_COMPLETED
-                )
-                pending -= done
+                self._released.clear()
+                released = asyncio.ensure_future(self._released.wait())
+                try:
+                    await asyncio.wait(
+                        {released, forced}, timeout=remaining, return_when=asyncio.FIRST_COMPLETED
+                    )
+                finally:
+                    released.cancel()
         finally:
             forced.cancel()
-        if pending and not self._forced.is_set():
+        running = self._unsettled()
+        if running and not self._forced.is_set():
             logger.warning(
                 "{} job(s) still running after {:g} s; handing them back",
-                len(pending),
+                running,
                 self.shutdown_timeout,
             )
         # whatever is still unsettled: hand back now so another worker picks it up

@@ -64,6 +64,15 @@ class Executor:
         if self._on_release is not None:
             self._on_release()
 
+    def is_async(self, func: Callable[..., Any]) -> bool:
+        """True when ``func`` is a coroutine function (runs on the loop, not in a thread)."""
+        is_async = self._is_async.get(func)
+        if is_async is None:
+            is_async = self._is_async[func] = inspect.iscoroutinefunction(
+                func
+            ) or inspect.iscoroutinefunction(getattr(func, "__call__", None))  # noqa: B004
+        return is_async
+
     async def run(
         self,
         func: Callable[..., Any],
@@ -73,14 +82,20 @@ class Executor:
         timeout: float | None,
     ) -> Any:
         """Run the function in a held slot; releases the slot when its code is done."""
-        is_async = self._is_async.get(func)
-        if is_async is None:
-            is_async = self._is_async[func] = inspect.iscoroutinefunction(
-                func
-            ) or inspect.iscoroutinefunction(getattr(func, "__call__", None))  # noqa: B004
-        if is_async:
+        if self.is_async(func):
             return await self._run_async(func, args, kwargs, ctx, timeout)
-        return await self._run_sync(func, args, kwargs, ctx, timeout)
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+
+        def done(result: Any, error: BaseException | None) -> None:
+            if future.done():  # the waiting task was cancelled
+                return
+            if error is not None:
+                future.set_exception(error)
+            else:
+                future.set_result(result)
+
+        self.submit(func, args, kwargs, ctx, timeout, done)
+        return await future
 
     async def _run_async(
         self,
@@ -102,14 +117,18 @@ class Executor:
         finally:
             self.release()
 
-    async def _run_sync(
+    def submit(
         self,
         func: Callable[..., Any],
         args: list[Any],
         kwargs: dict[str, Any],
         ctx: JobContext,
         timeout: float | None,
-    ) -> Any:
+        on_done: Callable[[Any, BaseException | None], None],
+    ) -> None:
+        """Run a sync function in a pool thread, in a held slot; ``on_done(result, error)``
+        is called once on the loop: when it returns, or with :class:`JobTimeoutError` when
+        ``timeout`` passes first. The slot is released when the thread returns."""
         loop = asyncio.get_running_loop()
 
         def call() -> Any:  # in a pool thread: naq.current_job() is this job's context
@@ -119,45 +138,44 @@ class Executor:
             finally:
                 reset_current(token)
 
-        future: asyncio.Future[Any] = loop.create_future()
-        orphan = False
+        answered = orphan = False
+        timer: asyncio.TimerHandle | None = None
 
         def settle(result: Any, error: BaseException | None) -> None:  # on the loop
+            nonlocal answered
             # the slot is freed when the thread is done, not when we stop waiting for it
             if orphan:
                 self.orphaned -= 1
             self.release()
-            if not future.done():
-                if error is not None:
-                    future.set_exception(error)
-                else:
-                    future.set_result(result)
+            if not answered:
+                answered = True
+                if timer is not None:
+                    timer.cancel()
+                on_done(result, error)
+
+        def timed_out() -> None:
+            nonlocal answered, orphan
+            if answered:
+                return
+            answered = orphan = True
+            self.orphaned += 1
+            ctx.request_cancel()  # a cooperative job can see it and stop
+            on_done(
+                None,
+                JobTimeoutError(
+                    f"job ran longer than its timeout of {timeout:g} s (its thread keeps "
+                    "running until the function returns; its slot stays taken until then)"
+                ),
+            )
 
         self._loop = loop
         self._pool.run(call, lambda result, error: self._completed(settle, result, error))
-        if timeout is None:
-            return await future
-        try:
-            return await asyncio.wait_for(asyncio.shield(future), timeout)
-        except TimeoutError:
-            ctx.request_cancel()  # a cooperative job can see it and stop
-            if not future.done():
-                orphan = True
-                self.orphaned += 1
-            future.add_done_callback(_swallow)
-            raise JobTimeoutError(
-                f"job ran longer than its timeout of {timeout:g} s (its thread keeps running "
-                "until the function returns; its slot stays taken until then)"
-            ) from None
+        if timeout is not None:
+            timer = loop.call_later(timeout, timed_out)
 
     def shutdown(self) -> None:
         """Stop accepting work; threads still running are not waited for (they are daemons)."""
         self._pool.shutdown()
-
-
-def _swallow(future: asyncio.Future[Any]) -> None:
-    if not future.cancelled():
-        future.exception()
 
 
 def _call_soon(loop: asyncio.AbstractEventLoop, callback: Callable[..., None], *args: Any) -> None:

@@ -94,11 +94,117 @@ class JobProcessor:
     def __init__(self, worker: Worker) -> None:
         self.w = worker
 
+    def start(self, delivery: Delivery) -> None:
+        """Begin processing a delivery whose slot is taken; never raises.
+
+        The common case, a first delivery of a sync function, runs without a task: decoded
+        here, run in a pool thread, its outcome stored and acked from callbacks. Async
+        functions get a task of their own; anything else (redeliveries, signatures, and
+        everything that fails) goes through :meth:`process`."""
+        prepared = self._prepare_first(delivery)
+        if prepared is None:
+            delivery.task = asyncio.create_task(self.process(delivery))
+            return
+        envelope, func, args, kwargs = prepared
+        w = self.w
+        if w.executor.is_async(func):
+            run = self._run(delivery, envelope, 1, [], func, args, kwargs)
+            delivery.task = asyncio.create_task(self._guarded(delivery, run))
+            return
+        started = time.time()
+        ctx = self._context(delivery, envelope, 1)
+        mark = w.running_marks.add(
+            lambda: self._mark_running(delivery, envelope, 1, started, [], ctx)
+        )
+
+        def done(result: Any, error: BaseException | None) -> None:
+            mark.cancel()
+            self._sync_done(delivery, envelope, started, ctx, result, error)
+
+        delivery.slot_handed = True
+        try:
+            w.executor.submit(func, args, kwargs, ctx, envelope.timeout, done)
+        except Exception:  # noqa: BLE001 - e.g. the pool is shut down: the task path reports it
+            mark.cancel()
+            delivery.slot_handed = False
+            delivery.task = asyncio.create_task(self.process(delivery))
+
+    def _prepare_first(
+        self, delivery: Delivery
+    ) -> tuple[JobEnvelope, Any, list[Any], dict[str, Any]] | None:
+        """Envelope, function and arguments of a plain first delivery, or ``None`` when the
+        delivery needs the full path (redelivered, signed, or anything wrong with it)."""
+        w = self.w
+        if delivery.delivered != 1 or w.settings.signing_key is not None:
+            return None
+        try:
+            envelope = decode_envelope(delivery.msg.data)
+            func = w.resolver.resolve(envelope.fn)
+            args, kwargs = decode_call(envelope, w.settings)
+        except Exception:  # noqa: BLE001 - process() decodes again and records what is wrong
+            return None
+        delivery.job_id = envelope.id
+        return envelope, func, args, kwargs
+
+    def _sync_done(
+        self,
+        delivery: Delivery,
+        envelope: JobEnvelope,
+        started: float,
+        ctx: JobContext,
+        value: Any,
+        error: BaseException | None,
+    ) -> None:
+        """A sync job of :meth:`start` returned (on the loop): store its outcome, then ack."""
+        if delivery.settled:  # handed back at shutdown while it ran: its next delivery runs
+            self.w.forget(delivery)
+            return
+        result: Any = None
+        if error is None:
+            try:
+                result = to_wire(value, what="result")
+            except Exception as exc:  # noqa: BLE001 - an unstorable result fails the job
+                error = exc
+        if error is not None or delivery.running_write is not None:
+            finish = self._finish(delivery, envelope, 1, started, [], ctx, result, error)
+            delivery.task = asyncio.create_task(self._guarded(delivery, finish))
+            return
+        record = self._completed_record(delivery, envelope, 1, started, [], ctx, result)
+        try:
+            stored = self.w.results.put_nowait(record, self._ttl(envelope))
+        except _TRANSIENT:
+            self._store_in_task(delivery, envelope, record)
+            return
+        stored.add_done_callback(lambda f: self._sync_stored(delivery, envelope, record, f))
+
+    def _sync_stored(
+        self,
+        delivery: Delivery,
+        envelope: JobEnvelope,
+        record: JobRecord,
+        stored: asyncio.Future[int],
+    ) -> None:
+        if stored.cancelled() or stored.exception() is not None:
+            self._store_in_task(delivery, envelope, record)  # retried, or reported there
+            return
+        self._acknowledge(delivery)
+        self.w.forget(delivery)
+
+    def _store_in_task(self, delivery: Delivery, envelope: JobEnvelope, record: JobRecord) -> None:
+        async def store_then_ack() -> None:
+            await self._store(record, envelope)
+            self._acknowledge(delivery)
+
+        delivery.task = asyncio.create_task(self._guarded(delivery, store_then_ack()))
+
     async def process(self, delivery: Delivery) -> None:
         """Handle one delivery end to end; never raises (a bad message must not kill the worker)."""
-        msg = delivery.msg
+        await self._guarded(delivery, self._process(delivery))
+
+    async def _guarded(self, delivery: Delivery, work: Awaitable[None]) -> None:
+        """Await ``work`` for ``delivery``; an internal error hands the message back."""
         try:
-            await self._process(delivery)
+            await work
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - last resort: hand the message back
@@ -106,7 +212,7 @@ class JobProcessor:
             if not delivery.settled:
                 delivery.settled = True
                 try:
-                    reply_to(msg, nak_body(5))
+                    reply_to(delivery.msg, nak_body(5))
                 except Exception:  # noqa: BLE001
                     pass
         finally:
@@ -203,24 +309,12 @@ class JobProcessor:
     ) -> None:
         w = self.w
         started = time.time()
-        ctx = JobContext(
-            job_id=envelope.id,
-            attempt=attempt,
-            queue_name=envelope.queue,
-            _progress_sink=w.report_progress,
-        )
-        delivery.context = ctx
-
-        def mark_running() -> None:
-            running = self._record(delivery, envelope, JobStatus.RUNNING, attempt, started, history)
-            running.progress, running.progress_message = ctx.progress, ctx.progress_message
-            delivery.running_write = w.write_running(
-                envelope.id, encode(running), self._ttl(envelope)
-            )
-
+        ctx = self._context(delivery, envelope, attempt)
         # A job that finishes within RUNNING_WRITE_DELAY goes straight from pending to its
         # outcome: one record write instead of two on the hot path.
-        timer = w.running_marks.add(mark_running)
+        mark = w.running_marks.add(
+            lambda: self._mark_running(delivery, envelope, attempt, started, history, ctx)
+        )
         delivery.slot_handed = True
         failure: BaseException | None = None
         result: Any = None
@@ -228,26 +322,84 @@ class JobProcessor:
             value = await w.executor.run(func, args, kwargs, ctx, envelope.timeout)
             result = to_wire(value, what="result")
         except asyncio.CancelledError:
-            timer.cancel()
+            mark.cancel()
             raise
         except BaseException as exc:  # noqa: BLE001 - the job's own failure
             failure = exc
-            if isinstance(exc, KeyboardInterrupt | SystemExit):
-                failure = RuntimeError(f"job raised {type(exc).__name__}")
-        timer.cancel()
+        mark.cancel()
+        await self._finish(delivery, envelope, attempt, started, history, ctx, result, failure)
+
+    async def _finish(
+        self,
+        delivery: Delivery,
+        envelope: JobEnvelope,
+        attempt: int,
+        started: float,
+        history: list[AttemptRecord],
+        ctx: JobContext,
+        result: Any,
+        failure: BaseException | None,
+    ) -> None:
+        """Store the outcome of a run (after its ``running`` record, if one was written)
+        and settle the message."""
         if delivery.running_write is not None:
             await delivery.running_write  # the outcome must be the last write
         if failure is not None:
+            if isinstance(failure, KeyboardInterrupt | SystemExit):
+                failure = RuntimeError(f"job raised {type(failure).__name__}")
             await self._failed(delivery, envelope, attempt, started, history, failure)
             return
+        record = self._completed_record(delivery, envelope, attempt, started, history, ctx, result)
+        await self._store(record, envelope)
+        self._acknowledge(delivery)
+
+    def _acknowledge(self, delivery: Delivery) -> None:
+        """Ack a job whose completed record is stored."""
+        self._settle(delivery, ACK)
+        self.w.jobs_done += 1
+
+    def _context(self, delivery: Delivery, envelope: JobEnvelope, attempt: int) -> JobContext:
+        ctx = JobContext(
+            job_id=envelope.id,
+            attempt=attempt,
+            queue_name=envelope.queue,
+            _progress_sink=self.w.report_progress,
+        )
+        delivery.context = ctx
+        return ctx
+
+    def _mark_running(
+        self,
+        delivery: Delivery,
+        envelope: JobEnvelope,
+        attempt: int,
+        started: float,
+        history: list[AttemptRecord],
+        ctx: JobContext,
+    ) -> None:
+        """Write the ``running`` record of a job still running after RUNNING_WRITE_DELAY."""
+        running = self._record(delivery, envelope, JobStatus.RUNNING, attempt, started, history)
+        running.progress, running.progress_message = ctx.progress, ctx.progress_message
+        delivery.running_write = self.w.write_running(
+            envelope.id, encode(running), self._ttl(envelope)
+        )
+
+    def _completed_record(
+        self,
+        delivery: Delivery,
+        envelope: JobEnvelope,
+        attempt: int,
+        started: float,
+        history: list[AttemptRecord],
+        ctx: JobContext,
+        result: Any,
+    ) -> JobRecord:
         record = self._record(delivery, envelope, JobStatus.COMPLETED, attempt, started, history)
         record.finished_at = time.time()
         record.result = result
         record.progress, record.progress_message = 1.0, ctx.progress_message
         record.attempts[-1].finished_at = record.finished_at
-        await self._store(record, envelope)
-        self._settle(delivery, ACK)
-        w.jobs_done += 1
+        return record
 
     async def _failed(
         self,
