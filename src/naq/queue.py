@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Iterable
 from types import TracebackType
@@ -151,7 +152,13 @@ class Queue:
         timeout) and raise the first real refusal."""
         if not futures:
             return
-        for outcome in await asyncio.gather(*futures, return_exceptions=True):
+        if len(futures) == 1:  # the single-enqueue case: no gather, no extra loop turn
+            with contextlib.suppress(Exception):
+                await futures[0]
+            outcomes: list[Any] = [futures[0].exception()]
+        else:
+            outcomes = await asyncio.gather(*futures, return_exceptions=True)
+        for outcome in outcomes:
             if not isinstance(outcome, BaseException):
                 continue
             if getattr(outcome, "err_code", None) == c.ERR_WRONG_LAST_SEQUENCE:

@@ -7,6 +7,7 @@ timeout keeps its thread (Python cannot stop a thread) and its slot until it ret
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import inspect
 from collections import deque
 from collections.abc import Callable
@@ -81,9 +82,8 @@ class Executor:
         ctx: JobContext,
         timeout: float | None,
     ) -> Any:
-        """Run the function in a held slot; releases the slot when its code is done."""
-        if self.is_async(func):
-            return await self._run_async(func, args, kwargs, ctx, timeout)
+        """Run the function in a held slot and return its result (or raise its error, or
+        :class:`JobTimeoutError`); the slot is released when its code is done."""
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
 
         def done(result: Any, error: BaseException | None) -> None:
@@ -94,28 +94,58 @@ class Executor:
             else:
                 future.set_result(result)
 
-        self.submit(func, args, kwargs, ctx, timeout, done)
-        return await future
+        if not self.is_async(func):
+            self.submit(func, args, kwargs, ctx, timeout, done)
+            return await future
+        task = self.submit_async(func, args, kwargs, ctx, timeout, done)
+        try:
+            return await future
+        except asyncio.CancelledError:
+            task.cancel()  # the caller is cancelled (shutdown): so is the job
+            raise
 
-    async def _run_async(
+    def submit_async(
         self,
         func: Callable[..., Any],
         args: list[Any],
         kwargs: dict[str, Any],
         ctx: JobContext,
         timeout: float | None,
-    ) -> Any:
-        set_current(ctx)  # each job runs in its own task, so its own context copy
-        try:
-            coro = func(*args, **kwargs)
-            if timeout is None:
-                return await coro
-            try:
-                return await asyncio.wait_for(coro, timeout)
-            except TimeoutError:
-                raise JobTimeoutError(f"job ran longer than its timeout of {timeout:g} s") from None
-        finally:
+        on_done: Callable[[Any, BaseException | None], None],
+    ) -> asyncio.Task[Any]:
+        """Run a coroutine function as a task of its own, in a held slot; ``on_done(result,
+        error)`` is called on the loop when it ends: its error, :class:`JobTimeoutError`
+        after ``timeout`` (the task is cancelled), or ``CancelledError`` if it was cancelled
+        from outside. The slot is released when the task is done."""
+        loop = asyncio.get_running_loop()
+        context = contextvars.copy_context()
+        context.run(set_current, ctx)  # naq.current_job() inside the job's task
+        timed_out = False
+        timer: asyncio.TimerHandle | None = None
+        task = loop.create_task(_job_outcome(func, args, kwargs), context=context)
+
+        def finished(task: asyncio.Task[tuple[Any, BaseException | None]]) -> None:
+            if timer is not None:
+                timer.cancel()
             self.release()
+            if not task.cancelled():
+                on_done(*task.result())
+            elif timed_out:
+                on_done(None, JobTimeoutError(f"job ran longer than its timeout of {timeout:g} s"))
+            else:
+                on_done(None, asyncio.CancelledError())
+
+        def time_out() -> None:
+            nonlocal timed_out
+            if not task.done():
+                timed_out = True
+                ctx.request_cancel()
+                task.cancel()
+
+        task.add_done_callback(finished)
+        if timeout is not None:
+            timer = loop.call_later(timeout, time_out)
+        return task
 
     def submit(
         self,
@@ -183,3 +213,16 @@ def _call_soon(loop: asyncio.AbstractEventLoop, callback: Callable[..., None], *
         loop.call_soon_threadsafe(callback, *args)
     except RuntimeError:  # the loop is closed: the worker is gone
         pass
+
+
+async def _job_outcome(
+    func: Callable[..., Any], args: list[Any], kwargs: dict[str, Any]
+) -> tuple[Any, BaseException | None]:
+    """Await the job; its exception becomes a value, so a job raising ``SystemExit`` or
+    ``KeyboardInterrupt`` cannot escape its task and stop the worker's event loop."""
+    try:
+        return await func(*args, **kwargs), None
+    except asyncio.CancelledError:
+        raise
+    except BaseException as exc:  # noqa: BLE001 - the job's own failure
+        return None, exc

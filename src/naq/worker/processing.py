@@ -97,20 +97,17 @@ class JobProcessor:
     def start(self, delivery: Delivery) -> None:
         """Begin processing a delivery whose slot is taken; never raises.
 
-        The common case, a first delivery of a sync function, runs without a task: decoded
-        here, run in a pool thread, its outcome stored and acked from callbacks. Async
-        functions get a task of their own; anything else (redeliveries, signatures, and
-        everything that fails) goes through :meth:`process`."""
+        The common case, a first delivery, runs without a task of naq's own: decoded here,
+        the function run by the executor (a pool thread, or a task for a coroutine
+        function), its outcome stored and acked from callbacks. Anything else
+        (redeliveries, signatures, and everything that fails) goes through :meth:`process`.
+        """
         prepared = self._prepare_first(delivery)
         if prepared is None:
             delivery.task = asyncio.create_task(self.process(delivery))
             return
         envelope, func, args, kwargs = prepared
         w = self.w
-        if w.executor.is_async(func):
-            run = self._run(delivery, envelope, 1, [], func, args, kwargs)
-            delivery.task = asyncio.create_task(self._guarded(delivery, run))
-            return
         started = time.time()
         ctx = self._context(delivery, envelope, 1)
         mark = w.running_marks.add(
@@ -119,11 +116,15 @@ class JobProcessor:
 
         def done(result: Any, error: BaseException | None) -> None:
             mark.cancel()
-            self._sync_done(delivery, envelope, started, ctx, result, error)
+            self._run_done(delivery, envelope, started, ctx, result, error)
 
         delivery.slot_handed = True
         try:
-            w.executor.submit(func, args, kwargs, ctx, envelope.timeout, done)
+            if w.executor.is_async(func):
+                timeout = envelope.timeout
+                delivery.task = w.executor.submit_async(func, args, kwargs, ctx, timeout, done)
+            else:
+                w.executor.submit(func, args, kwargs, ctx, envelope.timeout, done)
         except Exception:  # noqa: BLE001 - e.g. the pool is shut down: the task path reports it
             mark.cancel()
             delivery.slot_handed = False
@@ -146,7 +147,7 @@ class JobProcessor:
         delivery.job_id = envelope.id
         return envelope, func, args, kwargs
 
-    def _sync_done(
+    def _run_done(
         self,
         delivery: Delivery,
         envelope: JobEnvelope,
@@ -155,8 +156,10 @@ class JobProcessor:
         value: Any,
         error: BaseException | None,
     ) -> None:
-        """A sync job of :meth:`start` returned (on the loop): store its outcome, then ack."""
-        if delivery.settled:  # handed back at shutdown while it ran: its next delivery runs
+        """A job of :meth:`start` ended (on the loop): store its outcome, then ack."""
+        if delivery.settled or isinstance(error, asyncio.CancelledError):
+            # handed back at shutdown while it ran, or stopped with the worker: the next
+            # delivery runs it
             self.w.forget(delivery)
             return
         result: Any = None
@@ -175,9 +178,9 @@ class JobProcessor:
         except _TRANSIENT:
             self._store_in_task(delivery, envelope, record)
             return
-        stored.add_done_callback(lambda f: self._sync_stored(delivery, envelope, record, f))
+        stored.add_done_callback(lambda f: self._stored(delivery, envelope, record, f))
 
-    def _sync_stored(
+    def _stored(
         self,
         delivery: Delivery,
         envelope: JobEnvelope,
