@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 import msgspec
 import nats.js.errors
@@ -21,6 +22,8 @@ _TTL_BLOCKS: dict[int, bytes] = {}  # encoded ``Nats-TTL`` header blocks, by TTL
 _ABSENT_BLOCKS: dict[int, bytes] = {}  # the same plus "create only if absent"
 #: How long a pushed final write may take to show up in the stored record, seconds.
 _CONFIRM_FOR = 1.0
+#: Safety re-reads while waiting for a final status, seconds (doubling up to the maximum).
+_RECHECK_FIRST, _RECHECK_MAX = 0.25, 4.0
 
 
 def _is_final_payload(data: bytes) -> bool:
@@ -165,11 +168,13 @@ class ResultStore:
                 pushed_final = True
             changed.set()
 
+        # No flush after subscribing: the server handles this connection's SUB before the
+        # read below, so every write the read does not see is pushed to us.
         sub = await nc.subscribe(record_subject(job_id), cb=on_write)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
+        recheck = _RECHECK_FIRST
         try:
-            await nc.flush(timeout=max(1, int(timeout)))
             while True:
                 changed.clear()
                 expect_final, pushed_final = pushed_final, False
@@ -179,10 +184,11 @@ class ResultStore:
                 remaining = deadline - loop.time()
                 if remaining <= 0:
                     return record
-                try:
-                    await asyncio.wait_for(changed.wait(), remaining)
-                except TimeoutError:
-                    return await self.get(job_id)
+                # Re-read now and then as well: a write routed just before our SUB but
+                # stored just after our read would otherwise only show at the deadline.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(changed.wait(), min(remaining, recheck))
+                recheck = min(recheck * 2, _RECHECK_MAX)
         finally:
             await sub.unsubscribe()
 

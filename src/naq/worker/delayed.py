@@ -61,6 +61,9 @@ class DelayedCalls:
         # drop cancelled calls at the front, so an idle worker's timer stops
         while due and due[0][1].callback is None:
             due.popleft()
+        if self._timer is not None:  # a callback added a call (and a timer): one is enough
+            self._timer.cancel()
+            self._timer = None
         if due:
             self._timer = loop.call_at(due[0][0], self._fire)
 
