@@ -502,8 +502,8 @@ class Worker:
         # whatever is still unsettled: hand back now so another worker picks it up
         unsettled = [d for d in self._inflight.values() if not d.settled]
         for delivery in unsettled:
-            if delivery.context is not None:
-                delivery.context.request_cancel()
+            if delivery.run is not None:
+                delivery.run.ctx.request_cancel()
         await asyncio.gather(*(self._hand_back(d) for d in unsettled))
         for delivery in list(self._inflight.values()):
             if delivery.task is not None and not delivery.task.done():

@@ -33,12 +33,24 @@ from ..models import (
 )
 from ..serialization import decode_call, signature_valid
 from ..wire import ACK, TERM, nak_body, reply_to
+from .delayed import DelayedCall
 from .retry import decide
 
 if TYPE_CHECKING:
     from .core import Worker
 
 T = TypeVar("T")
+
+
+@dataclass(slots=True)
+class Run:
+    """One run of a job's function: what its ``running`` and outcome records say."""
+
+    envelope: JobEnvelope
+    attempt: int
+    history: list[AttemptRecord]  # earlier attempts, from the job's record
+    ctx: JobContext
+    started: float = field(default_factory=time.time)
 
 
 @dataclass(slots=True)
@@ -51,8 +63,8 @@ class Delivery:
     received_at: float = field(default_factory=time.monotonic)
     job_id: str | None = None
     settled: bool = False
-    task: asyncio.Task[None] | None = None
-    context: JobContext | None = None
+    task: asyncio.Task[Any] | None = None
+    run: Run | None = None  # the run in progress, once the function is started
     running_write: asyncio.Task[None] | None = None
     suspect: bool = False  # redelivered after its worker died: runs alone
     suspect_runs: int = 0  # times it was started alone after such a redelivery
@@ -108,23 +120,20 @@ class JobProcessor:
             return
         envelope, func, args, kwargs = prepared
         w = self.w
-        started = time.time()
-        ctx = self._context(delivery, envelope, 1)
-        mark = w.running_marks.add(
-            lambda: self._mark_running(delivery, envelope, 1, started, [], ctx)
-        )
+        run, mark = self._begin(delivery, envelope, 1, [])
 
         def done(result: Any, error: BaseException | None) -> None:
             mark.cancel()
-            self._run_done(delivery, envelope, started, ctx, result, error)
+            self._run_done(delivery, run, result, error)
 
         delivery.slot_handed = True
         try:
             if w.executor.is_async(func):
-                timeout = envelope.timeout
-                delivery.task = w.executor.submit_async(func, args, kwargs, ctx, timeout, done)
+                delivery.task = w.executor.submit_async(
+                    func, args, kwargs, run.ctx, envelope.timeout, done
+                )
             else:
-                w.executor.submit(func, args, kwargs, ctx, envelope.timeout, done)
+                w.executor.submit(func, args, kwargs, run.ctx, envelope.timeout, done)
         except Exception:  # noqa: BLE001 - e.g. the pool is shut down: the task path reports it
             mark.cancel()
             delivery.slot_handed = False
@@ -148,13 +157,7 @@ class JobProcessor:
         return envelope, func, args, kwargs
 
     def _run_done(
-        self,
-        delivery: Delivery,
-        envelope: JobEnvelope,
-        started: float,
-        ctx: JobContext,
-        value: Any,
-        error: BaseException | None,
+        self, delivery: Delivery, run: Run, value: Any, error: BaseException | None
     ) -> None:
         """A job of :meth:`start` ended (on the loop): store its outcome, then ack."""
         if delivery.settled or isinstance(error, asyncio.CancelledError):
@@ -169,16 +172,16 @@ class JobProcessor:
             except Exception as exc:  # noqa: BLE001 - an unstorable result fails the job
                 error = exc
         if error is not None or delivery.running_write is not None:
-            finish = self._finish(delivery, envelope, 1, started, [], ctx, result, error)
+            finish = self._finish(delivery, run, result, error)
             delivery.task = asyncio.create_task(self._guarded(delivery, finish))
             return
-        record = self._completed_record(delivery, envelope, 1, started, [], ctx, result)
+        record = self._completed_record(delivery, run, result)
         try:
-            stored = self.w.results.put_nowait(record, self._ttl(envelope))
+            stored = self.w.results.put_nowait(record, self._ttl(run.envelope))
         except _TRANSIENT:
-            self._store_in_task(delivery, envelope, record)
+            self._store_in_task(delivery, run.envelope, record)
             return
-        stored.add_done_callback(lambda f: self._stored(delivery, envelope, record, f))
+        stored.add_done_callback(lambda f: self._stored(delivery, run.envelope, record, f))
 
     def _stored(
         self,
@@ -292,10 +295,10 @@ class JobProcessor:
             async with w.exclusive():
                 # counted before it runs: if it kills this worker too, the next one knows
                 delivery.suspect_runs += 1
-                started = self._record(
+                running = self._record(
                     delivery, envelope, JobStatus.RUNNING, attempt, time.time(), history
                 )
-                await self._store(started, envelope)
+                await self._store(running, envelope)
                 await self._run(delivery, envelope, attempt, history, func, args, kwargs)
         else:
             await self._run(delivery, envelope, attempt, history, func, args, kwargs)
@@ -310,19 +313,12 @@ class JobProcessor:
         args: list[Any],
         kwargs: dict[str, Any],
     ) -> None:
-        w = self.w
-        started = time.time()
-        ctx = self._context(delivery, envelope, attempt)
-        # A job that finishes within RUNNING_WRITE_DELAY goes straight from pending to its
-        # outcome: one record write instead of two on the hot path.
-        mark = w.running_marks.add(
-            lambda: self._mark_running(delivery, envelope, attempt, started, history, ctx)
-        )
+        run, mark = self._begin(delivery, envelope, attempt, history)
         delivery.slot_handed = True
         failure: BaseException | None = None
         result: Any = None
         try:
-            value = await w.executor.run(func, args, kwargs, ctx, envelope.timeout)
+            value = await self.w.executor.run(func, args, kwargs, run.ctx, envelope.timeout)
             result = to_wire(value, what="result")
         except asyncio.CancelledError:
             mark.cancel()
@@ -330,18 +326,10 @@ class JobProcessor:
         except BaseException as exc:  # noqa: BLE001 - the job's own failure
             failure = exc
         mark.cancel()
-        await self._finish(delivery, envelope, attempt, started, history, ctx, result, failure)
+        await self._finish(delivery, run, result, failure)
 
     async def _finish(
-        self,
-        delivery: Delivery,
-        envelope: JobEnvelope,
-        attempt: int,
-        started: float,
-        history: list[AttemptRecord],
-        ctx: JobContext,
-        result: Any,
-        failure: BaseException | None,
+        self, delivery: Delivery, run: Run, result: Any, failure: BaseException | None
     ) -> None:
         """Store the outcome of a run (after its ``running`` record, if one was written)
         and settle the message."""
@@ -350,10 +338,10 @@ class JobProcessor:
         if failure is not None:
             if isinstance(failure, KeyboardInterrupt | SystemExit):
                 failure = RuntimeError(f"job raised {type(failure).__name__}")
-            await self._failed(delivery, envelope, attempt, started, history, failure)
+            await self._failed(delivery, run, failure)
             return
-        record = self._completed_record(delivery, envelope, attempt, started, history, ctx, result)
-        await self._store(record, envelope)
+        record = self._completed_record(delivery, run, result)
+        await self._store(record, run.envelope)
         self._acknowledge(delivery)
 
     def _acknowledge(self, delivery: Delivery) -> None:
@@ -361,63 +349,49 @@ class JobProcessor:
         self._settle(delivery, ACK)
         self.w.jobs_done += 1
 
-    def _context(self, delivery: Delivery, envelope: JobEnvelope, attempt: int) -> JobContext:
+    def _begin(
+        self,
+        delivery: Delivery,
+        envelope: JobEnvelope,
+        attempt: int,
+        history: list[AttemptRecord],
+    ) -> tuple[Run, DelayedCall]:
+        """Start a run: its context, and its ``running`` record due after
+        RUNNING_WRITE_DELAY (cancel the returned call when the function returns). A job
+        that finishes sooner goes straight from pending to its outcome: one record write
+        instead of two on the hot path."""
         ctx = JobContext(
             job_id=envelope.id,
             attempt=attempt,
             queue_name=envelope.queue,
             _progress_sink=self.w.report_progress,
         )
-        delivery.context = ctx
-        return ctx
+        run = delivery.run = Run(envelope, attempt, history, ctx)
+        return run, self.w.running_marks.add(lambda: self._mark_running(delivery, run))
 
-    def _mark_running(
-        self,
-        delivery: Delivery,
-        envelope: JobEnvelope,
-        attempt: int,
-        started: float,
-        history: list[AttemptRecord],
-        ctx: JobContext,
-    ) -> None:
+    def _mark_running(self, delivery: Delivery, run: Run) -> None:
         """Write the ``running`` record of a job still running after RUNNING_WRITE_DELAY."""
-        running = self._record(delivery, envelope, JobStatus.RUNNING, attempt, started, history)
-        running.progress, running.progress_message = ctx.progress, ctx.progress_message
+        running = self._run_record(delivery, run, JobStatus.RUNNING)
+        running.progress, running.progress_message = run.ctx.progress, run.ctx.progress_message
         delivery.running_write = self.w.write_running(
-            envelope.id, encode(running), self._ttl(envelope)
+            run.envelope.id, encode(running), self._ttl(run.envelope)
         )
 
-    def _completed_record(
-        self,
-        delivery: Delivery,
-        envelope: JobEnvelope,
-        attempt: int,
-        started: float,
-        history: list[AttemptRecord],
-        ctx: JobContext,
-        result: Any,
-    ) -> JobRecord:
-        record = self._record(delivery, envelope, JobStatus.COMPLETED, attempt, started, history)
+    def _completed_record(self, delivery: Delivery, run: Run, result: Any) -> JobRecord:
+        record = self._run_record(delivery, run, JobStatus.COMPLETED)
         record.finished_at = time.time()
         record.result = result
-        record.progress, record.progress_message = 1.0, ctx.progress_message
+        record.progress, record.progress_message = 1.0, run.ctx.progress_message
         record.attempts[-1].finished_at = record.finished_at
         return record
 
-    async def _failed(
-        self,
-        delivery: Delivery,
-        envelope: JobEnvelope,
-        attempt: int,
-        started: float,
-        history: list[AttemptRecord],
-        exc: BaseException,
-    ) -> None:
+    async def _failed(self, delivery: Delivery, run: Run, exc: BaseException) -> None:
         w = self.w
+        envelope, attempt = run.envelope, run.attempt
         decision = decide(envelope, attempt, exc)
         now = time.time()
         status = JobStatus.RETRYING if decision.retry else JobStatus.FAILED
-        record = self._record(delivery, envelope, status, attempt, started, history)
+        record = self._run_record(delivery, run, status)
         last = record.attempts[-1]
         last.finished_at = now
         last.error_type = _qualified(exc)
@@ -534,6 +508,9 @@ class JobProcessor:
             worker_id=self.w.worker_id,
             attempts=attempts,
         )
+
+    def _run_record(self, delivery: Delivery, run: Run, status: JobStatus) -> JobRecord:
+        return self._record(delivery, run.envelope, status, run.attempt, run.started, run.history)
 
     def _ttl(self, envelope: JobEnvelope) -> int:
         return envelope.result_ttl or self.w.settings.result_ttl
