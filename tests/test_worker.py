@@ -14,6 +14,8 @@ from tests import jobs
 import naq
 from conftest import WAIT, raw_nats, stream_count, wait_for
 from naq import JobStatus
+from naq.connection import ConsumerSettings
+from naq.results import ResultStore
 from naq.worker import processing
 
 
@@ -248,3 +250,30 @@ async def test_jobs_ending_around_the_running_write_keep_their_final_status(
     )
     stale = [s for s in statuses if s != JobStatus.COMPLETED]
     assert stale == [], f"{len(stale)} of 300 completed jobs show {set(stale)}"
+
+
+async def test_redelivered_job_whose_outcome_is_stored_is_acked_not_rerun(
+    nats_url: str, queue: str, tmp_path: Any
+) -> None:
+    """The worker that stored the outcome died before its ack arrived: the job's next
+    delivery finds a final record and is acknowledged without running again."""
+    calls = tmp_path / "calls"
+    async with naq.Queue(queue, nats_url=nats_url) as q:
+        job = await q.enqueue(jobs.count_call, str(calls))
+        conn = await q.connection()
+        durable = await conn.ensure_consumer(queue, ConsumerSettings(ack_wait=30))
+        store = ResultStore(conn)
+        async with raw_nats(nats_url) as nc:  # a "worker" that takes the job and dies
+            sub = await nc.jetstream().pull_subscribe_bind(durable, stream="NAQ_JOBS")
+            [msg] = await sub.fetch(1, timeout=WAIT)
+            record = await store.get(job.job_id)
+            assert record is not None
+            record.status, record.result = JobStatus.COMPLETED.value, 7
+            await store.put(record, 60)  # ... after storing the outcome, before its ack
+            await msg.nak()
+        worker = naq.Worker([queue], nats_url=nats_url, burst=True)
+        await asyncio.wait_for(worker.run(), WAIT)
+
+        assert not calls.exists()  # never ran again
+        assert await q.fetch_job_result(job.job_id) == 7
+        assert await stream_count(nats_url, "NAQ_JOBS", f"naq.queue.{queue}") == 0

@@ -23,6 +23,7 @@ from ..context import JobContext
 from ..errors import JobTimeoutError, NaqConnectionError, SerializationError
 from ..functions import FunctionNotAllowedError, FunctionNotFoundError
 from ..models import (
+    FINAL_STATUSES,
     AttemptRecord,
     JobEnvelope,
     JobRecord,
@@ -72,6 +73,7 @@ class Delivery:
     slot_handed: bool = False  # the executor now owns the slot taken for this delivery
 
 
+_FINAL_VALUES = frozenset(status.value for status in FINAL_STATUSES)
 #: A job still running after this many seconds gets its ``running`` record written.
 RUNNING_WRITE_DELAY = 0.02
 #: How long the worker keeps trying to store an outcome while NATS is unreachable, seconds.
@@ -193,7 +195,10 @@ class JobProcessor:
         if stored.cancelled() or stored.exception() is not None:
             self._store_in_task(delivery, envelope, record)  # retried, or reported there
             return
-        self._acknowledge(delivery)
+        try:
+            self._acknowledge(delivery)
+        except Exception as exc:  # noqa: BLE001 - closed meanwhile: redelivered, then skipped
+            logger.debug("ack of {} failed: {}", envelope.id, exc)
         self.w.forget(delivery)
 
     def _store_in_task(self, delivery: Delivery, envelope: JobEnvelope, record: JobRecord) -> None:
@@ -255,6 +260,12 @@ class JobProcessor:
         if deliveries > 1:
             # earlier attempts' errors, and deliveries handed back at shutdown (not attempts)
             previous = await w.results.get(envelope.id)
+            if previous is not None and previous.status in _FINAL_VALUES:
+                # its outcome is stored: the worker that stored it died (or lost the
+                # connection) before its ack arrived. Nothing to run again.
+                logger.info("job {} is {} already; acknowledging", envelope.id, previous.status)
+                self._settle(delivery, ACK)
+                return
             if previous is not None:
                 history = list(previous.attempts)
                 delivery.handed_back = previous.handed_back
