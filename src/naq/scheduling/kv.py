@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import math
 
+import nats.errors
+import nats.js.api
 import nats.js.errors
 from nats.js.kv import KeyValue
 
@@ -18,6 +20,8 @@ from ..connection import Connection
 _EXPECTED_LAST_SUBJECT_SEQ = "Nats-Expected-Last-Subject-Sequence"
 _WRONG_LAST_SEQUENCE = (10071, 10164)
 _KV_OPERATION = "KV-Operation"
+_MARKER = "Nats-Marker-Reason"  # server-placed expiry/removal markers
+_SNAPSHOT_BATCH = 1000
 _TIMEOUT = 10.0
 
 
@@ -103,18 +107,60 @@ async def get_entry(kv: KeyValue, key: str) -> tuple[bytes, int] | None:
     return bytes(entry.value), int(entry.revision or 0)
 
 
-async def snapshot(kv: KeyValue) -> list[tuple[str, bytes, int]]:
-    """Every live ``(key, value, revision)`` of a bucket, streamed by one ordered consumer."""
-    watcher = await kv.watchall(ignore_deletes=True)
+async def snapshot(conn: Connection, bucket: str) -> list[tuple[str, bytes, int]]:
+    """Every live ``(key, value, revision)`` of a bucket, read by one pull consumer.
+
+    Not nats-py's ``watchall()``: its "no more values" marker can come before values the
+    server already sent (it compares the consumer's pending count with messages the client
+    has processed), so a busy bucket could read as empty. A pull consumer delivers nothing
+    until asked, so its pending count right after creation is exact, and every message
+    carries how many are still to come."""
+    await conn.kv(bucket)
+    js = conn.js
+    stream = f"KV_{bucket}"
+    prefix = f"$KV.{bucket}."
+    config = nats.js.api.ConsumerConfig(
+        deliver_policy=nats.js.api.DeliverPolicy.LAST_PER_SUBJECT,
+        ack_policy=nats.js.api.AckPolicy.NONE,
+        inactive_threshold=60.0,
+        mem_storage=True,
+    )
+    sub = await js.pull_subscribe(prefix + ">", stream=stream, config=config)
     found: list[tuple[str, bytes, int]] = []
+    seen: set[str] = set()
+    name: str | None = None
     try:
-        async for entry in watcher:
-            if entry is None:
-                break
-            if entry.value:
-                found.append((entry.key, bytes(entry.value), int(entry.revision or 0)))
-            if not entry.delta:
-                break
+        info = await sub.consumer_info()
+        name, pending = info.name, int(info.num_pending or 0)
+        while pending > 0:
+            try:
+                messages = await sub.fetch(min(pending, _SNAPSHOT_BATCH), timeout=_TIMEOUT)
+            except nats.errors.TimeoutError:  # the rest expired meanwhile
+                pending = int((await sub.consumer_info()).num_pending or 0)
+                continue
+            for msg in messages:
+                meta = msg.metadata
+                pending = int(meta.num_pending)
+                seen.add(msg.subject)
+                headers = msg.headers or {}
+                if msg.data and _KV_OPERATION not in headers and _MARKER not in headers:
+                    found.append((msg.subject[len(prefix) :], msg.data, meta.sequence.stream))
     finally:
-        await watcher.stop()  # type: ignore[no-untyped-call]
+        try:
+            await sub.unsubscribe()
+            if name is not None:
+                await js.delete_consumer(stream, name)
+        except Exception:  # noqa: BLE001 - it expires by itself (inactive_threshold)
+            pass
+    # A key rewritten just as the consumer was created can be skipped by it (its old
+    # revision is gone before delivery, the new one counts as already "last"): read any
+    # key the stream has but the consumer did not deliver, one by one.
+    state = (await js.stream_info(stream, subjects_filter=prefix + ">")).state
+    missed = [subject for subject in (state.subjects or {}) if subject not in seen]
+    if missed:
+        kv = await conn.kv(bucket)
+        for subject in missed:
+            entry = await get_entry(kv, subject[len(prefix) :])
+            if entry is not None:
+                found.append((subject[len(prefix) :], *entry))
     return found

@@ -112,9 +112,8 @@ class ScheduleStore:
 
     async def all(self) -> list[tuple[ScheduleRecord, int]]:
         """Every stored schedule with its revision (one ordered consumer, not N gets)."""
-        kv = await self.conn.kv(c.SCHEDULES_BUCKET)
         found: list[tuple[ScheduleRecord, int]] = []
-        for key, data, revision in await snapshot(kv):
+        for key, data, revision in await snapshot(self.conn, c.SCHEDULES_BUCKET):
             record = _decode(key, data)
             if record is not None:
                 found.append((record, revision))
