@@ -22,8 +22,10 @@ _TTL_BLOCKS: dict[int, bytes] = {}  # encoded ``Nats-TTL`` header blocks, by TTL
 _ABSENT_BLOCKS: dict[int, bytes] = {}  # the same plus "create only if absent"
 #: How long a pushed final write may take to show up in the stored record, seconds.
 _CONFIRM_FOR = 1.0
-#: Safety re-reads while waiting for a final status, seconds (doubling up to the maximum).
-_RECHECK_FIRST, _RECHECK_MAX = 0.25, 4.0
+#: Safety re-reads while waiting for a final status, seconds (doubling up to the maximum):
+#: a write routed just before our subscription but stored just after our first read is
+#: pushed to nobody; the first re-read comes soon, so such a miss costs milliseconds.
+_RECHECK_FIRST, _RECHECK_MAX = 0.02, 4.0
 
 
 def _is_final_payload(data: bytes) -> bool:
@@ -174,6 +176,7 @@ class ResultStore:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         recheck = _RECHECK_FIRST
+        first = True
         try:
             while True:
                 changed.clear()
@@ -181,11 +184,17 @@ class ResultStore:
                 record = await self._confirmed(job_id, expect_final=expect_final)
                 if record is not None and record.status in _FINAL_VALUES:
                     return record
+                if first and not changed.is_set():
+                    # A write routed just before our SUB is pushed to nobody, and the stream
+                    # may store it just after our first read: read once more, a round trip
+                    # later (a job that finishes as we start waiting is the common case).
+                    first = False
+                    continue
+                first = False
                 remaining = deadline - loop.time()
                 if remaining <= 0:
                     return record
-                # Re-read now and then as well: a write routed just before our SUB but
-                # stored just after our read would otherwise only show at the deadline.
+                # and re-read now and then as well, should the stream be slower than that
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(changed.wait(), min(remaining, recheck))
                 recheck = min(recheck * 2, _RECHECK_MAX)
