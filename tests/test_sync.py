@@ -32,7 +32,7 @@ def _shared_connection(nats_url: str) -> Any:
 
 
 def _thread_client(nats_url: str) -> naq.blocking.BlockingClient:
-    return naq.blocking.for_thread(load_settings(nats_url), None)
+    return naq.blocking.for_thread(load_settings(nats_url))
 
 
 def test_enqueue_sync_1000_times_reuses_one_connection(nats_url: str, queue: str) -> None:

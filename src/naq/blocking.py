@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from .connection import describe_failure
+from .connection import describe_failure, tls_context
 from .errors import NaqConnectionError
 from .settings import Settings, redact_url
 
@@ -67,9 +67,9 @@ def supports(settings: Settings) -> bool:
 class BlockingClient:
     """One blocking NATS connection (not thread-safe: one per thread, see :func:`for_thread`)."""
 
-    def __init__(self, settings: Settings, tls: ssl.SSLContext | None) -> None:
+    def __init__(self, settings: Settings) -> None:
         self._settings = settings
-        self._tls = tls
+        self._tls: ssl.SSLContext | None = None
         self._sock: socket.socket | None = None
         self._reader: Any = None
         self._inbox = ""
@@ -79,6 +79,8 @@ class BlockingClient:
 
     # -- connection -------------------------------------------------------------------------
     def _open(self) -> None:
+        if self._tls is None:
+            self._tls = tls_context(self._settings)  # once: it reads certificate files
         failure: BaseException | None = None
         for url in self._settings.nats_urls:
             try:
@@ -243,7 +245,7 @@ class BlockingClient:
 _local = threading.local()
 
 
-def for_thread(settings: Settings, tls: ssl.SSLContext | None) -> BlockingClient:
+def for_thread(settings: Settings) -> BlockingClient:
     """The calling thread's client for ``settings``' servers (created on first use)."""
     clients: dict[tuple[Any, ...], BlockingClient] | None = getattr(_local, "clients", None)
     if clients is None:
@@ -251,5 +253,5 @@ def for_thread(settings: Settings, tls: ssl.SSLContext | None) -> BlockingClient
     key = (settings.nats_urls, settings.tls_ca, settings.tls_cert, settings.tls_key)
     client = clients.get(key)
     if client is None:
-        client = clients[key] = BlockingClient(settings, tls)
+        client = clients[key] = BlockingClient(settings)
     return client

@@ -180,25 +180,23 @@ class Queue:
         store = await self._store()
         await store.ready()
         ttl = options.result_ttl or self.settings.result_ttl
-        record = record_for(envelope, JobStatus.PENDING)
-        payload = encode(envelope)
         if options.job_id is None:
-            # both in flight at once (one round trip); the record write is create-if-absent,
-            # so it never replaces an outcome a fast worker stored first
-            record_ack = conn.send_nowait(
-                record_subject(job.job_id), encode(record), absent_block(ttl)
-            )
-            job_ack = conn.send_nowait(
-                c.queue_subject(job.queue_name),
-                payload,
-                job_header_block(self.settings, job.job_id, payload),
-            )
+            # both in flight at once (one round trip)
+            acks = [
+                conn.send_nowait(subject, payload, header_block)
+                for subject, header_block, payload in enqueue_writes(
+                    self.settings, job, envelope, ttl
+                )
+            ]
+            record_ack, job_ack = acks
             try:
                 await job_ack
             except (nats.errors.TimeoutError, nats.js.errors.NoStreamResponseError):
-                await self._publish(conn, job, payload)  # retried under the same message id
+                await self._publish(conn, job, encode(envelope))  # retried under the same id
             await self._settle([record_ack])
             return
+        record = record_for(envelope, JobStatus.PENDING)
+        payload = encode(envelope)
         existing = await store.create(record, ttl)
         if existing is None:
             await self._publish(conn, job, payload)
@@ -309,6 +307,24 @@ class Queue:
         from .scheduling import list_schedules
 
         return await list_schedules(self, all_queues=False, limit=limit)
+
+
+#: One message to publish: subject, encoded header block, payload.
+Write = tuple[str, bytes, bytes]
+
+
+def enqueue_writes(
+    settings: Settings, job: Job, envelope: JobEnvelope, ttl: int
+) -> tuple[Write, Write]:
+    """The two writes of one enqueue: the job's ``pending`` record, create-if-absent (so it
+    never replaces an outcome a fast worker stored first), and the job message with its id
+    for deduplication."""
+    payload = encode(envelope)
+    record = encode(record_for(envelope, JobStatus.PENDING))
+    return (
+        (record_subject(job.job_id), absent_block(ttl), record),
+        (c.queue_subject(job.queue_name), job_header_block(settings, job.job_id, payload), payload),
+    )
 
 
 def result_of(job_id: str, record: JobRecord | None) -> Any:

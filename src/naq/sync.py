@@ -14,15 +14,14 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import admin, api, blocking
 from . import constants as c
-from .connection import Connection, tls_context
+from .connection import Connection
 from .deadletter import DeadLetter
 from .errors import NaqConnectionError
 from .job import Job, JobInfo, QueueInfo, WorkerInfo, split_options
-from .models import JobStatus, encode, record_for
-from .queue import Queue
-from .results import ResultStore, absent_block, record_subject
+from .models import JobStatus
+from .queue import Queue, enqueue_writes
+from .results import ResultStore
 from .scheduling.calls import prepare_call
-from .serialization import job_header_block
 from .settings import load_settings, validate_queue_name
 
 if TYPE_CHECKING:
@@ -68,12 +67,20 @@ class _LoopThread:
         # chained concurrent future (this is every enqueue_sync call's overhead).
         finished = threading.Lock()
         finished.acquire()
-        started: list[asyncio.Task[T]] = []
+        started: list[asyncio.Future[T]] = []
 
         def start() -> None:
-            task = loop.create_task(coro)
+            try:
+                task: asyncio.Future[T] = loop.create_task(coro)
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller below
+                coro.close()
+                task = loop.create_future()
+                task.set_exception(exc)
             started.append(task)
-            task.add_done_callback(lambda _task: finished.release())
+            if task.done():
+                finished.release()
+            else:
+                task.add_done_callback(lambda _task: finished.release())
 
         loop.call_soon_threadsafe(start)
         try:
@@ -145,17 +152,8 @@ def _enqueue_blocking(
     job, envelope = prepare_call(queue, func, args, call_kwargs, options)
     if settings.nats_urls not in _storage_ready:
         _ensure_storage(queue)
-    ttl = options.result_ttl or settings.result_ttl
-    payload = encode(envelope)
-    messages = [
-        (
-            record_subject(job.job_id),
-            absent_block(ttl),
-            encode(record_for(envelope, JobStatus.PENDING)),
-        ),
-        (c.queue_subject(queue.name), job_header_block(settings, job.job_id, payload), payload),
-    ]
-    client = blocking.for_thread(settings, tls_context(settings))
+    messages = enqueue_writes(settings, job, envelope, options.result_ttl or settings.result_ttl)
+    client = blocking.for_thread(settings)
     replies = client.request_many(messages)
     if replies[1].status == "503":  # the stream was deleted since: create it, send again
         _storage_ready.discard(settings.nats_urls)
