@@ -46,11 +46,6 @@ class AckedPublisher:
         self._deadlines: deque[tuple[float, str]] = deque()
         self._sweeper: asyncio.Future[None] | None = None
 
-    @property
-    def started(self) -> bool:
-        """True once the reply subscription exists (:meth:`send_nowait` may be used)."""
-        return self._started
-
     async def start(self) -> None:
         """Subscribe the reply inbox (once)."""
         async with self._lock:

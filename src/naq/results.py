@@ -18,8 +18,7 @@ from .models import FINAL_STATUSES, JobRecord, decode_record, encode
 from .wire import encode_headers
 
 _FINAL_VALUES = frozenset(s.value for s in FINAL_STATUSES)
-_TTL_BLOCKS: dict[int, bytes] = {}  # encoded ``Nats-TTL`` header blocks, by TTL
-_ABSENT_BLOCKS: dict[int, bytes] = {}  # the same plus "create only if absent"
+_HEADER_BLOCKS: dict[tuple[int, bool], bytes] = {}  # by (TTL, create-if-absent)
 #: How long a pushed final write may take to show up in the stored record, seconds.
 _CONFIRM_FOR = 1.0
 #: Safety re-reads while waiting for a final status, seconds (doubling up to the maximum):
@@ -46,10 +45,16 @@ def absent_headers(ttl: int) -> dict[str, str]:
 
 
 def absent_block(ttl: int) -> bytes:
-    """:func:`absent_headers` encoded for the wire (cached per TTL)."""
-    block = _ABSENT_BLOCKS.get(ttl)
+    """:func:`absent_headers` encoded for the wire."""
+    return _header_block(ttl, absent=True)
+
+
+def _header_block(ttl: int, *, absent: bool) -> bytes:
+    """A record write's encoded headers: its TTL, and "create only if absent" (cached)."""
+    block = _HEADER_BLOCKS.get((ttl, absent))
     if block is None:
-        block = _ABSENT_BLOCKS[ttl] = encode_headers(absent_headers(ttl))
+        headers = absent_headers(ttl) if absent else {c.HEADER_TTL: str(int(ttl))}
+        block = _HEADER_BLOCKS[ttl, absent] = encode_headers(headers)
     return block
 
 
@@ -67,21 +72,16 @@ class ResultStore:
             self._ready = True
 
     async def put(self, record: JobRecord, ttl: int) -> None:
-        """Store ``record`` (replacing any earlier one), expiring after ``ttl`` seconds."""
-        await self.put_raw(record.job_id, encode(record), ttl)
+        """Store ``record`` (replacing any earlier one), expiring after ``ttl`` seconds;
+        waits for the server to confirm it is stored."""
+        await self.ready()
+        await self.put_nowait(record, ttl)
 
     def put_nowait(self, record: JobRecord, ttl: int) -> asyncio.Future[int]:
         """:meth:`put` for a store that is :meth:`ready`, without a coroutine: the future
         resolves once the server stored the record."""
-        block = _TTL_BLOCKS.get(ttl)
-        if block is None:
-            block = _TTL_BLOCKS[ttl] = encode_headers({c.HEADER_TTL: str(int(ttl))})
+        block = _header_block(ttl, absent=False)
         return self._conn.send_nowait(record_subject(record.job_id), encode(record), block)
-
-    async def put_raw(self, job_id: str, payload: bytes, ttl: int) -> None:
-        """Store an encoded record; waits for the server to confirm it is stored."""
-        await self.ready()
-        await self._conn.publish(record_subject(job_id), payload, {c.HEADER_TTL: str(int(ttl))})
 
     async def update(self, record: JobRecord, revision: int, ttl: int) -> bool:
         """Compare-and-set: store ``record`` only if the key is still at ``revision``."""

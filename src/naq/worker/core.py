@@ -30,7 +30,7 @@ from ..results import ResultStore, record_subject
 from ..serialization import warn_if_pickle
 from ..settings import Settings, load_settings, validate_queue_name
 from ..signals import install_stop_handlers, remove_stop_handlers
-from ..wire import delivery_info
+from ..wire import IN_PROGRESS, delivery_info, nak_body, reply_to
 from .delayed import DelayedCalls
 from .executor import Executor
 from .processing import RUNNING_WRITE_DELAY, Delivery, JobProcessor, with_retries
@@ -221,7 +221,7 @@ class Worker:
             # The server redelivered a job we still hold (its lease lapsed, e.g. during an
             # outage): keep running the one copy, answering on the newest delivery.
             held.msg, held.delivered = msg, delivered
-            self._spawn(_quiet(msg.in_progress()))
+            _answer(msg, IN_PROGRESS)
             return
         delivery = Delivery(msg, seq, delivered)
         self._inflight[seq] = delivery
@@ -229,7 +229,7 @@ class Worker:
             # arrived while stopping: hand it straight back
             delivery.settled = True
             self._inflight.pop(seq, None)
-            self._spawn(_quiet(msg.nak()))
+            _answer(msg, nak_body())
             return
         if self._may_start() and not self._backlog:
             self._start(delivery)
@@ -303,7 +303,7 @@ class Worker:
         # renew the leases of what we hold before asking for more
         for delivery in list(self._inflight.values()):
             if not delivery.settled:
-                await _quiet(delivery.msg.in_progress())
+                _answer(delivery.msg, IN_PROGRESS)
         for puller in self._pullers:
             puller.reset()
             puller.request_more()
@@ -333,10 +333,7 @@ class Worker:
             now = time.monotonic()
             for delivery in list(self._inflight.values()):
                 if not delivery.settled and now - delivery.received_at >= interval * 0.9:
-                    try:
-                        await delivery.msg.in_progress()
-                    except Exception as exc:  # noqa: BLE001
-                        logger.debug("lease renewal failed: {}", exc)
+                    _answer(delivery.msg, IN_PROGRESS)
 
     async def _watchdog_loop(self) -> None:
         """Re-issue pull requests the server may have lost (e.g. across a restart)."""
@@ -451,7 +448,7 @@ class Worker:
                 await asyncio.wait_for(self._count_hand_back(job_id), 2.0)
             except Exception as exc:  # noqa: BLE001 - the nak matters more than the count
                 logger.debug("could not count the hand-back of {}: {}", job_id, exc)
-        await _quiet(delivery.msg.nak())
+        _answer(delivery.msg, nak_body())
 
     async def _count_hand_back(self, job_id: str) -> None:
         for _ in range(3):
@@ -513,6 +510,14 @@ class Worker:
             await asyncio.wait(leftover, timeout=1.0)
         if self._conn is not None and self._conn.is_connected:
             await _quiet(self._conn.nc.flush(timeout=2))
+
+
+def _answer(msg: Msg, body: bytes) -> None:
+    """Answer a held message (lease renewal, hand-back); the connection may be gone."""
+    try:
+        reply_to(msg, body)
+    except Exception as exc:  # noqa: BLE001 - reconnecting or closed: nothing to do
+        logger.debug("could not answer {}: {}", msg.reply, exc)
 
 
 async def _quiet(awaitable: Any) -> None:
