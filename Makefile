@@ -3,8 +3,12 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# A second venv: naq[dev] with the newest nats-py instead of the pinned one.
+LATEST_VENV := .venv-nats-latest
+LATEST_BIN := $(LATEST_VENV)/bin
+LATEST_STAMP := $(LATEST_VENV)/.installed
 
-.PHONY: demo test lint typecheck bench clean install
+.PHONY: demo test test-nats-latest lint typecheck bench clean install
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -22,9 +26,28 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
+$(LATEST_BIN)/python:
+	$(PY) -m venv $(LATEST_VENV)
+	echo '*' > $(LATEST_VENV)/.gitignore
+
+$(LATEST_STAMP): $(LATEST_BIN)/python pyproject.toml
+	$(LATEST_BIN)/python -m pip install -q --upgrade pip
+	$(LATEST_BIN)/python -m pip install -q -e '.[dev]'
+	touch $(LATEST_STAMP)
+
+# The suite against the newest nats-py, past naq's pin, so a release that breaks naq is seen
+# here before users see it. When that release is past the pin, pip prints a dependency conflict
+# for naq (and still exits 0): expected here.
+test-nats-latest: $(LATEST_STAMP)
+	$(LATEST_BIN)/python -m pip install -q --upgrade --upgrade-strategy only-if-needed \
+		'nats-py[nkeys]'
+	$(LATEST_BIN)/python -c 'import importlib.metadata as m; print("testing with nats-py", m.version("nats-py"))'
+	$(LATEST_BIN)/python -m pytest -q
+
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/lint-imports
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
@@ -33,4 +56,4 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run
 
 clean:
-	rm -rf $(VENV) build dist .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(LATEST_VENV) build dist .pytest_cache .mypy_cache .ruff_cache

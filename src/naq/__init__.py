@@ -6,6 +6,7 @@ Nothing connects at import time.
 
 from __future__ import annotations
 
+from .__about__ import __version__
 from .api import (
     close,
     enqueue,
@@ -73,8 +74,6 @@ from .sync import (
     run_sync,
 )
 from .worker import Worker
-
-__version__ = "0.1.0"
 
 __all__ = [
     "JOB_STATUS",

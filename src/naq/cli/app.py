@@ -11,6 +11,7 @@ import typer
 from rich.table import Table
 
 from .. import admin
+from ..__about__ import __version__
 from ..connection import Connection
 from ..errors import JobNotFoundError
 from ..job import JobInfo
@@ -37,6 +38,26 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"naq {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False,
+        "--version",
+        "-V",
+        callback=_print_version,
+        is_eager=True,
+        help="Print naq's version and exit.",
+    ),
+) -> None:
+    """naq: the NATS Asynchronous Queue."""
 
 
 def _when(ts: float | None) -> str:
