@@ -24,3 +24,11 @@ async def amul(a: int, b: int) -> int:
 def worker_pid() -> int:
     """Which process ran the job."""
     return os.getpid()
+
+
+def log_line(text: str) -> str:
+    """A job that logs through loguru, as an application's own job function does."""
+    from loguru import logger
+
+    logger.info("job says {}", text)
+    return text

@@ -6,6 +6,8 @@ Nothing connects at import time.
 
 from __future__ import annotations
 
+import loguru
+
 from .__about__ import __version__
 from .api import (
     close,
@@ -36,7 +38,7 @@ from .errors import (
 )
 from .functions import task
 from .job import Job, JobInfo, QueueInfo, WorkerInfo
-from .log import setup_logging
+from .log import log_to_stdlib, setup_logging
 from .models import JOB_STATUS, JobStatus
 from .queue import Queue
 from .scheduling import Schedule, Scheduler
@@ -74,6 +76,10 @@ from .sync import (
     run_sync,
 )
 from .worker import Worker
+
+# loguru's convention for libraries: naq's records are off until the host enables them
+# (naq.setup_logging(), naq.log_to_stdlib(), or logger.enable("naq"))
+loguru.logger.disable("naq")
 
 __all__ = [
     "JOB_STATUS",
@@ -125,6 +131,7 @@ __all__ = [
     "list_schedules_sync",
     "list_workers",
     "list_workers_sync",
+    "log_to_stdlib",
     "modify_scheduled_job",
     "modify_scheduled_job_sync",
     "pause_scheduled_job",

@@ -53,8 +53,16 @@ def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
 
 
 def run(coro: Coroutine[Any, Any, R]) -> R:
-    """Run a coroutine to completion for a command."""
-    setup_logging(load_settings().log_level)
+    """Run a coroutine to completion for a command, with logging on (naq's records at
+    ``NAQ_LOG_LEVEL``, the application's as loguru shows them, e.g. a job function's lines).
+
+    If setting up fails (e.g. a bad ``NAQ_LOG_LEVEL``), ``coro`` is closed unrun, so the user
+    sees the one error line and no "coroutine ... was never awaited" warning."""
+    try:
+        setup_logging(load_settings().log_level)
+    except BaseException:
+        coro.close()
+        raise
     return eventloop.run(coro)
 
 

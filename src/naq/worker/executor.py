@@ -15,6 +15,7 @@ from typing import Any
 
 from ..context import JobContext, reset_current, set_current
 from ..errors import JobTimeoutError
+from .log_extra import bind_job_to_logs, unbind_job_from_logs
 from .threads import DaemonThreadPool
 
 
@@ -120,6 +121,7 @@ class Executor:
         loop = asyncio.get_running_loop()
         context = contextvars.copy_context()
         context.run(set_current, ctx)  # naq.current_job() inside the job's task
+        context.run(bind_job_to_logs, ctx)  # job_id, queue, attempt in its log records
         timed_out = False
         timer: asyncio.TimerHandle | None = None
         task = loop.create_task(_job_outcome(func, args, kwargs), context=context)
@@ -163,9 +165,11 @@ class Executor:
 
         def call() -> Any:  # in a pool thread: naq.current_job() is this job's context
             token = set_current(ctx)
+            log_token = bind_job_to_logs(ctx)  # job_id, queue, attempt in its log records
             try:
                 return func(*args, **kwargs)
             finally:
+                unbind_job_from_logs(log_token)
                 reset_current(token)
 
         answered = orphan = False
