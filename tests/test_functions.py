@@ -240,12 +240,10 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         "shutil:rmtree",
         "importlib:import_module",
         "os.path:join",
-        "naq.server:EmbeddedServer",
-        "naq.functions:function_path",
         "__main__:main",
     ],
 )
-def test_resolver_refuses_stdlib_builtins_and_naq(project: Path, path: str) -> None:
+def test_resolver_refuses_stdlib_and_builtins(project: Path, path: str) -> None:
     resolver = FunctionResolver(cwd=str(project))
     with pytest.raises(FunctionNotAllowedError) as info:
         resolver.resolve(path)
@@ -253,6 +251,18 @@ def test_resolver_refuses_stdlib_builtins_and_naq(project: Path, path: str) -> N
     assert message.startswith(f"function {path!r} is not allowed to run on this worker: ")
     assert HOW_TO_ALLOW in message
     assert isinstance(info.value, NaqException)
+
+
+@pytest.mark.parametrize(
+    "path", ["naq.server:EmbeddedServer", "naq.functions:function_path", "naq:purge_queue"]
+)
+def test_resolver_refuses_naq_without_offering_to_allow_it(project: Path, path: str) -> None:
+    with pytest.raises(FunctionNotAllowedError) as info:
+        FunctionResolver(cwd=str(project)).resolve(path)
+    message = str(info.value)
+    assert message.startswith(f"function {path!r} is not allowed to run on this worker: ")
+    assert "is naq's own code, which never runs as a job. It cannot be allowed." in message
+    assert HOW_TO_ALLOW not in message
 
 
 def test_resolver_refusal_says_stdlib(project: Path) -> None:

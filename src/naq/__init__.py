@@ -27,6 +27,8 @@ from .context import JobContext, current_job
 from .deadletter import DeadLetter
 from .errors import (
     ConfigurationError,
+    FunctionNotAllowedError,
+    FunctionNotFoundError,
     JobCancelledError,
     JobExecutionError,
     JobNotFoundError,
@@ -85,6 +87,8 @@ __all__ = [
     "JOB_STATUS",
     "ConfigurationError",
     "DeadLetter",
+    "FunctionNotAllowedError",
+    "FunctionNotFoundError",
     "Job",
     "JobCancelledError",
     "JobContext",

@@ -26,6 +26,27 @@ class JobNotFoundError(NaqException, LookupError):
     """No job with that id exists, or it has not finished yet."""
 
 
+class FunctionNotAllowedError(NaqException):
+    """The worker's allow-list refuses to run the function a job names.
+
+    ``path`` is the job's ``"module:qualname"`` text and ``reason`` says why it was refused.
+    """
+
+    def __init__(self, message: str, *, path: str, reason: str = "") -> None:
+        super().__init__(message)
+        self.path = path
+        self.reason = reason or message
+
+
+class FunctionNotFoundError(NaqException):
+    """The function a job names cannot be found: its module or attribute is missing, the
+    path is malformed, or importing the module failed. ``path`` is the job's text."""
+
+    def __init__(self, message: str, *, path: str) -> None:
+        super().__init__(message)
+        self.path = path
+
+
 class JobExecutionError(NaqException):
     """The job ran and failed; the message names the remote exception type and text."""
 
@@ -47,6 +68,8 @@ class JobCancelledError(JobExecutionError):
 
 __all__ = [
     "ConfigurationError",
+    "FunctionNotAllowedError",
+    "FunctionNotFoundError",
     "JobCancelledError",
     "JobExecutionError",
     "JobNotFoundError",

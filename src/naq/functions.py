@@ -5,30 +5,48 @@ A job names its function by path, and a worker turns that path back into a calla
 resolver only runs functions the worker's operator has allowed, in this order:
 
 1. functions registered with :func:`task` (``@naq.task``);
-2. functions in modules matching a prefix of ``allowed_modules`` (``NAQ_ALLOWED_MODULES``);
-3. never the standard library, ``builtins`` or naq's own internals;
-4. functions in modules whose file lies under the worker's directory or a ``--module-path``
-   directory, and not in an installed-packages directory or the Python installation;
-5. nothing else.
+2. never naq's own code, whatever name reaches it (``naq.x``, ``src.naq.x`` from a checkout,
+   a vendored copy): refused by name and by the files the module comes from;
+3. functions in modules matching a prefix of ``allowed_modules`` (``NAQ_ALLOWED_MODULES``);
+4. never the standard library or ``builtins``;
+5. functions defined in modules that are the project's own code (see
+   :mod:`naq.projectcode`): every file the import would run lies under a ``--module-path``
+   directory or the worker's working directory (only when that is a project directory, not
+   ``/`` nor one holding the Python installation), and not in an installed-packages
+   directory or the Python installation; folders without ``__init__.py`` on the way are
+   followed;
+6. nothing else.
 
 Deciding never imports the module: importing runs code, so only allowed modules are imported.
+Whatever the path, :meth:`FunctionResolver.resolve` raises only
+:class:`~naq.errors.FunctionNotAllowedError` or :class:`~naq.errors.FunctionNotFoundError`,
+so a worker can always dead-letter the job.
 """
 
 from __future__ import annotations
 
 import functools
 import importlib
-import importlib.machinery
-import importlib.util
 import inspect
 import os
 import sys
-import sysconfig
 import types
 from collections.abc import Callable, Iterable
 from typing import Any, ParamSpec, TypeVar, overload
 
-from naq.errors import ConfigurationError, NaqException, SerializationError
+from naq.errors import (
+    ConfigurationError,
+    FunctionNotAllowedError,
+    FunctionNotFoundError,
+    SerializationError,
+)
+from naq.modulesource import (
+    ModuleNotLocatedError,
+    ModuleSource,
+    ModuleWithoutFileError,
+    find_module_source,
+)
+from naq.projectcode import ProjectCode, is_naq_code, real_path
 
 __all__ = [
     "TASK_REGISTRY",
@@ -53,24 +71,9 @@ HOW_TO_ALLOW = (
 )
 
 _MISSING = object()
-_INSTALLED_DIR_NAMES = frozenset({"site-packages", "dist-packages"})
-
-
-class FunctionNotAllowedError(NaqException):
-    """The worker's allow-list refuses to run the function a job names."""
-
-    def __init__(self, message: str, *, path: str, reason: str = "") -> None:
-        super().__init__(message)
-        self.path = path
-        self.reason = reason or message
-
-
-class FunctionNotFoundError(NaqException):
-    """The function a job names cannot be found: its module or attribute is missing."""
-
-    def __init__(self, message: str, *, path: str) -> None:
-        super().__init__(message)
-        self.path = path
+_SHOWN_CHARS = 200  # longest function path repr quoted in full in an error message
+_REMEMBERED_PATHS = 4096  # cached resolutions or refusals kept before starting over
+_NAQ_CODE = "which never runs as a job"  # ends every refusal of naq's own code
 
 
 # --------------------------------------------------------------------------- paths
@@ -292,28 +295,58 @@ def add_module_paths(paths: Iterable[str]) -> list[str]:
     return added
 
 
-def _real(path: str) -> str:
-    return os.path.normcase(os.path.realpath(path))
-
-
-def _is_under(path: str, root: str) -> bool:
-    """Whether ``path`` is ``root`` or inside it (both already passed through :func:`_real`)."""
-    if path == root:
-        return True
-    return path.startswith(root if root.endswith(os.sep) else root + os.sep)
-
-
 def _is_stdlib(top: str) -> bool:
     return top == "builtins" or top in sys.stdlib_module_names or top in sys.builtin_module_names
+
+
+def _error_text(exc: BaseException) -> str:
+    """``"Type: message"`` for any exception, even one whose ``__str__`` raises."""
+    try:
+        text = str(exc)
+    except Exception:  # noqa: BLE001 - a hostile __str__ must not escape
+        text = "(unprintable)"
+    name = type(exc).__name__
+    return f"{name}: {text}" if text else name
+
+
+def _shown(path: str) -> str:
+    """``repr(path)``, shortened when a hostile path is very long."""
+    text = repr(path)
+    return text if len(text) <= _SHOWN_CHARS else f"{text[:_SHOWN_CHARS]}... ({len(path)} chars)"
+
+
+def _attribute(obj: object, name: str) -> object:
+    """``getattr(obj, name, None)``, also ``None`` when a hostile ``__getattr__`` raises."""
+    try:
+        return getattr(obj, name, None)
+    except Exception:  # noqa: BLE001 - any failure means "no such attribute" here
+        return None
+
+
+def _loaded_places(obj: object) -> list[str]:
+    """The file and package directories a loaded module says it came from."""
+    places: list[str] = []
+    file = _attribute(obj, "__file__")
+    if isinstance(file, str):
+        places.append(file)
+    locations = _attribute(obj, "__path__")
+    if isinstance(locations, Iterable) and not isinstance(locations, str | bytes):
+        try:
+            places.extend(entry for entry in locations if isinstance(entry, str))
+        except Exception:  # noqa: BLE001 - an unlistable __path__ names no place
+            pass
+    return places
 
 
 class FunctionResolver:
     """Turn job function paths into callables, running only what the worker allows.
 
     ``allowed_modules`` are module prefixes (``"myapp"`` allows ``myapp`` and ``myapp.x``
-    but not ``myapplication``); ``module_paths`` and ``cwd`` (default: the current directory
-    at construction) are the directories whose modules count as the project's own code.
-    Resolutions are cached.
+    but not ``myapplication``; prefixes naming naq itself are refused); ``module_paths`` and
+    ``cwd`` (default: the current directory at construction) are the directories whose
+    modules count as the project's own code, ``cwd`` only when it looks like a project
+    directory (see :mod:`naq.projectcode`): :attr:`ignored_roots` says why it was left out.
+    Resolutions and refusals are cached.
     """
 
     def __init__(
@@ -328,24 +361,19 @@ class FunctionResolver:
                 raise ConfigurationError(
                     f"allowed module prefix must be a dotted module name, not {prefix!r}"
                 )
+            if prefix.partition(".")[0] == "naq":
+                raise ConfigurationError(
+                    f"allowed module prefix {prefix!r} names naq's own modules, which never "
+                    "run as jobs; remove it from NAQ_ALLOWED_MODULES"
+                )
         self.allowed_modules: tuple[str, ...] = prefixes
         self.module_paths: tuple[str, ...] = tuple(module_paths)
         self.cwd: str = os.getcwd() if cwd is None else cwd
-        self._roots = tuple(_real(path) for path in (self.cwd, *self.module_paths))
-        self._prefixes = tuple(
-            {
-                _real(prefix)
-                for prefix in (sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix)
-            }
-        )
-        scheme_paths = sysconfig.get_paths()
-        self._python_dirs = tuple(
-            {
-                _real(scheme_paths[key])
-                for key in ("stdlib", "platstdlib", "purelib", "platlib")
-                if key in scheme_paths
-            }
-        )
+        self.project = ProjectCode(self.module_paths, self.cwd)
+        """The directories whose modules count as the project's own code."""
+        self.ignored_roots: tuple[tuple[str, str], ...] = self.project.ignored_roots
+        """``(directory, reason)`` for a working directory that does not count as project
+        code (a filesystem root, or one holding the Python installation); log it at start."""
         self._cache: dict[str, Callable[..., Any]] = {}
         self._refused: dict[str, str] = {}
 
@@ -353,9 +381,16 @@ class FunctionResolver:
         """Return the callable ``path`` names, if this worker allows running it.
 
         Raises :class:`FunctionNotAllowedError` if the allow-list refuses it (saying why and
-        how to allow it) and :class:`FunctionNotFoundError` if it cannot be found or its
-        module fails to import.
+        how to allow it) and :class:`FunctionNotFoundError` if it cannot be found, is
+        malformed, or its module fails to import. Nothing else escapes, whatever ``path``
+        holds (``KeyboardInterrupt`` aside), so a worker can always dead-letter the job.
         """
+        if not isinstance(path, str):
+            raise FunctionNotFoundError(
+                f"a function path must be a string, not {type(path).__name__}",
+                path=f"<{type(path).__name__}>",
+            )
+        path = str.__str__(path)  # a plain str, whatever subclass arrived
         func = TASK_REGISTRY.get(path)
         if func is not None:
             return func
@@ -368,9 +403,15 @@ class FunctionResolver:
         try:
             func = self._resolve_uncached(path)
         except FunctionNotAllowedError as exc:
-            self._refused[path] = exc.reason
+            _remember(self._refused, path, exc.reason)
             raise self._not_allowed(path, exc.reason) from None
-        self._cache[path] = func
+        except FunctionNotFoundError:
+            raise
+        except (Exception, SystemExit) as exc:  # noqa: BLE001 - the worker must dead-letter
+            raise FunctionNotFoundError(
+                f"cannot resolve {_shown(path)}: {_error_text(exc)}", path=path
+            ) from None
+        _remember(self._cache, path, func)
         return func
 
     def clear_cache(self) -> None:
@@ -382,9 +423,9 @@ class FunctionResolver:
 
     @staticmethod
     def _not_allowed(path: str, reason: str) -> FunctionNotAllowedError:
+        advice = "It cannot be allowed." if _NAQ_CODE in reason else f"To allow it, {HOW_TO_ALLOW}."
         return FunctionNotAllowedError(
-            f"function {path!r} is not allowed to run on this worker: {reason}. "
-            f"To allow it, {HOW_TO_ALLOW}.",
+            f"function {_shown(path)} is not allowed to run on this worker: {reason}. {advice}",
             path=path,
             reason=reason,
         )
@@ -398,10 +439,16 @@ class FunctionResolver:
         try:
             module, qualname = split_function_path(path)
         except ConfigurationError as exc:
-            raise FunctionNotFoundError(str(exc), path=path) from None
+            message = str(exc).replace(repr(path), _shown(path), 1)
+            raise FunctionNotFoundError(message, path=path) from None
         top = module.partition(".")[0]
+        if top == "naq":
+            raise self._refuse(path, f"module {module!r} is naq's own code, {_NAQ_CODE}")
         if any(module == p or module.startswith(p + ".") for p in self.allowed_modules):
-            return self._load(path, module, qualname, expected_file=None)
+            source = self._source_if_found(module)
+            if source is not None:
+                self._refuse_naq_code(path, module, source)
+            return self._load(path, module, qualname, source=None)
         if _is_stdlib(top):
             raise self._refuse(
                 path,
@@ -410,128 +457,139 @@ class FunctionResolver:
             )
         if top == "__main__":
             raise self._refuse(path, "__main__ is not an importable module")
-        if top == "naq":
-            raise self._refuse(path, "naq's own internals cannot be run as jobs")
-        files = self._module_files(path, module)
-        for file in files:
-            why = self._why_not_project_file(file)
+        source = self._module_source(path, module)
+        self._refuse_naq_code(path, module, source)
+        for _, file in source.files:
+            why = self.project.why_not(file)
             if why is not None:
                 raise self._refuse(
                     path, f"module {module!r} is not part of this project: {file} is {why}"
                 )
-        return self._load(path, module, qualname, expected_file=files[-1] if files else None)
+        if source.is_namespace:
+            raise FunctionNotFoundError(
+                f"module {module!r} is a folder without __init__.py (a namespace package), "
+                f"which defines no functions (for {_shown(path)})",
+                path=path,
+            )
+        return self._load(path, module, qualname, source=source)
 
-    def _module_files(self, path: str, module: str) -> list[str]:
-        """The files that importing ``module`` would execute, found without importing."""
+    def _module_source(self, path: str, module: str) -> ModuleSource:
+        """The files importing ``module`` would execute, found without importing."""
         try:
-            return self._find_module_files(path, module)
-        except FunctionNotFoundError:
-            importlib.invalidate_caches()  # the module may have been written since
-            return self._find_module_files(path, module)
+            try:
+                return find_module_source(module)
+            except ModuleNotLocatedError:
+                importlib.invalidate_caches()  # the module may have been written since
+                return find_module_source(module)
+        except ModuleNotLocatedError as exc:
+            raise FunctionNotFoundError(f"{exc} (for {_shown(path)})", path=path) from None
+        except ModuleWithoutFileError as exc:
+            raise self._refuse(path, str(exc)) from None
 
-    def _find_module_files(self, path: str, module: str) -> list[str]:
-        files: list[str] = []
-        parts = module.split(".")
-        search: list[str] | None = None
-        for index in range(len(parts)):
-            name = ".".join(parts[: index + 1])
-            loaded = sys.modules.get(name)
-            if loaded is not None:
-                file = getattr(loaded, "__file__", None)
-                if isinstance(file, str):
-                    files.append(file)
-                elif getattr(loaded, "__path__", None) is None:
-                    raise self._refuse(path, f"module {name!r} has no source file")
-                search_path = getattr(loaded, "__path__", None)
-                search = None if search_path is None else list(search_path)
-            else:
-                try:
-                    if index == 0:
-                        spec = importlib.util.find_spec(name)  # top level: imports nothing
-                    else:
-                        spec = importlib.machinery.PathFinder.find_spec(name, search)
-                except (ImportError, ValueError) as exc:
-                    raise FunctionNotFoundError(
-                        f"cannot find module {name!r} for {path!r}: {exc}", path=path
-                    ) from None
-                if spec is None:
-                    raise FunctionNotFoundError(
-                        f"cannot find module {name!r} for {path!r}: no such module on "
-                        "sys.path (is --module-path set?)",
-                        path=path,
-                    )
-                if spec.has_location and spec.origin is not None:
-                    files.append(spec.origin)
-                elif spec.submodule_search_locations is None:
-                    raise self._refuse(
-                        path, f"module {name!r} is not a file ({spec.origin or 'no origin'})"
-                    )
-                locations = spec.submodule_search_locations
-                search = None if locations is None else list(locations)
-            if index < len(parts) - 1 and search is None:
-                raise FunctionNotFoundError(
-                    f"cannot find module {module!r} for {path!r}: {name!r} is not a package",
-                    path=path,
+    @staticmethod
+    def _source_if_found(module: str) -> ModuleSource | None:
+        try:
+            return find_module_source(module)
+        except Exception:  # noqa: BLE001 - best effort: the import decides then
+            return None
+
+    def _refuse_naq_code(self, path: str, module: str, source: ModuleSource) -> None:
+        """Refuse if anything ``module`` comes from is naq's own code (or a copy of it)."""
+        places = [file for _, file in source.files] + list(source.package_dirs)
+        for place in places:
+            if is_naq_code(place):
+                raise self._refuse(
+                    path,
+                    f"module {module!r} is naq's own code ({place}), {_NAQ_CODE}",
                 )
-        return files
-
-    def _why_not_project_file(self, file: str) -> str | None:
-        """``None`` if ``file`` is the project's own code, else why it is not."""
-        real = _real(file)
-        if _INSTALLED_DIR_NAMES.intersection(real.split(os.sep)):
-            return "inside an installed-packages directory (site-packages)"
-        for directory in self._python_dirs:
-            if _is_under(real, directory):
-                return f"inside the Python installation ({directory})"
-        roots = [root for root in self._roots if _is_under(real, root)]
-        if not roots:
-            places = ", ".join(repr(root) for root in self._roots)
-            return f"outside the worker's directory and module paths ({places})"
-        for root in roots:
-            # A prefix inside the root is a virtualenv within the project (./.venv); a prefix
-            # that contains the root (sys.prefix "/usr", project in /usr/src/app) is not.
-            inside = [p for p in self._prefixes if _is_under(real, p) and not _is_under(root, p)]
-            if not inside:
-                return None
-        return f"inside the Python installation ({inside[0]})"
 
     def _load(
-        self, path: str, module: str, qualname: str, *, expected_file: str | None
+        self, path: str, module: str, qualname: str, *, source: ModuleSource | None
     ) -> Callable[..., Any]:
         try:
             loaded = importlib.import_module(module)
-        except Exception as exc:  # noqa: BLE001 - any import failure is reported
+        except (Exception, SystemExit) as exc:  # noqa: BLE001 - any import failure is reported
             raise FunctionNotFoundError(
-                f"cannot import module {module!r} for {path!r}: {type(exc).__name__}: {exc}",
-                path=path,
+                f"cannot import module {module!r} for {_shown(path)}: {_error_text(exc)}", path=path
             ) from None
-        if expected_file is not None:
-            actual = getattr(loaded, "__file__", None)
-            if not isinstance(actual, str) or _real(actual) != _real(expected_file):
+        self._check_loaded(path, module, loaded, source)
+        found = self._lookup(path, module, loaded, qualname)
+        try:
+            why = self._why_not_runnable(path, module, qualname, found)
+        except Exception as exc:  # noqa: BLE001 - an object that cannot be inspected is refused
+            why = f"{_shown(path)} cannot be inspected ({_error_text(exc)})"
+        if why is not None or not callable(found):
+            raise self._refuse(path, why or f"{_shown(path)} is not callable")
+        return found
+
+    def _check_loaded(
+        self, path: str, module: str, loaded: object, source: ModuleSource | None
+    ) -> None:
+        """After importing: every module of the chain is what was checked, and not naq's."""
+        parts = module.split(".")
+        names = [".".join(parts[: index + 1]) for index in range(len(parts))]
+        chain: dict[str, object] = {name: sys.modules.get(name) for name in names}
+        chain[module] = loaded
+        for name, obj in chain.items():
+            for place in _loaded_places(obj):
+                if is_naq_code(place):
+                    raise self._refuse(
+                        path,
+                        f"module {name!r} is naq's own code ({place}), {_NAQ_CODE}",
+                    )
+        if source is None:
+            return
+        for name, expected in source.files:
+            actual = _attribute(chain.get(name), "__file__")
+            if not isinstance(actual, str) or real_path(actual) != real_path(expected):
                 raise self._refuse(
                     path,
-                    f"module {module!r} was loaded from {actual!r}, not from the checked "
-                    f"file {expected_file!r}",
+                    f"module {name!r} was loaded from {actual!r}, not from the checked file "
+                    f"{expected!r}",
                 )
-        found: object = loaded
+
+    @staticmethod
+    def _lookup(path: str, module: str, loaded: object, qualname: str) -> object:
+        found = loaded
         for part in qualname.split("."):
-            found = getattr(found, part, _MISSING)
-            if found is _MISSING:
+            try:
+                found = getattr(found, part)
+            except AttributeError:
                 raise FunctionNotFoundError(
-                    f"module {module!r} has no attribute {qualname!r} (for {path!r})", path=path
-                )
+                    f"module {module!r} has no attribute {qualname!r} (for {_shown(path)})",
+                    path=path,
+                ) from None
+            except (Exception, SystemExit) as exc:  # noqa: BLE001 - reported as not found
+                raise FunctionNotFoundError(
+                    f"looking up {qualname!r} in module {module!r} failed (for {_shown(path)}): "
+                    f"{_error_text(exc)}",
+                    path=path,
+                ) from None
+        return found
+
+    @staticmethod
+    def _why_not_runnable(path: str, module: str, qualname: str, found: object) -> str | None:
+        """``None`` if ``found`` is a function defined at ``module:qualname``, else why not."""
         if isinstance(found, types.ModuleType) or not callable(found):
-            raise self._refuse(path, f"{path!r} is a {type(found).__name__}, not a function")
+            return f"{_shown(path)} is a {type(found).__name__}, not a function"
         owner = getattr(found, "__self__", None)
         if inspect.ismethod(found) and not isinstance(owner, type):
-            raise self._refuse(path, f"{path!r} is a method bound to an instance")
+            return f"{_shown(path)} is a method bound to an instance"
         target = found.__func__ if inspect.ismethod(found) else found
-        defined_in = (getattr(target, "__module__", None), getattr(target, "__qualname__", None))
-        if defined_in != (module, qualname):
-            where = "{}:{}".format(*defined_in) if all(defined_in) else "elsewhere"
-            raise self._refuse(
-                path,
-                f"{path!r} is {where} (imported into {module!r}, not defined there); use "
-                "the path where it is defined",
+        defined_module = getattr(target, "__module__", None)
+        defined_name = getattr(target, "__qualname__", None)
+        plain = type(defined_module) is str and type(defined_name) is str
+        if not plain or (defined_module, defined_name) != (module, qualname):
+            where = f"{defined_module}:{defined_name}" if plain else "elsewhere"
+            return (
+                f"{_shown(path)} is {where} (imported into {module!r}, not defined there); use "
+                "the path where it is defined"
             )
-        return found
+        return None
+
+
+def _remember(cache: dict[str, Any], key: str, value: Any) -> None:
+    """Store ``key`` in a resolver cache, starting over when hostile input has filled it."""
+    if len(cache) >= _REMEMBERED_PATHS:
+        cache.clear()
+    cache[key] = value
