@@ -17,9 +17,9 @@ from datetime import UTC, datetime
 import nats.errors
 import nats.js.errors
 
-from naq.connection import Connection
 from naq.server import EmbeddedServer
 from naq.settings import load_settings
+from naq.transport import Connection
 
 STREAM = "NAQ_JOBS"
 

@@ -21,9 +21,12 @@ from typing import Any, TypeVar
 import nats
 import nats.js.errors
 import pytest
+from loguru import logger
 from nats.js.api import RawStreamMsg
 
 import naq
+
+logger.enable("naq")  # naq disables its records at import; some tests read them
 
 ROOT = str(Path(__file__).resolve().parents[1])
 if ROOT not in sys.path:

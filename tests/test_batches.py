@@ -17,9 +17,9 @@ import naq.queue
 from conftest import JOBS_STREAM, RESULTS_STREAM, WAIT, raw_nats, stream_count
 from naq import JobStatus
 from naq.batches import BatchRecord, decode_batch
-from naq.connection import Connection
 from naq.results import ResultStore
 from naq.settings import load_settings
+from naq.transport import Connection
 
 BATCH_JOB_ID = re.compile(r"^([0-9a-f]{32})-(\d+)$")
 

@@ -11,7 +11,7 @@ import pytest
 from tests import jobs
 
 import naq
-import naq.blocking
+import naq.transport.blocking
 from naq.server import EmbeddedServer
 from naq.settings import load_settings
 
@@ -22,8 +22,8 @@ def _close_sync_connections() -> Iterator[None]:
     naq.run_sync(naq.close())
 
 
-def _client(url: str) -> naq.blocking.BlockingClient:
-    return naq.blocking.for_thread(load_settings(url))
+def _client(url: str) -> naq.transport.blocking.BlockingClient:
+    return naq.transport.blocking.for_thread(load_settings(url))
 
 
 def test_enqueue_sync_reconnects_after_a_server_restart(tmp_path: object) -> None:
@@ -69,8 +69,10 @@ def test_enqueue_sync_logs_in_with_the_url_credentials(
         job = naq.enqueue_sync(jobs.add, 1, 1, queue_name="auth", nats_url=url)
         assert naq.get_job_status_sync(job.job_id, nats_url=url) == "pending"
         # a wrong password is refused with the login error, on the blocking path as well
-        naq.blocking.for_thread(load_settings(url)).close()
-        bad = naq.blocking.BlockingClient(load_settings(f"nats://x:y@127.0.0.1:{server.port}"))
+        naq.transport.blocking.for_thread(load_settings(url)).close()
+        bad = naq.transport.blocking.BlockingClient(
+            load_settings(f"nats://x:y@127.0.0.1:{server.port}")
+        )
         with pytest.raises(naq.NaqConnectionError, match="refused the login"):
             bad.request_many([("naq.queue.auth", None, b"{}")])
     finally:
@@ -86,7 +88,7 @@ def test_a_forked_child_opens_its_own_connection(nats_url: str, queue: str) -> N
     if pid == 0:  # child: publish, report the id, exit without running pytest's teardown
         code = 1
         try:
-            client = naq.blocking.for_thread(load_settings(nats_url))
+            client = naq.transport.blocking.for_thread(load_settings(nats_url))
             replies = client.request_many([(f"naq.queue.{queue}", None, b"not a job")])
             os.write(write_fd, b"ok" if replies[0].error() is None else b"refused")
             code = 0
@@ -110,7 +112,7 @@ def test_an_idle_connection_is_reopened_before_use(
 ) -> None:
     naq.enqueue_sync(jobs.add, 1, 1, queue_name=queue, nats_url=nats_url)
     before = _client(nats_url)._sock
-    monkeypatch.setattr(naq.blocking, "IDLE_REOPEN", 0.0)
+    monkeypatch.setattr(naq.transport.blocking, "IDLE_REOPEN", 0.0)
     naq.enqueue_sync(jobs.add, 2, 2, queue_name=queue, nats_url=nats_url)
     assert _client(nats_url)._sock is not before
     assert naq.purge_queue_sync(queue, nats_url=nats_url) == 2

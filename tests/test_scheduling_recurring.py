@@ -25,12 +25,12 @@ from tests import sched_jobs
 
 import naq
 from conftest import WAIT, wait_for
-from naq.connection import Connection
 from naq.scheduling.leader import LeaderSession
 from naq.scheduling.lock import LeaderLock
 from naq.scheduling.runs import run_job_id
 from naq.scheduling.store import ScheduleStore
 from naq.settings import load_settings
+from naq.transport import Connection, kv
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -294,12 +294,8 @@ def _spawn_scheduler(nats_url: str, log: Path, ttl: float = 2.0) -> subprocess.P
 async def _lock_owner(nats_url: str) -> str | None:
     conn = await Connection(load_settings(nats_url)).connect()
     try:
-        kv = await conn.kv("naq_scheduler")
-        try:
-            entry = await kv.get("leader")
-        except Exception:  # noqa: BLE001 - no lock right now
-            return None
-        return json.loads(entry.value).get("owner") if entry.value else None
+        entry = await kv.get(conn, "naq_scheduler", "leader")
+        return json.loads(entry.value).get("owner") if entry is not None else None
     finally:
         await conn.close()
 

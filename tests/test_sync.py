@@ -11,8 +11,8 @@ from tests import jobs
 
 import naq
 import naq.api
-import naq.blocking
 import naq.sync
+import naq.transport.blocking
 from conftest import WAIT
 from naq import JobStatus
 from naq.settings import load_settings
@@ -31,8 +31,8 @@ def _shared_connection(nats_url: str) -> Any:
     return naq.api._connections[loop][nats_url]
 
 
-def _thread_client(nats_url: str) -> naq.blocking.BlockingClient:
-    return naq.blocking.for_thread(load_settings(nats_url))
+def _thread_client(nats_url: str) -> naq.transport.blocking.BlockingClient:
+    return naq.transport.blocking.for_thread(load_settings(nats_url))
 
 
 def test_enqueue_sync_1000_times_reuses_one_connection(nats_url: str, queue: str) -> None:

@@ -14,9 +14,9 @@ from tests import jobs
 import naq
 from conftest import WAIT, raw_nats, stream_count, wait_for
 from naq import JobStatus
-from naq.connection import ConsumerSettings
 from naq.results import ResultStore
-from naq.worker import processing
+from naq.transport import ConsumerSettings
+from naq.worker import pipeline
 
 
 def max_overlap(spans: list[tuple[float, float]]) -> int:
@@ -236,7 +236,7 @@ async def test_async_job_that_never_suspends_keeps_its_final_status(
 async def test_jobs_ending_around_the_running_write_keep_their_final_status(
     nats_url: str, queue: str, burst: Any
 ) -> None:
-    delay = float(getattr(processing, "RUNNING_WRITE_DELAY", 0.02))
+    delay = float(getattr(pipeline, "RUNNING_WRITE_DELAY", 0.02))
     calls = [
         (jobs.sleep_sync if i % 2 else jobs.sleep_async, (delay * (0.9 + (i % 7) * 0.05),))
         for i in range(300)

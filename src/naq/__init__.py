@@ -10,18 +10,26 @@ import loguru
 
 from .__about__ import __version__
 from .api import (
+    cancel_scheduled_job,
     close,
     enqueue,
+    enqueue_at,
+    enqueue_in,
     enqueue_many,
     fetch_job_result,
     get_job_info,
     get_job_status,
     list_dead_letters,
     list_queues,
+    list_schedules,
     list_workers,
+    modify_scheduled_job,
+    pause_scheduled_job,
     purge_dead_letters,
     purge_queue,
     requeue_dead_letter,
+    resume_scheduled_job,
+    schedule,
 )
 from .context import JobContext, current_job
 from .deadletter import DeadLetter
@@ -44,26 +52,11 @@ from .log import log_to_stdlib, setup_logging
 from .models import JOB_STATUS, JobStatus
 from .queue import Queue
 from .scheduling import Schedule, Scheduler
-from .scheduling.public import (
-    cancel_scheduled_job,
-    cancel_scheduled_job_sync,
-    enqueue_at,
-    enqueue_at_sync,
-    enqueue_in,
-    enqueue_in_sync,
-    list_schedules,
-    list_schedules_sync,
-    modify_scheduled_job,
-    modify_scheduled_job_sync,
-    pause_scheduled_job,
-    pause_scheduled_job_sync,
-    resume_scheduled_job,
-    resume_scheduled_job_sync,
-    schedule,
-    schedule_sync,
-)
 from .sync import (
     SyncClient,
+    cancel_scheduled_job_sync,
+    enqueue_at_sync,
+    enqueue_in_sync,
     enqueue_many_sync,
     enqueue_sync,
     fetch_job_result_sync,
@@ -71,11 +64,16 @@ from .sync import (
     get_job_status_sync,
     list_dead_letters_sync,
     list_queues_sync,
+    list_schedules_sync,
     list_workers_sync,
+    modify_scheduled_job_sync,
+    pause_scheduled_job_sync,
     purge_dead_letters_sync,
     purge_queue_sync,
     requeue_dead_letter_sync,
+    resume_scheduled_job_sync,
     run_sync,
+    schedule_sync,
 )
 from .worker import Worker
 

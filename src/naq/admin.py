@@ -3,46 +3,28 @@ workers and queues, purge a queue. Each takes a borrowed :class:`Connection`."""
 
 from __future__ import annotations
 
-import json
-
 import msgspec
-import nats.js.errors
 
 from . import constants as c
-from .connection import Connection
-from .errors import NaqConnectionError
 from .job import QueueInfo, WorkerInfo
 from .models import decode_worker
-from .scheduling.oneoff import count_waiting
 from .settings import validate_queue_name
+from .transport import Connection, kv, streams
 
 
 async def purge_queue_jobs(conn: Connection, queue: str) -> int:
     """Purge waiting jobs of ``queue`` from the jobs stream; returns the number removed."""
     validate_queue_name(queue)
     await conn.ensure_jobs_stream()
-    request = json.dumps({"filter": c.queue_subject(queue)}).encode()
-    reply = await conn.nc.request(f"$JS.API.STREAM.PURGE.{c.JOBS_STREAM}", request, timeout=10)
-    data = json.loads(reply.data)
-    if "error" in data:
-        raise NaqConnectionError(f"purge of queue {queue} failed: {data['error']}")
-    return int(data.get("purged", 0))
+    return await streams.purge(conn, c.JOBS_STREAM, c.queue_subject(queue))
 
 
 async def list_workers(conn: Connection) -> list[WorkerInfo]:
     """The workers alive now (their records expire a few heartbeats after they die)."""
-    kv = await conn.kv(c.WORKERS_BUCKET)
-    try:
-        keys = await kv.keys()
-    except nats.js.errors.NoKeysError:
-        return []
     workers: list[WorkerInfo] = []
-    for key in keys:
-        try:
-            entry = await kv.get(key)
-        except nats.js.errors.KeyNotFoundError:
-            continue
-        if not entry.value:
+    for key in await kv.keys(conn, c.WORKERS_BUCKET):
+        entry = await kv.get(conn, c.WORKERS_BUCKET, key)
+        if entry is None:
             continue
         try:
             workers.append(WorkerInfo.from_record(decode_worker(entry.value)))
@@ -51,32 +33,37 @@ async def list_workers(conn: Connection) -> list[WorkerInfo]:
     return sorted(workers, key=lambda w: w.started_at)
 
 
-async def _dead_letter_count(conn: Connection, queue: str) -> int:
+async def count_scheduled(conn: Connection, queue: str | None = None) -> int:
+    """How many one-off jobs wait on their time (of ``queue``, or all), paused included."""
+    prefix = c.SCHEDULE_SUBJECT_PREFIX + (f"{queue}." if queue else "")
+    return await streams.count_subjects(conn, c.JOBS_STREAM, f"{prefix}>")
+
+
+async def _dead_letter_counts(conn: Connection) -> dict[str, int]:
     await conn.ensure_dlq_stream()
-    info = await conn.js.stream_info(c.DLQ_STREAM, subjects_filter=c.dlq_subject(queue))
-    subjects = info.state.subjects or {}
-    return int(subjects.get(c.dlq_subject(queue), 0))
+    counts = await streams.subject_counts(conn, c.DLQ_STREAM, f"{c.DLQ_SUBJECT_PREFIX}*")
+    return {k.removeprefix(c.DLQ_SUBJECT_PREFIX): v for k, v in counts.items()}
 
 
 async def list_queues(conn: Connection) -> list[QueueInfo]:
     """Every queue that has a consumer, with waiting/running counts and its workers."""
     await conn.ensure_jobs_stream()
     workers = await list_workers(conn)
+    dead = await _dead_letter_counts(conn)
     infos: list[QueueInfo] = []
-    for consumer in await conn.js.consumers_info(c.JOBS_STREAM):
-        name = consumer.name or ""
-        if not name.startswith(c.CONSUMER_PREFIX):
+    for consumer in await streams.consumers(conn, c.JOBS_STREAM):
+        if not consumer.name.startswith(c.CONSUMER_PREFIX):
             continue
-        queue = name.removeprefix(c.CONSUMER_PREFIX)
+        queue = consumer.name.removeprefix(c.CONSUMER_PREFIX)
         infos.append(
             QueueInfo(
                 name=queue,
-                waiting=int(consumer.num_pending or 0),
-                running=int(consumer.num_ack_pending or 0),
-                scheduled=await count_waiting(conn, queue),
-                dead=await _dead_letter_count(conn, queue),
+                waiting=consumer.pending,
+                running=consumer.ack_pending,
+                scheduled=await count_scheduled(conn, queue),
+                dead=dead.get(queue, 0),
                 workers=sum(1 for w in workers if queue in w.queues),
-                paused=bool(getattr(consumer, "paused", False)),
+                paused=consumer.paused,
             )
         )
     return sorted(infos, key=lambda q: q.name)

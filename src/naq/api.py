@@ -11,12 +11,12 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from . import admin, deadletter
-from .connection import Connection
 from .deadletter import DeadLetter
 from .job import Job, JobInfo, QueueInfo, WorkerInfo
 from .models import JobStatus
 from .queue import Queue
 from .settings import Settings, load_settings, validate_queue_name
+from .transport import Connection
 
 if TYPE_CHECKING:
     from datetime import datetime, timedelta

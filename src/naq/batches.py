@@ -18,7 +18,7 @@ from .models import ENVELOPE_VERSION, JobEnvelope, JobRecord, JobStatus
 
 #: Jobs described by one batch record (keeps each record well under NATS' 1 MB limit).
 BATCH_SIZE = 10_000
-_BATCH_JOB_ID = re.compile(r"^([0-9a-f]{32})-(0|[1-9]\d{0,8})$")  # one spelling per job
+_BATCH_JOB_ID = re.compile(r"^([0-9a-f]{32})-(0|[1-9][0-9]{0,8})$")  # one spelling per job
 
 
 class BatchRecord(msgspec.Struct, omit_defaults=True, kw_only=True):
@@ -75,7 +75,7 @@ def batch_job_id(batch_id: str, n: int) -> str:
 
 def split_batch_job_id(job_id: str) -> tuple[str, int] | None:
     """``(batch_id, n)`` for an id shaped like a batch job's, else ``None``."""
-    found = _BATCH_JOB_ID.match(job_id)
+    found = _BATCH_JOB_ID.fullmatch(job_id)
     return (found.group(1), int(found.group(2))) if found else None
 
 

@@ -36,8 +36,8 @@ HEADER_SIGNATURE = "Naq-Signature"
 #: Duplicate window of the jobs stream, seconds.
 DUPLICATE_WINDOW = 120.0
 
-QUEUE_NAME_RE = re.compile(r"^[A-Za-z0-9_-]+$")
-JOB_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
+QUEUE_NAME_RE = re.compile(r"[A-Za-z0-9_-]{1,100}")
+JOB_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,128}")
 
 
 def queue_subject(queue: str) -> str:

@@ -4,20 +4,23 @@ raw bytes, original headers, reason, queue and time, so they can be inspected an
 from __future__ import annotations
 
 import base64
-import json
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import nats.js.errors
-from nats.js.api import RawStreamMsg
-
 from . import constants as c
-from .connection import Connection
-from .errors import JobNotFoundError, NaqConnectionError
+from .errors import JobNotFoundError
 from .models import JobStatus
 from .settings import validate_queue_name
+from .transport import (
+    Connection,
+    StoredMessage,
+    is_header_name,
+    is_header_value,
+    safe_header_value,
+    streams,
+)
 
 H_REASON = "Naq-Dlq-Reason"
 H_QUEUE = "Naq-Dlq-Queue"
@@ -25,6 +28,10 @@ H_JOB_ID = "Naq-Dlq-Job-Id"
 H_FAILED_AT = "Naq-Dlq-Failed-At"
 H_KIND = "Naq-Dlq-Kind"
 H_ORIGINAL_PREFIX = "Naq-Orig-"
+#: How many original headers were not kept (names or values that cannot be sent safely).
+H_DROPPED = "Naq-Dlq-Dropped-Headers"
+#: Set when the payload had to be cut to fit the server's max_payload: its original size.
+H_TRUNCATED = "Naq-Dlq-Truncated"
 
 
 class DeadLetters:
@@ -50,7 +57,7 @@ class DeadLetters:
         """
         await self._conn.ensure_dlq_stream()
         headers: dict[str, str] = {
-            H_REASON: _one_line(reason)[:2000],
+            H_REASON: safe_header_value(reason)[:2000],
             H_QUEUE: queue,
             H_FAILED_AT: f"{time.time():.6f}",
             H_KIND: kind,
@@ -59,16 +66,27 @@ class DeadLetters:
             headers[H_JOB_ID] = job_id
         if dedupe_key:
             headers[c.HEADER_MSG_ID] = f"dlq-{dedupe_key}"
+        dropped = 0
         for name, value in (original_headers or {}).items():
             if name.startswith("Nats-") and name != c.HEADER_MSG_ID:
                 continue  # server-interpreted headers must not act on the DLQ stream
-            headers[f"{H_ORIGINAL_PREFIX}{name}"] = _one_line(str(value))
-        ack = await self._conn.js.publish(c.dlq_subject(queue), payload, headers=headers)
-        return int(ack.seq)
+            kept = f"{H_ORIGINAL_PREFIX}{name}"
+            if is_header_name(kept) and is_header_value(value):
+                headers[kept] = value
+            else:  # a hostile header must not stop its message from being dead-lettered
+                dropped += 1
+        if dropped:
+            headers[H_DROPPED] = str(dropped)
+        # the original message was within max_payload, but our headers come on top of it
+        room = self._conn.max_payload - _headers_size(headers)
+        if len(payload) > room:
+            headers[H_TRUNCATED] = str(len(payload))
+            payload = payload[: max(0, room - len(H_TRUNCATED) - 32)]
+        return await self._conn.publish(c.dlq_subject(queue), payload, headers)
 
 
-def _one_line(text: str) -> str:
-    return " ".join(text.split())
+def _headers_size(headers: dict[str, str]) -> int:
+    return 16 + sum(len(k) + len(v) + 4 for k, v in headers.items())
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,17 +130,17 @@ class DeadLetter:
         }
 
 
-def _entry(msg: RawStreamMsg) -> DeadLetter:
-    headers = {str(k): str(v) for k, v in (msg.headers or {}).items()}
+def _entry(msg: StoredMessage) -> DeadLetter:
+    headers = msg.headers
     failed = headers.get(H_FAILED_AT)
     return DeadLetter(
-        id=int(msg.seq or 0),
+        id=msg.seq,
         reason=headers.get(H_REASON, ""),
         kind=headers.get(H_KIND, ""),
-        queue=headers.get(H_QUEUE, (msg.subject or "").removeprefix(c.DLQ_SUBJECT_PREFIX)),
+        queue=headers.get(H_QUEUE, msg.subject.removeprefix(c.DLQ_SUBJECT_PREFIX)),
         job_id=headers.get(H_JOB_ID),
         failed_at=float(failed) if failed else None,
-        payload=msg.data or b"",
+        payload=msg.data,
         headers=headers,
     )
 
@@ -140,22 +158,20 @@ async def list_dead_letters(
     entries: list[DeadLetter] = []
     seq = 1
     while len(entries) < limit:
-        try:
-            msg = await conn.js.get_msg(c.DLQ_STREAM, seq=seq, subject=subject, next=True)
-        except nats.js.errors.NotFoundError:
+        msg = await streams.get_message(conn, c.DLQ_STREAM, subject=subject, next_from=seq)
+        if msg is None:
             break
         entries.append(_entry(msg))
-        seq = int(msg.seq or seq) + 1
+        seq = msg.seq + 1
     return entries
 
 
 async def get_dead_letter(conn: Connection, entry_id: int) -> DeadLetter:
     """One dead letter by id; raises :class:`JobNotFoundError` if there is none."""
     await conn.ensure_dlq_stream()
-    try:
-        msg = await conn.js.get_msg(c.DLQ_STREAM, seq=int(entry_id))
-    except nats.js.errors.NotFoundError:
-        raise JobNotFoundError(f"no dead letter with id {entry_id}") from None
+    msg = await streams.get_message(conn, c.DLQ_STREAM, seq=int(entry_id))
+    if msg is None:
+        raise JobNotFoundError(f"no dead letter with id {entry_id}")
     return _entry(msg)
 
 
@@ -172,8 +188,8 @@ async def requeue_dead_letter(conn: Connection, entry_id: int) -> str | None:
         await _reset_record(conn, entry.job_id)
     headers = dict(entry.original_headers)
     headers[c.HEADER_MSG_ID] = f"requeue-{entry.id}"
-    await conn.js.publish(c.queue_subject(entry.queue), entry.payload, headers=headers)
-    await conn.js.delete_msg(c.DLQ_STREAM, entry.id)
+    await conn.publish(c.queue_subject(validate_queue_name(entry.queue)), entry.payload, headers)
+    await streams.delete_message(conn, c.DLQ_STREAM, entry.id)
     return entry.job_id
 
 
@@ -198,9 +214,4 @@ async def _reset_record(conn: Connection, job_id: str) -> None:
 async def purge_dead_letters(conn: Connection, queue: str | None = None) -> int:
     """Remove dead letters (of one queue, or all); returns how many."""
     await conn.ensure_dlq_stream()
-    request = json.dumps({"filter": _filter(queue)}).encode()
-    reply = await conn.nc.request(f"$JS.API.STREAM.PURGE.{c.DLQ_STREAM}", request, timeout=10)
-    data = json.loads(reply.data)
-    if "error" in data:
-        raise NaqConnectionError(f"purge of dead letters failed: {data['error']}")
-    return int(data.get("purged", 0))
+    return await streams.purge(conn, c.DLQ_STREAM, _filter(queue))

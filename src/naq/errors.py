@@ -14,12 +14,33 @@ class NaqConnectionError(NaqException):
     """NATS could not be reached, refused the login, or the connection was lost."""
 
 
+class NaqTimeoutError(NaqConnectionError, TimeoutError):
+    """NATS did not answer in time (also an :class:`asyncio.TimeoutError`)."""
+
+
+class ServerError(NaqConnectionError):
+    """The NATS server refused a request; ``code``/``err_code`` are the server's codes."""
+
+    def __init__(self, message: str, *, code: int = 0, err_code: int = 0) -> None:
+        super().__init__(message)
+        self.code = code
+        self.err_code = err_code
+
+
+class WriteConflictError(ServerError):
+    """A compare-and-set write found the key or subject at another revision."""
+
+
 class ConfigurationError(NaqException, ValueError):
     """A setting, option or argument is invalid; raised at the call that received it."""
 
 
 class SerializationError(NaqException, TypeError):
     """A value cannot travel faithfully with the chosen serializer, or a payload cannot be read."""
+
+
+class PayloadTooLargeError(SerializationError):
+    """A message would exceed the server's ``max_payload``; nothing was sent."""
 
 
 class JobNotFoundError(NaqException, LookupError):
@@ -77,5 +98,9 @@ __all__ = [
     "NaqConnectionError",
     "NaqError",
     "NaqException",
+    "NaqTimeoutError",
+    "PayloadTooLargeError",
     "SerializationError",
+    "ServerError",
+    "WriteConflictError",
 ]

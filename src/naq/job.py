@@ -43,6 +43,11 @@ def exception_path(exc_type: type[BaseException]) -> str:
     return f"{exc_type.__module__}:{exc_type.__qualname__}"
 
 
+#: The longest delay, timeout or TTL naq accepts, seconds (a year: the server counts in
+#: nanoseconds, and a delay of ``inf`` or ``1e300`` would mean "never").
+MAX_SECONDS = 366 * 24 * 3600.0
+
+
 def _seconds(name: str, value: object, *, allow_none: bool) -> float | None:
     if value is None:
         if allow_none:
@@ -56,6 +61,10 @@ def _seconds(name: str, value: object, *, allow_none: bool) -> float | None:
         )
     if value != value or value < 0:  # NaN or negative
         raise ConfigurationError(f"{name} must be >= 0, got {value!r}")
+    if value > MAX_SECONDS:
+        raise ConfigurationError(
+            f"{name} must be at most {MAX_SECONDS:g} seconds (a year), got {value!r}"
+        )
     return float(value)
 
 
@@ -78,7 +87,7 @@ def _job_ids(value: object) -> tuple[str, ...]:
     ids: list[str] = []
     for item in items:
         job_id = item.job_id if isinstance(item, Job) else item
-        if not isinstance(job_id, str) or not JOB_ID_RE.match(job_id):
+        if not isinstance(job_id, str) or not JOB_ID_RE.fullmatch(job_id):
             raise ConfigurationError(f"depends_on must hold job ids or Job objects, got {item!r}")
         ids.append(job_id)
     return tuple(ids)
@@ -100,9 +109,16 @@ class JobOptions:
 
     @classmethod
     def build(cls, raw: Mapping[str, Any]) -> JobOptions:
-        """Validate option keywords; raises :class:`ConfigurationError` naming the bad one."""
+        """Validate option keywords; raises :class:`ConfigurationError` naming the bad one,
+        or an option naq does not know (nothing is stored then)."""
+        unknown = sorted(set(raw) - OPTION_NAMES)
+        if unknown:
+            raise ConfigurationError(
+                f"unknown job option(s) {', '.join(map(repr, unknown))}; "
+                f"known: {', '.join(sorted(OPTION_NAMES))}"
+            )
         job_id = raw.get("job_id")
-        if job_id is not None and (not isinstance(job_id, str) or not JOB_ID_RE.match(job_id)):
+        if job_id is not None and (not isinstance(job_id, str) or not JOB_ID_RE.fullmatch(job_id)):
             raise ConfigurationError(
                 f"job_id {job_id!r} is invalid: 1-128 letters, digits, '_' or '-'"
             )

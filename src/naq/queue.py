@@ -9,12 +9,9 @@ from collections.abc import Iterable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-import nats.errors
-import nats.js.errors
-
 from . import constants as c
 from .batches import BATCH_SIZE, BatchRecord, batch_job_id, batch_key
-from .connection import Connection
+from .calls import prepare_call
 from .errors import (
     ConfigurationError,
     JobCancelledError,
@@ -22,13 +19,18 @@ from .errors import (
     JobNotFoundError,
     JobTimeoutError,
     NaqConnectionError,
+    NaqException,
+    NaqTimeoutError,
+    ServerError,
+    WriteConflictError,
 )
 from .job import Job, JobInfo, JobOptions, iter_calls, new_job_id, split_options
+from .messages import job_header_block, job_headers
 from .models import JobEnvelope, JobRecord, JobStatus, encode, record_for
 from .results import ResultStore, absent_block, absent_headers, record_subject
-from .scheduling.calls import prepare_call
-from .serialization import job_header_block, job_headers, warn_if_pickle
+from .serialization import warn_if_pickle
 from .settings import Settings, load_settings, validate_queue_name
+from .transport import Connection
 
 if TYPE_CHECKING:
     from datetime import datetime, timedelta
@@ -128,16 +130,27 @@ class Queue:
         await (await self._store()).ready()
         ttl = opts.result_ttl or self.settings.result_ttl
         subject = c.queue_subject(self.name)
+        # every job encoded and checked before the first is sent
+        conn.check_message(subject, b"", None)
+        max_payload = conn.max_payload
+        encoded: list[list[tuple[bytes, bytes]]] = []
+        for _batch_id, chunk in chunks:
+            messages = []
+            for job, envelope in chunk:
+                payload = encode(envelope)
+                block = job_header_block(self.settings, job.job_id, payload)
+                if len(payload) + len(block) > max_payload:
+                    conn.check_message(subject, payload, block)  # raises, naming the limit
+                messages.append((payload, block))
+            encoded.append(messages)
         futures: list[asyncio.Future[Any]] = []
         jobs: list[Job] = []
-        for batch_id, chunk in chunks:
+        for (batch_id, chunk), messages in zip(chunks, encoded, strict=True):
             batch = BatchRecord.of(batch_id, [envelope for _, envelope in chunk])
             # stored before its jobs: no job of the batch is ever without a status
             key = record_subject(batch_key(batch_id))
             await self._settle([await conn.send(key, encode(batch), absent_headers(ttl))])
-            for job, envelope in chunk:
-                payload = encode(envelope)
-                block = job_header_block(self.settings, job.job_id, payload)
+            for (job, _envelope), (payload, block) in zip(chunk, messages, strict=True):
                 futures.append(conn.send_nowait(subject, payload, block))
                 if len(futures) >= 2 * PUBLISH_WINDOW:
                     # keep publishing while the older half is confirmed (a steady pipeline)
@@ -161,12 +174,14 @@ class Queue:
         for outcome in outcomes:
             if not isinstance(outcome, BaseException):
                 continue
-            if getattr(outcome, "err_code", None) == c.ERR_WRONG_LAST_SEQUENCE:
+            if isinstance(outcome, WriteConflictError):
                 continue  # a pending record arrived after the job's outcome: keep the outcome
-            if isinstance(outcome, nats.errors.TimeoutError):
-                raise NaqConnectionError(
+            if isinstance(outcome, NaqTimeoutError):
+                raise NaqTimeoutError(
                     "NATS did not confirm the enqueued jobs in time; some may not be stored"
                 ) from None
+            if isinstance(outcome, NaqException):
+                raise outcome
             raise NaqConnectionError(f"NATS refused an enqueued job: {outcome}") from outcome
 
     def _prepare(
@@ -180,18 +195,21 @@ class Queue:
         store = await self._store()
         await store.ready()
         ttl = options.result_ttl or self.settings.result_ttl
+        writes = enqueue_writes(self.settings, job, envelope, ttl)
+        for subject, header_block, payload in writes:  # nothing is sent if one cannot be
+            conn.check_message(subject, payload, header_block)
         if options.job_id is None:
             # both in flight at once (one round trip)
             acks = [
                 conn.send_nowait(subject, payload, header_block)
-                for subject, header_block, payload in enqueue_writes(
-                    self.settings, job, envelope, ttl
-                )
+                for subject, header_block, payload in writes
             ]
             record_ack, job_ack = acks
             try:
                 await job_ack
-            except (nats.errors.TimeoutError, nats.js.errors.NoStreamResponseError):
+            except (NaqTimeoutError, ServerError) as exc:
+                if isinstance(exc, ServerError) and exc.code != 503:
+                    raise
                 await self._publish(conn, job, encode(envelope))  # retried under the same id
             await self._settle([record_ack])
             return
@@ -355,6 +373,6 @@ def result_of(job_id: str, record: JobRecord | None) -> Any:
 
 
 def _check_id(job_id: object) -> str:
-    if not isinstance(job_id, str) or not c.JOB_ID_RE.match(job_id):
+    if not isinstance(job_id, str) or not c.JOB_ID_RE.fullmatch(job_id):
         raise JobNotFoundError(f"job {job_id!r} not found (not a valid job id)")
     return job_id

@@ -7,15 +7,12 @@ import asyncio
 import contextlib
 
 import msgspec
-import nats.js.errors
-from nats.aio.msg import Msg
-from nats.js.kv import KeyValue
 
 from . import constants as c
 from .batches import batch_key, decode_batch, split_batch_job_id
-from .connection import Connection
+from .errors import WriteConflictError
 from .models import FINAL_STATUSES, JobRecord, decode_record, encode
-from .wire import encode_headers
+from .transport import Connection, Message, encode_headers, kv
 
 _FINAL_VALUES = frozenset(s.value for s in FINAL_STATUSES)
 _HEADER_BLOCKS: dict[tuple[int, bool], bytes] = {}  # by (TTL, create-if-absent)
@@ -35,8 +32,8 @@ def _is_final_payload(data: bytes) -> bool:
 
 
 def record_subject(job_id: str) -> str:
-    """The KV subject a job's record is stored on."""
-    return f"$KV.{c.RESULTS_BUCKET}.{job_id}"
+    """The KV subject a job's record is stored on (the id is checked)."""
+    return kv.subject(c.RESULTS_BUCKET, job_id)
 
 
 def absent_headers(ttl: int) -> dict[str, str]:
@@ -68,7 +65,7 @@ class ResultStore:
     async def ready(self) -> None:
         """Make sure the bucket exists (looked up once per store)."""
         if not self._ready:
-            await self._conn.kv(c.RESULTS_BUCKET)
+            await self._conn.ensure_bucket(c.RESULTS_BUCKET)
             self._ready = True
 
     async def put(self, record: JobRecord, ttl: int) -> None:
@@ -80,39 +77,35 @@ class ResultStore:
     def put_nowait(self, record: JobRecord, ttl: int) -> asyncio.Future[int]:
         """:meth:`put` for a store that is :meth:`ready`, without a coroutine: the future
         resolves once the server stored the record."""
+        return self.put_encoded_nowait(record.job_id, encode(record), ttl)
+
+    def put_encoded_nowait(self, job_id: str, data: bytes, ttl: int) -> asyncio.Future[int]:
+        """:meth:`put_nowait` of a record encoded already."""
         block = _header_block(ttl, absent=False)
-        return self._conn.send_nowait(record_subject(record.job_id), encode(record), block)
+        return self._conn.send_nowait(record_subject(job_id), data, block)
 
     async def update(self, record: JobRecord, revision: int, ttl: int) -> bool:
         """Compare-and-set: store ``record`` only if the key is still at ``revision``."""
-        await self.ready()
-        headers = {c.HEADER_TTL: str(int(ttl)), c.HEADER_EXPECTED_LAST_SUBJECT_SEQ: str(revision)}
         try:
-            await self._conn.publish(record_subject(record.job_id), encode(record), headers)
-        except nats.js.errors.APIError as exc:
-            if exc.err_code == c.ERR_WRONG_LAST_SEQUENCE:
-                return False
-            raise
+            await kv.put(
+                self._conn, c.RESULTS_BUCKET, record.job_id, encode(record), last=revision, ttl=ttl
+            )
+        except WriteConflictError:
+            return False
         return True
 
     async def create(self, record: JobRecord, ttl: int) -> JobRecord | None:
         """Store ``record`` only if no record with its id exists; else return the existing one."""
-        kv = await self._conn.kv(c.RESULTS_BUCKET)
-        try:
-            await kv.create(record.job_id, encode(record), msg_ttl=float(ttl))
-        except nats.js.errors.KeyWrongLastSequenceError:
-            existing = await self.get(record.job_id)
-            return existing if existing is not None else await self._retry_create(record, ttl)
-        return None
-
-    async def _retry_create(self, record: JobRecord, ttl: int) -> JobRecord | None:
-        # the old record expired between our create and get: try once more
-        kv = await self._conn.kv(c.RESULTS_BUCKET)
-        try:
-            await kv.create(record.job_id, encode(record), msg_ttl=float(ttl))
-        except nats.js.errors.KeyWrongLastSequenceError:
-            return await self.get(record.job_id)
-        return None
+        for _ in range(2):  # the second time: the old record expired between create and get
+            try:
+                await kv.create(self._conn, c.RESULTS_BUCKET, record.job_id, encode(record), ttl)
+            except WriteConflictError:
+                existing = await self.get(record.job_id)
+                if existing is not None:
+                    return existing
+                continue
+            return None
+        return await self.get(record.job_id)
 
     async def get(self, job_id: str) -> JobRecord | None:
         """The record of ``job_id``, or ``None`` if there is none."""
@@ -121,30 +114,22 @@ class ResultStore:
 
     async def get_entry(self, job_id: str) -> tuple[JobRecord, int] | None:
         """The record and its revision (for compare-and-set), or ``None``."""
-        kv = await self._conn.kv(c.RESULTS_BUCKET)
+        entry = await kv.get(self._conn, c.RESULTS_BUCKET, job_id)
+        if entry is None:
+            return await self._batch_entry(job_id)
         try:
-            entry = await kv.get(job_id)
-        except nats.js.errors.KeyNotFoundError:
-            return await self._batch_entry(kv, job_id)
-        if not entry.value:  # deleted, purged, or an expiry marker (nats-py reports value=None)
-            return None
-        try:
-            return decode_record(entry.value), int(entry.revision or 0)
+            return decode_record(entry.value), entry.revision
         except (msgspec.DecodeError, msgspec.ValidationError):
             return None
 
-    @staticmethod
-    async def _batch_entry(kv: KeyValue, job_id: str) -> tuple[JobRecord, int] | None:
+    async def _batch_entry(self, job_id: str) -> tuple[JobRecord, int] | None:
         """A job of an ``enqueue_many`` batch that has no record of its own yet: pending,
         described by its batch record. Revision 0: a compare-and-set creates the record."""
         parts = split_batch_job_id(job_id)
         if parts is None:
             return None
-        try:
-            entry = await kv.get(batch_key(parts[0]))
-        except nats.js.errors.KeyNotFoundError:
-            return None
-        if not entry.value:
+        entry = await kv.get(self._conn, c.RESULTS_BUCKET, batch_key(parts[0]))
+        if entry is None:
             return None
         try:
             record = decode_batch(entry.value).pending_record(job_id, parts[1])
@@ -160,11 +145,10 @@ class ResultStore:
         a final status seen in a push is confirmed by re-reading the stored record (briefly
         retried); a write the stream refused never counts.
         """
-        nc = self._conn.nc
         changed = asyncio.Event()
         pushed_final = False
 
-        async def on_write(msg: Msg) -> None:
+        def on_write(msg: Message) -> None:
             nonlocal pushed_final
             if _is_final_payload(msg.data):
                 pushed_final = True
@@ -172,7 +156,7 @@ class ResultStore:
 
         # No flush after subscribing: the server handles this connection's SUB before the
         # read below, so every write the read does not see is pushed to us.
-        sub = await nc.subscribe(record_subject(job_id), cb=on_write)
+        sub = await self._conn.subscribe(record_subject(job_id), on_write)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         recheck = _RECHECK_FIRST

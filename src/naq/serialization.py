@@ -12,13 +12,11 @@ from typing import Any
 from loguru import logger
 
 from .codec import from_wire, to_wire
-from .constants import HEADER_MSG_ID, HEADER_SIGNATURE
 from .errors import ConfigurationError, SerializationError
 from .functions import function_path
 from .job import JobOptions
 from .models import JobEnvelope
 from .settings import Settings
-from .wire import encode_headers
 
 PICKLE_WARNING = (
     "NAQ_JOB_SERIALIZER=pickle: job arguments are pickled. Anyone who can publish to the "
@@ -105,26 +103,14 @@ def decode_call(envelope: JobEnvelope, settings: Settings) -> tuple[list[Any], d
     }
 
 
-def job_headers(settings: Settings, job_id: str, payload: bytes) -> dict[str, str]:
-    """Headers of a job message: its id for deduplication, and its signature if configured."""
-    headers = {HEADER_MSG_ID: job_id}
-    if settings.signing_key:
-        headers[HEADER_SIGNATURE] = sign(payload, settings.signing_key)
-    return headers
-
-
-def job_header_block(settings: Settings, job_id: str, payload: bytes) -> bytes:
-    """:func:`job_headers` encoded for the wire (the bulk enqueue path)."""
-    if settings.signing_key:
-        return encode_headers(job_headers(settings, job_id, payload))
-    return b"NATS/1.0\r\n" + HEADER_MSG_ID.encode() + b": " + job_id.encode() + b"\r\n\r\n"
-
-
 def sign(payload: bytes, key: bytes) -> str:
     """HMAC-SHA256 signature of a job payload (hex)."""
     return hmac.new(key, payload, hashlib.sha256).hexdigest()
 
 
 def signature_valid(payload: bytes, signature: str | None, key: bytes) -> bool:
-    """True when ``signature`` is the valid signature of ``payload``."""
-    return signature is not None and hmac.compare_digest(sign(payload, key), signature)
+    """True when ``signature`` is the valid signature of ``payload`` (any other text, a
+    non-ASCII one included, is simply not valid)."""
+    if not isinstance(signature, str) or not signature.isascii():
+        return False
+    return hmac.compare_digest(sign(payload, key), signature)

@@ -93,9 +93,9 @@ def _redact(url: str) -> str:
 
 def validate_queue_name(name: object) -> str:
     """Return ``name`` if it is a valid queue name, else raise :class:`ConfigurationError`."""
-    if not isinstance(name, str) or not QUEUE_NAME_RE.match(name):
+    if not isinstance(name, str) or not QUEUE_NAME_RE.fullmatch(name):
         raise ConfigurationError(
-            f"invalid queue name {name!r}: use letters, digits, '_' and '-' only"
+            f"invalid queue name {name!r}: use 1-100 letters, digits, '_' and '-' only"
         )
     return name
 

@@ -12,17 +12,17 @@ from collections.abc import Coroutine, Iterable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from . import admin, api, blocking
-from . import constants as c
-from .connection import Connection
+from . import admin, api
+from .calls import prepare_call
 from .deadletter import DeadLetter
-from .errors import NaqConnectionError
+from .errors import WriteConflictError
 from .job import Job, JobInfo, QueueInfo, WorkerInfo, split_options
 from .models import JobStatus
 from .queue import Queue, enqueue_writes
 from .results import ResultStore
-from .scheduling.calls import prepare_call
 from .settings import load_settings, validate_queue_name
+from .transport import Connection, blocking
+from .transport.errors import api_error
 
 if TYPE_CHECKING:
     from datetime import datetime, timedelta
@@ -161,8 +161,10 @@ def _enqueue_blocking(
         replies = client.request_many(messages)
     for reply in replies:
         error = reply.error()
-        if error is not None and error.get("err_code") != c.ERR_WRONG_LAST_SEQUENCE:
-            raise NaqConnectionError(f"NATS refused job {job.job_id}: {error}")
+        if error is not None:
+            refusal = api_error(error, f"enqueue of job {job.job_id}")
+            if not isinstance(refusal, WriteConflictError):  # a pending record after the
+                raise refusal  # outcome is refused on purpose: the outcome stays
     return job
 
 

@@ -12,12 +12,12 @@ from rich.table import Table
 
 from .. import admin
 from ..__about__ import __version__
-from ..connection import Connection
 from ..errors import JobNotFoundError
 from ..job import JobInfo
 from ..queue import Queue
 from ..server import default_store_dir, run_server_foreground
 from ..settings import load_settings
+from ..transport import Connection
 from ..worker import Worker
 from .common import (
     JSON_OPTION,

@@ -14,10 +14,10 @@ import typer
 from rich.console import Console
 
 from .. import eventloop
-from ..connection import Connection
 from ..errors import NaqException
 from ..log import setup_logging
 from ..settings import load_settings
+from ..transport import Connection
 
 P = ParamSpec("P")
 R = TypeVar("R")

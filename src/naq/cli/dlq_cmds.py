@@ -9,8 +9,8 @@ import typer
 from rich.table import Table
 
 from .. import deadletter
-from ..connection import Connection
 from ..deadletter import DeadLetter
+from ..transport import Connection
 from .common import JSON_OPTION, URL_OPTION, console, fail, handle_errors, print_json, run
 from .common import with_connection as _with
 

@@ -10,12 +10,12 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from ..connection import Connection
 from ..errors import ConfigurationError
 from ..queue import Queue
 from ..scheduling import Schedule, Scheduler, control
 from ..scheduling.misfire import DEFAULT_GRACE
 from ..scheduling.timeutil import from_ts, parse_rfc3339
+from ..transport import Connection
 from .common import (
     JSON_OPTION,
     URL_OPTION,

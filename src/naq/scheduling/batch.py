@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 from loguru import logger
 
-from .kv import is_conflict
+from ..transport import is_conflict
 from .misfire import Plan, plan
 from .models import ScheduleRecord, ScheduleStatus
 

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 
 def _check_id(schedule_id: object) -> str:
-    if not isinstance(schedule_id, str) or not JOB_ID_RE.match(schedule_id):
+    if not isinstance(schedule_id, str) or not JOB_ID_RE.fullmatch(schedule_id):
         raise JobNotFoundError(f"no scheduled job or schedule {schedule_id!r} (not a valid id)")
     return schedule_id
 

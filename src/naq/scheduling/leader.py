@@ -14,14 +14,12 @@ import time
 from typing import Any
 
 import msgspec
-import nats.errors
-import nats.js.errors
 from loguru import logger
 
 from .. import constants as c
-from ..connection import Connection
-from ..errors import NaqConnectionError
+from ..errors import NaqConnectionError, WriteConflictError
 from ..settings import Settings
+from ..transport import Connection, KvChange, kv
 from .batch import LostLeadership, advance, decide, fire_many, log_misfire
 from .lock import LeaderLock
 from .models import ScheduleRecord, ScheduleStatus, decode_schedule
@@ -39,7 +37,7 @@ PRECOMPUTE_IDLE = 256
 PRECOMPUTE_HORIZON = 30.0
 _MAX_SLEEP = 1.0
 _CAS_ATTEMPTS = 20
-_TRANSIENT = (NaqConnectionError, nats.errors.Error, OSError, TimeoutError)
+_TRANSIENT = (NaqConnectionError, OSError, TimeoutError)
 
 
 class LeaderSession:
@@ -76,8 +74,7 @@ class LeaderSession:
     # -- the term -------------------------------------------------------------------------
     async def run(self) -> None:
         """Load the schedules, then fire due runs until the term ends."""
-        kv = await self.conn.kv(c.SCHEDULES_BUCKET)
-        watcher = await kv.watchall()
+        watcher = await kv.watch(self.conn, c.SCHEDULES_BUCKET)
         tasks: list[asyncio.Task[Any]] = []
         try:
             await self._load(watcher)
@@ -92,45 +89,42 @@ class LeaderSession:
                 task.cancel()
             if tasks:
                 await asyncio.wait(tasks, timeout=self.lock.ttl)
-            try:
-                await watcher.stop()  # type: ignore[no-untyped-call]
-            except Exception:  # noqa: BLE001 - the connection may be gone
-                pass
+            await watcher.stop()
 
-    async def _load(self, watcher: Any) -> None:
+    async def _load(self, watcher: kv.Watch) -> None:
         started = time.monotonic()
-        async for entry in watcher:
-            if entry is None:
+        async for change in watcher:
+            if not change.key:  # the bucket is empty
                 break
-            self._take(entry)
-            if not entry.delta:
+            self._take(change)
+            if not change.pending:
                 break
         took = time.monotonic() - started
         self.stats["loaded"] = len(self.timeline)
         self.stats["load_ms"] = round(took * 1000)
         logger.info("scheduler leader loaded {} schedules in {:.2f} s", len(self.timeline), took)
 
-    def _take(self, entry: Any) -> None:
-        revision = int(entry.revision or 0)
-        known = self.timeline.records.get(entry.key)
+    def _take(self, change: KvChange) -> None:
+        revision = change.revision
+        known = self.timeline.records.get(change.key)
         if known is not None and known[1] >= revision:
             return  # our own write coming back, or older news
-        if entry.operation in ("DEL", "PURGE") or not entry.value:
-            self.timeline.remove(entry.key, revision)
+        if change.value is None:
+            self.timeline.remove(change.key, revision)
             return
         try:
-            record = decode_schedule(entry.value)
+            record = decode_schedule(change.value)
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-            logger.warning("ignoring undecodable schedule {}: {}", entry.key, exc)
+            logger.warning("ignoring undecodable schedule {}: {}", change.key, exc)
             return
         if self.timeline.apply(record, revision):
             self._want_successor(record)
 
-    async def _follow(self, watcher: Any) -> None:
+    async def _follow(self, watcher: kv.Watch) -> None:
         try:
-            async for entry in watcher:
-                if entry is not None:
-                    self._take(entry)
+            async for change in watcher:
+                if change.key:
+                    self._take(change)
                     self.wake.set()
         except asyncio.CancelledError:
             raise
@@ -256,7 +250,7 @@ class LeaderSession:
             new = advance(record, decision.fire_at, decision.next_run, now)
             try:
                 new_revision = await self.store.write(new, revision)
-            except nats.js.errors.KeyWrongLastSequenceError:
+            except WriteConflictError:
                 found = await self.store.get(sid)
                 if found is None:
                     self.timeline.remove(sid, revision + 1)

@@ -14,15 +14,11 @@ import os
 import socket
 import time
 
-import nats.errors
-import nats.js.errors
 from loguru import logger
 
 from .. import constants as c
-from ..connection import Connection
-from .kv import cas_delete, cas_put
-
-_OPERATION = "KV-Operation"
+from ..errors import NaqConnectionError, WriteConflictError
+from ..transport import Connection, kv
 
 
 class LeaderLock:
@@ -68,16 +64,14 @@ class LeaderLock:
 
     async def _current(self) -> tuple[int, str | None]:
         """(last revision of the key, its owner or None if deleted/absent)."""
-        subject = f"$KV.{self.bucket}.{self.key}"
-        try:
-            msg = await self.conn.js.get_msg(f"KV_{self.bucket}", subject=subject, direct=True)
-        except nats.js.errors.NotFoundError:
+        found = await kv.last_message(self.conn, self.bucket, self.key)
+        if found is None:
             return 0, None
-        seq = int(msg.seq or 0)
-        if (msg.headers or {}).get(_OPERATION) in ("DEL", "PURGE") or not msg.data:
+        seq, data, deleted = found
+        if deleted:
             return seq, None
         try:
-            owner = json.loads(msg.data).get("owner")
+            owner = json.loads(data).get("owner")
         except (ValueError, AttributeError):
             owner = None
         return seq, owner if isinstance(owner, str) else "?"
@@ -86,7 +80,6 @@ class LeaderLock:
         """Try to take the lock once; True if this process holds it now."""
         if self.held:
             return True
-        await self.conn.kv(self.bucket)
         last, owner = await self._current()
         if owner is not None and owner != self.owner:
             return False
@@ -94,10 +87,10 @@ class LeaderLock:
         try:
             # free: create over the delete marker (or nothing); ours (after a reconnect):
             # take it back over our own revision
-            self.revision = await cas_put(
-                self.conn, self.bucket, self.key, self._value(), last, self.server_ttl
+            self.revision = await kv.put(
+                self.conn, self.bucket, self.key, self._value(), last=last, ttl=self.server_ttl
             )
-        except nats.js.errors.KeyWrongLastSequenceError:
+        except WriteConflictError:
             return False
         self._valid_until = sent + self.ttl - self.margin
         return True
@@ -108,14 +101,19 @@ class LeaderLock:
             return False
         sent = time.monotonic()
         try:
-            self.revision = await cas_put(
-                self.conn, self.bucket, self.key, self._value(), self.revision, self.server_ttl
+            self.revision = await kv.put(
+                self.conn,
+                self.bucket,
+                self.key,
+                self._value(),
+                last=self.revision,
+                ttl=self.server_ttl,
             )
-        except nats.js.errors.KeyWrongLastSequenceError:
+        except WriteConflictError:
             logger.warning("scheduler {} lost the leader lock (taken over)", self.owner)
             self.revision = None
             return False
-        except (nats.errors.Error, OSError, TimeoutError) as exc:
+        except (NaqConnectionError, OSError, TimeoutError) as exc:
             logger.debug("leader lock renewal failed: {}", exc)
             return self.held
         self._valid_until = sent + self.ttl - self.margin
@@ -128,6 +126,6 @@ class LeaderLock:
         if revision is None:
             return
         try:
-            await cas_delete(self.conn, self.bucket, self.key, revision)
-        except (nats.js.errors.KeyWrongLastSequenceError, nats.errors.Error, OSError) as exc:
+            await kv.delete(self.conn, self.bucket, self.key, revision)
+        except (NaqConnectionError, OSError) as exc:
             logger.debug("leader lock release skipped: {}", exc)

@@ -15,24 +15,22 @@ subject's last sequence, so it fails instead of resurrecting a job that already 
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import msgspec
-import nats.errors
-import nats.js.errors
 
 from .. import constants as c
-from ..connection import Connection
-from ..errors import JobNotFoundError, NaqConnectionError
+from ..admin import count_scheduled
+from ..calls import prepare_call, result_ttl
+from ..errors import JobNotFoundError, WriteConflictError
 from ..job import Job, split_options
+from ..messages import job_headers
 from ..models import JobRecord, JobStatus, decode_envelope, encode
 from ..results import ResultStore
-from ..serialization import job_headers
 from ..settings import Settings
-from .calls import prepare_call, result_ttl
+from ..transport import Connection, streams
 from .models import Schedule, ScheduleStatus
 from .records import scheduled_record, scheduled_ttl, update_record
 from .timeutil import from_ts, parse_rfc3339, rfc3339
@@ -46,9 +44,7 @@ HEADER_ROLLUP = "Nats-Rollup"
 HEADER_EXPECTED_LAST_SUBJECT_SEQ = "Nats-Expected-Last-Subject-Sequence"
 #: While a one-off job is paused its message carries its due time here instead of a schedule.
 HEADER_PAUSED_DUE = "Naq-Paused-Due"
-_PUBLISH_TIMEOUT = 10.0
 _LIST_CONCURRENCY = 256
-_WRONG_LAST_SEQUENCE = (10071, 10164)
 
 
 async def enqueue_at(
@@ -147,16 +143,15 @@ def _due_of(headers: dict[str, str]) -> tuple[float, bool] | None:
 
 async def read_subject(conn: Connection, subject: str) -> OneOff | None:
     """The one-off stored on ``subject`` (``naq.sched.<queue>.<job_id>``), if any."""
-    try:
-        msg = await conn.js.get_msg(c.JOBS_STREAM, subject=subject, direct=True)
-    except nats.js.errors.NotFoundError:
+    msg = await streams.get_message(conn, c.JOBS_STREAM, subject=subject, direct=True)
+    if msg is None:
         return None
-    headers = dict(msg.headers or {})
+    headers = dict(msg.headers)
     found = _due_of(headers)
-    if found is None or msg.seq is None:
+    if found is None or not msg.seq:
         return None
     queue, _, job_id = subject.removeprefix(c.SCHEDULE_SUBJECT_PREFIX).partition(".")
-    return OneOff(job_id, queue, int(msg.seq), bytes(msg.data or b""), headers, *found)
+    return OneOff(job_id, queue, msg.seq, msg.data, headers, *found)
 
 
 async def find(conn: Connection, job_id: str) -> tuple[OneOff | None, JobRecord | None]:
@@ -170,12 +165,7 @@ async def find(conn: Connection, job_id: str) -> tuple[OneOff | None, JobRecord 
 
 async def purge_subject(conn: Connection, subject: str) -> int:
     """Remove every message on ``subject``; returns how many were removed."""
-    request = json.dumps({"filter": subject}).encode()
-    reply = await conn.nc.request(f"$JS.API.STREAM.PURGE.{c.JOBS_STREAM}", request, timeout=10)
-    data = json.loads(reply.data)
-    if "error" in data:
-        raise NaqConnectionError(f"purge of {subject} failed: {data['error']}")
-    return int(data.get("purged", 0))
+    return await streams.purge(conn, c.JOBS_STREAM, subject)
 
 
 async def cancel(conn: Connection, job_id: str) -> bool:
@@ -219,17 +209,13 @@ async def _republish(conn: Connection, one_off: OneOff, due: float, paused: bool
     headers[HEADER_EXPECTED_LAST_SUBJECT_SEQ] = str(one_off.seq)
     subject = c.schedule_subject(one_off.queue, one_off.job_id)
     try:
-        ack = await conn.js.publish(
-            subject, one_off.data, headers=headers, timeout=_PUBLISH_TIMEOUT
-        )
-    except nats.js.errors.APIError as err:
-        if err.err_code not in _WRONG_LAST_SEQUENCE:
-            raise
+        seq = await conn.publish(subject, one_off.data, headers)
+    except WriteConflictError:
         raise JobNotFoundError(
             f"scheduled job {one_off.job_id} changed or ran meanwhile; nothing was changed"
         ) from None
     del headers[HEADER_EXPECTED_LAST_SUBJECT_SEQ]
-    return OneOff(one_off.job_id, one_off.queue, int(ack.seq), one_off.data, headers, due, paused)
+    return OneOff(one_off.job_id, one_off.queue, seq, one_off.data, headers, due, paused)
 
 
 async def set_state(
@@ -258,35 +244,9 @@ async def set_state(
     return updated.view()
 
 
-async def _subjects(conn: Connection, prefix: str) -> list[str]:
-    """Every subject holding a message under ``prefix``, paged through stream info."""
-    subjects: list[str] = []
-    offset = 0
-    while True:
-        request = json.dumps({"subjects_filter": f"{prefix}>", "offset": offset}).encode()
-        reply = await conn.nc.request(f"$JS.API.STREAM.INFO.{c.JOBS_STREAM}", request, timeout=30)
-        data = json.loads(reply.data)
-        if "error" in data:
-            raise NaqConnectionError(f"listing scheduled jobs failed: {data['error']}")
-        page = list((data.get("state") or {}).get("subjects") or {})
-        subjects.extend(page)
-        offset += len(page)
-        if not page or offset >= int(data.get("total", 0)):
-            return sorted(subjects)
-
-
 async def count_waiting(conn: Connection, queue: str | None = None) -> int:
-    """How many one-off jobs wait on their time (of ``queue``, or all), paused included.
-
-    One request; the server counts the subjects and sends no list (offset past the end).
-    """
-    prefix = c.SCHEDULE_SUBJECT_PREFIX + (f"{queue}." if queue else "")
-    request = json.dumps({"subjects_filter": f"{prefix}>", "offset": 1 << 40}).encode()
-    reply = await conn.nc.request(f"$JS.API.STREAM.INFO.{c.JOBS_STREAM}", request, timeout=30)
-    data = json.loads(reply.data)
-    if "error" in data:
-        raise NaqConnectionError(f"counting scheduled jobs failed: {data['error']}")
-    return int(data.get("total", 0))
+    """How many one-off jobs wait on their time (of ``queue``, or all), paused included."""
+    return await count_scheduled(conn, queue)
 
 
 async def list_one_offs(
@@ -295,7 +255,7 @@ async def list_one_offs(
     """Waiting one-off jobs (all queues, or ``queue``), up to ``limit``, soonest first."""
     await conn.ensure_jobs_stream()
     prefix = c.SCHEDULE_SUBJECT_PREFIX + (f"{queue}." if queue else "")
-    subjects = await _subjects(conn, prefix)
+    subjects = sorted(await streams.subject_counts(conn, c.JOBS_STREAM, f"{prefix}>"))
     found: list[Schedule] = []
     for start in range(0, len(subjects), _LIST_CONCURRENCY):
         chunk = subjects[start : start + _LIST_CONCURRENCY]

@@ -6,14 +6,12 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-import nats.js.errors
-
 from .. import constants as c
-from ..connection import Connection
+from ..errors import WriteConflictError
 from ..job import Job
 from ..models import JobEnvelope, JobRecord, JobStatus, encode, record_for
 from ..results import ResultStore
-from .kv import cas_put
+from ..transport import Connection, kv
 
 _CAS_ATTEMPTS = 20
 
@@ -54,8 +52,8 @@ async def update_record(
         if new is None:
             return None
         try:
-            await cas_put(conn, c.RESULTS_BUCKET, job_id, encode(new), revision, ttl)
-        except nats.js.errors.KeyWrongLastSequenceError:
+            await kv.put(conn, c.RESULTS_BUCKET, job_id, encode(new), last=revision, ttl=ttl)
+        except WriteConflictError:
             continue
         return new
     return None

@@ -9,11 +9,10 @@ import uuid
 from typing import TYPE_CHECKING, Any
 
 import msgspec
-import nats.js.errors
 
-from ..errors import ConfigurationError
+from ..calls import prepare_call
+from ..errors import ConfigurationError, WriteConflictError
 from ..job import split_options
-from .calls import prepare_call
 from .misfire import check_policy
 from .models import Schedule, ScheduleRecord, ScheduleStatus
 from .recurrence import Recurrence
@@ -24,7 +23,7 @@ if TYPE_CHECKING:
     from ..queue import Queue
 
 #: Schedule ids: run job ids are ``<schedule_id>-<UTC run time>`` and must stay <= 128 chars.
-SCHEDULE_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,100}$")
+SCHEDULE_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,100}")
 
 
 class Unset:
@@ -39,7 +38,7 @@ UNSET: Any = Unset()
 
 def check_schedule_id(schedule_id: object) -> str:
     """A valid schedule id (1-100 letters, digits, '_' or '-')."""
-    if not isinstance(schedule_id, str) or not SCHEDULE_ID_RE.match(schedule_id):
+    if not isinstance(schedule_id, str) or not SCHEDULE_ID_RE.fullmatch(schedule_id):
         raise ConfigurationError(
             f"schedule_id {schedule_id!r} is invalid: 1-100 letters, digits, '_' or '-'"
         )
@@ -126,7 +125,7 @@ async def create(
                 )
         try:
             await store.write(new, revision)
-        except nats.js.errors.KeyWrongLastSequenceError:
+        except WriteConflictError:
             continue
         return Schedule.from_record(new)
     raise ConfigurationError(f"schedule {sid} kept changing while it was being stored")

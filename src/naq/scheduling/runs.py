@@ -16,17 +16,14 @@ import msgspec
 from loguru import logger
 
 from .. import constants as c
-from ..connection import Connection
+from ..calls import result_ttl
+from ..messages import job_headers
 from ..models import JobEnvelope, JobStatus, encode
 from ..results import ResultStore, absent_headers, record_subject
-from ..serialization import job_headers
 from ..settings import Settings
-from .calls import result_ttl
+from ..transport import Connection
 from .models import ScheduleRecord
 from .records import pending_run_record
-
-_PUBLISH_TIMEOUT = 10.0
-_EXPECTED_LAST_SUBJECT_SEQ = "Nats-Expected-Last-Subject-Sequence"
 
 
 def _ignore_outcome(future: asyncio.Future[Any]) -> None:

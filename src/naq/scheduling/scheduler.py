@@ -6,21 +6,20 @@ from __future__ import annotations
 import asyncio
 import uuid
 
-import nats.errors
 from loguru import logger
 
 from .. import constants as c
-from ..connection import Connection
 from ..errors import ConfigurationError, NaqConnectionError
 from ..results import ResultStore
 from ..settings import Settings, load_settings
 from ..signals import install_stop_handlers, remove_stop_handlers
+from ..transport import Connection
 from .leader import LeaderSession
 from .lock import LeaderLock
 from .misfire import DEFAULT_GRACE
 from .store import ScheduleStore
 
-_TRANSIENT = (NaqConnectionError, nats.errors.Error, OSError, TimeoutError)
+_TRANSIENT = (NaqConnectionError, OSError, TimeoutError)
 
 
 class Scheduler:
@@ -51,7 +50,7 @@ class Scheduler:
                 raise ConfigurationError(f"{name} must be a number >= {low:g}, got {value!r}")
         prefix = scheduler_id or "scheduler"
         self.scheduler_id = f"{prefix}-{uuid.uuid4().hex[:8]}"
-        if not c.JOB_ID_RE.match(self.scheduler_id):
+        if not c.JOB_ID_RE.fullmatch(self.scheduler_id):
             raise ConfigurationError(f"scheduler_id {scheduler_id!r} is invalid")
         self.lock_ttl = float(lock_ttl)
         self.misfire_grace = float(misfire_grace)

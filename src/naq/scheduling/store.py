@@ -10,12 +10,11 @@ import asyncio
 from collections.abc import Callable
 
 import msgspec
-import nats.js.errors
 from loguru import logger
 
 from .. import constants as c
-from ..connection import Connection
-from .kv import cas_delete, cas_put, cas_put_nowait, get_entry, snapshot
+from ..errors import WriteConflictError
+from ..transport import Connection, kv
 from .models import ScheduleRecord, ScheduleStatus, decode_schedule, encode_schedule
 
 #: A finished schedule (``repeat`` reached) is kept this long, then expires by itself.
@@ -48,16 +47,15 @@ class ScheduleStore:
 
     async def ready(self) -> None:
         """Make sure the bucket exists."""
-        await self.conn.kv(c.SCHEDULES_BUCKET)
+        await self.conn.ensure_bucket(c.SCHEDULES_BUCKET)
 
     async def get(self, schedule_id: str) -> tuple[ScheduleRecord, int] | None:
         """The record and its revision, or ``None``."""
-        kv = await self.conn.kv(c.SCHEDULES_BUCKET)
-        found = await get_entry(kv, schedule_id)
+        found = await kv.get(self.conn, c.SCHEDULES_BUCKET, schedule_id)
         if found is None:
             return None
-        record = _decode(schedule_id, found[0])
-        return None if record is None else (record, found[1])
+        record = _decode(schedule_id, found.value)
+        return None if record is None else (record, found.revision)
 
     async def get_live(self, schedule_id: str) -> tuple[ScheduleRecord, int] | None:
         """Like :meth:`get` but a finished (``done``) schedule counts as missing."""
@@ -69,20 +67,30 @@ class ScheduleStore:
     async def write(self, record: ScheduleRecord, last: int) -> int:
         """CAS-write ``record`` over revision ``last`` (0: must not exist); new revision."""
         ttl = DONE_TTL if record.status == ScheduleStatus.DONE.value else None
-        return await cas_put(
-            self.conn, c.SCHEDULES_BUCKET, record.schedule_id, encode_schedule(record), last, ttl
+        return await kv.put(
+            self.conn,
+            c.SCHEDULES_BUCKET,
+            record.schedule_id,
+            encode_schedule(record),
+            last=last,
+            ttl=ttl,
         )
 
     async def write_nowait(self, record: ScheduleRecord, last: int) -> asyncio.Future[int]:
         """Like :meth:`write` but returns at once with a future for the ack (pipelining)."""
         ttl = DONE_TTL if record.status == ScheduleStatus.DONE.value else None
-        return await cas_put_nowait(
-            self.conn, c.SCHEDULES_BUCKET, record.schedule_id, encode_schedule(record), last, ttl
+        return await kv.put_nowait(
+            self.conn,
+            c.SCHEDULES_BUCKET,
+            record.schedule_id,
+            encode_schedule(record),
+            last=last,
+            ttl=ttl,
         )
 
     async def delete(self, schedule_id: str, last: int) -> None:
         """CAS-delete the schedule at revision ``last``."""
-        await cas_delete(self.conn, c.SCHEDULES_BUCKET, schedule_id, last)
+        await kv.delete(self.conn, c.SCHEDULES_BUCKET, schedule_id, last)
 
     async def mutate(self, schedule_id: str, change: Change) -> tuple[ScheduleRecord | None, bool]:
         """Apply ``change`` with compare-and-set, re-reading and retrying on conflicts.
@@ -104,17 +112,17 @@ class ScheduleStore:
                     return None, True
                 await self.write(new, revision)
                 return new, True
-            except nats.js.errors.KeyWrongLastSequenceError:
+            except WriteConflictError:
                 continue
-        raise nats.js.errors.KeyWrongLastSequenceError(
-            description=f"schedule {schedule_id} kept changing; gave up after {_CAS_ATTEMPTS} tries"
+        raise WriteConflictError(
+            f"schedule {schedule_id} kept changing; gave up after {_CAS_ATTEMPTS} tries"
         )
 
     async def all(self) -> list[tuple[ScheduleRecord, int]]:
         """Every stored schedule with its revision (one ordered consumer, not N gets)."""
         found: list[tuple[ScheduleRecord, int]] = []
-        for key, data, revision in await snapshot(self.conn, c.SCHEDULES_BUCKET):
-            record = _decode(key, data)
+        for entry in await kv.snapshot(self.conn, c.SCHEDULES_BUCKET):
+            record = _decode(entry.key, entry.value)
             if record is not None:
-                found.append((record, revision))
+                found.append((record, entry.revision))
         return found

@@ -9,31 +9,31 @@ import contextlib
 import os
 import signal
 import threading
-import time
 import uuid
 from collections import deque
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
-import msgspec
 from loguru import logger
-from nats.aio.msg import Msg
 
 from .. import constants as c
 from .. import eventloop
-from ..connection import Connection, ConsumerSettings
 from ..deadletter import DeadLetters
-from ..errors import ConfigurationError
+from ..errors import ConfigurationError, NaqConnectionError
 from ..functions import FunctionResolver, add_module_paths
-from ..models import FINAL_STATUSES, JobStatus, decode_envelope
+from ..models import FINAL_STATUSES, JobEnvelope, JobStatus
 from ..results import ResultStore, record_subject
 from ..serialization import warn_if_pickle
 from ..settings import Settings, load_settings, validate_queue_name
 from ..signals import install_stop_handlers, remove_stop_handlers
-from ..wire import IN_PROGRESS, delivery_info, nak_body, reply_to
+from ..transport import Connection, ConsumerSettings, Message, delivery_info, nak_body, reply_to
+from .decide import decode
 from .delayed import DelayedCalls
+from .delivery import Delivery, State
 from .executor import Executor
-from .processing import RUNNING_WRITE_DELAY, Delivery, JobProcessor, with_retries
+from .loops import Loops, renew_lease
+from .outcomes import Records
+from .pipeline import RUNNING_WRITE_DELAY, Counters, JobPipeline, Parts, with_retries
 from .puller import Puller
 from .status import WorkerStatus
 
@@ -87,12 +87,11 @@ class Worker:
         self.module_paths = tuple(os.path.abspath(p) for p in (module_paths or ()))
         suffix = uuid.uuid4().hex[:8]
         self.worker_id = f"{worker_name}-{suffix}" if worker_name else f"worker-{suffix}"
-        if not c.JOB_ID_RE.match(self.worker_id):
+        if not c.JOB_ID_RE.fullmatch(self.worker_id):
             raise ConfigurationError(
                 f"worker_name {worker_name!r} is invalid: letters, digits, '_' or '-'"
             )
-        self.jobs_done = 0
-        self.jobs_failed = 0
+        self.counters = Counters()
         self._inflight: dict[int, Delivery] = {}
         self._backlog: deque[Delivery] = deque()
         self._pullers: list[Puller] = []
@@ -101,13 +100,23 @@ class Worker:
         self._signals = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread = 0
-        self._closing = False
         self._exclusive_waiting = 0
         self._exclusive_running = False
         self._released = asyncio.Event()
         self._conn: Connection | None = None
         self._fill_scheduled = False
         self._background: set[asyncio.Future[Any]] = set()
+        self._loops: Loops | None = None
+
+    @property
+    def jobs_done(self) -> int:
+        """Jobs this worker completed."""
+        return self.counters.done
+
+    @property
+    def jobs_failed(self) -> int:
+        """Jobs this worker failed for good or dead-lettered."""
+        return self.counters.failed
 
     # -- public control -------------------------------------------------------------------
     def run_sync(self) -> None:
@@ -122,39 +131,69 @@ class Worker:
         loop.call_soon_threadsafe(self._begin_stop)
 
     async def run(self) -> None:
-        """Connect, then process jobs until stopped (or, with ``burst``, until idle)."""
+        """Connect, then process jobs until stopped (or, with ``burst``, until idle).
+
+        Raises :class:`~naq.errors.NaqConnectionError` if the first connection fails, or if
+        the server closes the connection for good later (the process must not linger)."""
         self._loop = asyncio.get_running_loop()
         self._loop_thread = threading.get_ident()
-        self._closing = False
         self._stop = asyncio.Event()
         self._forced = asyncio.Event()
         warn_if_pickle(self.settings, "worker")
         add_module_paths((os.getcwd(), *self.module_paths))
-        self.resolver = FunctionResolver(
+        resolver = FunctionResolver(
             allowed_modules=self.settings.allowed_modules, module_paths=self.module_paths
         )
+        for root, why in resolver.ignored_roots:
+            logger.warning(
+                "working directory {} does not count as project code: {}; only --module-path, "
+                "NAQ_ALLOWED_MODULES and @naq.task functions run",
+                root,
+                why,
+            )
         conn = Connection(self.settings, name=f"naq-{self.worker_id}")
         await conn.connect()
         self._conn = conn
         self.executor = Executor(self.concurrency, on_release=self._schedule_fill)
         self.results = ResultStore(conn)
-        self.dead_letters = DeadLetters(conn)
-        self.processor = JobProcessor(self)
         self.running_marks = DelayedCalls(RUNNING_WRITE_DELAY)
+        self.pipeline = JobPipeline(
+            Parts(
+                settings=self.settings,
+                resolver=resolver,
+                executor=self.executor,
+                results=self.results,
+                dead_letters=DeadLetters(conn),
+                records=Records(self.worker_id, self.settings.result_ttl),
+                running_marks=self.running_marks,
+                counters=self.counters,
+                max_crashes=self.max_crashes,
+                max_payload=lambda: conn.max_payload,
+                report_progress=self.report_progress,
+                write_running=self.write_running,
+                exclusive=self.exclusive,
+                forget=self.forget,
+            )
+        )
         self.status = WorkerStatus(
             conn, self.worker_id, self.queues, self.concurrency, self.heartbeat_interval
         )
-        tasks: list[asyncio.Task[Any]] = []
+        loops = self._loops = Loops(
+            conn,
+            heartbeat=self._beat,
+            heartbeat_interval=self.heartbeat_interval,
+            held=lambda: self._inflight.values(),
+            ack_wait=self.ack_wait,
+            pullers=self._pullers,
+            queues=self.queues,
+            idle=lambda: not (self._inflight or self._backlog or self.executor.busy),
+            stop=self._begin_stop,
+            burst=self.burst,
+        )
         try:
             await self._prepare(conn)
             install_stop_handlers(self._loop, self._on_signal)
-            tasks = [
-                asyncio.create_task(self._heartbeat_loop(), name="naq-heartbeat"),
-                asyncio.create_task(self._lease_loop(), name="naq-lease"),
-                asyncio.create_task(self._watchdog_loop(), name="naq-watchdog"),
-            ]
-            if self.burst:
-                tasks.append(asyncio.create_task(self._burst_loop(), name="naq-burst"))
+            loops.start()
             logger.info(
                 "worker {} started: queues={} concurrency={}",
                 self.worker_id,
@@ -164,13 +203,7 @@ class Worker:
             await self._stop.wait()
             await self._shutdown()
         finally:
-            # loops also watch `_closing`: a nats-py request interrupted by a cancel can
-            # swallow the CancelledError, and shutdown must not wait for such a loop forever
-            self._closing = True
-            for task in tasks:
-                task.cancel()
-            if tasks:
-                await asyncio.wait(tasks, timeout=5.0)
+            await loops.close()
             remove_stop_handlers(self._loop)
             await self.status.remove()
             for puller in self._pullers:
@@ -185,6 +218,8 @@ class Worker:
                 self.jobs_done,
                 self.jobs_failed,
             )
+        if loops.failure is not None:
+            raise NaqConnectionError(f"worker {self.worker_id} lost NATS: {loops.failure}")
 
     # -- start-up -------------------------------------------------------------------------
     async def _prepare(self, conn: Connection) -> None:
@@ -194,7 +229,7 @@ class Worker:
             await conn.ensure_jobs_stream()
             await conn.ensure_dlq_stream()
             await self.results.ready()
-            await conn.kv(c.WORKERS_BUCKET)
+            await conn.ensure_bucket(c.WORKERS_BUCKET)
             return [await conn.ensure_consumer(q, consumer_settings) for q in self.queues]
 
         # connected already: a server restart or leader election now is waited out
@@ -214,22 +249,25 @@ class Worker:
         # still running past their timeout: never more than `concurrency` jobs held at once
         return self.concurrency - len(self._inflight) - self.executor.orphaned
 
-    def _on_job(self, msg: Msg) -> None:
-        seq, delivered = delivery_info(msg.reply)
+    def _on_job(self, queue: str, msg: Message) -> None:
+        try:
+            seq, delivered = delivery_info(msg.reply)
+        except ValueError:  # not a JetStream delivery: nothing to answer
+            logger.warning("ignoring a message on {} that is not a delivery", queue)
+            return
         held = self._inflight.get(seq)
         if held is not None and not held.settled:
             # The server redelivered a job we still hold (its lease lapsed, e.g. during an
             # outage): keep running the one copy, answering on the newest delivery.
             held.msg, held.delivered = msg, delivered
-            _answer(msg, IN_PROGRESS)
+            renew_lease(held)
             return
-        delivery = Delivery(msg, seq, delivered)
+        delivery = Delivery(msg, queue, seq, delivered)
         self._inflight[seq] = delivery
         if self._stop is not None and self._stop.is_set():
             # arrived while stopping: hand it straight back
-            delivery.settled = True
             self._inflight.pop(seq, None)
-            _answer(msg, nak_body())
+            _answer(delivery, nak_body())
             return
         if self._may_start() and not self._backlog:
             self._start(delivery)
@@ -270,7 +308,7 @@ class Worker:
 
     def _start(self, delivery: Delivery) -> None:
         self.executor.acquire()
-        self.processor.start(delivery)  # it calls `forget` when it is done with it
+        self.pipeline.start(delivery)  # it calls `forget` when it is done with it
 
     def forget(self, delivery: Delivery) -> None:
         """Drop a delivery the processor is done with, making room for another job."""
@@ -303,7 +341,7 @@ class Worker:
         # renew the leases of what we hold before asking for more
         for delivery in list(self._inflight.values()):
             if not delivery.settled:
-                _answer(delivery.msg, IN_PROGRESS)
+                renew_lease(delivery)
         for puller in self._pullers:
             puller.reset()
             puller.request_more()
@@ -316,55 +354,6 @@ class Worker:
         running = [d.job_id for d in self._inflight.values() if d.job_id and not d.settled]
         status = "stopping" if self._stop is not None and self._stop.is_set() else "running"
         await self.status.beat(running, self.jobs_done, self.jobs_failed, status)
-
-    async def _heartbeat_loop(self) -> None:
-        while not self._closing:
-            await asyncio.sleep(self.heartbeat_interval)
-            try:
-                await self._beat()
-            except Exception as exc:  # noqa: BLE001 - reconnecting; try next beat
-                logger.debug("heartbeat failed: {}", exc)
-
-    async def _lease_loop(self) -> None:
-        """Renew the lease (``in_progress``) of every held message well inside ``ack_wait``."""
-        interval = max(0.2, self.ack_wait / 3)
-        while not self._closing:
-            await asyncio.sleep(interval)
-            now = time.monotonic()
-            for delivery in list(self._inflight.values()):
-                if not delivery.settled and now - delivery.received_at >= interval * 0.9:
-                    _answer(delivery.msg, IN_PROGRESS)
-
-    async def _watchdog_loop(self) -> None:
-        """Re-issue pull requests the server may have lost (e.g. across a restart)."""
-        while not self._closing:
-            await asyncio.sleep(1.0)
-            for puller in self._pullers:
-                if puller.stale():
-                    puller.reset()
-                puller.request_more()
-
-    async def _burst_loop(self) -> None:
-        conn = self._conn
-        assert conn is not None
-        while not self._closing:
-            await asyncio.sleep(0.2)
-            if self._inflight or self._backlog or self.executor.busy:
-                continue
-            if await self._queues_empty(conn):
-                # messages may be in flight to us: give them a moment to land
-                await asyncio.sleep(0.1)
-                if not self._inflight and not self._backlog and await self._queues_empty(conn):
-                    logger.info("burst: queues are empty, stopping")
-                    self._begin_stop()
-                    return
-
-    async def _queues_empty(self, conn: Connection) -> bool:
-        for queue in self.queues:
-            info = await conn.js.consumer_info(c.JOBS_STREAM, c.consumer_name(queue))
-            if info.num_pending or info.num_ack_pending:
-                return False
-        return True
 
     # -- progress -------------------------------------------------------------------------
     def report_progress(self, job_id: str, fraction: float, message: str | None) -> None:
@@ -441,14 +430,20 @@ class Worker:
     async def _hand_back(self, delivery: Delivery) -> None:
         """Return an unfinished delivery to the queue at once (``nak``), first counting it in
         the job's record so the hand-back does not use up one of the job's attempts."""
-        delivery.settled = True
-        job_id = _job_id_of(delivery)
+        delivery.state = State.SETTLED  # from now on nothing else answers it
+        job_id = delivery.job_id
+        if job_id is None:
+            envelope = decode(delivery.msg, delivery.queue, self.settings)
+            job_id = envelope.id if isinstance(envelope, JobEnvelope) else None
         if job_id is not None:
             try:
                 await asyncio.wait_for(self._count_hand_back(job_id), 2.0)
             except Exception as exc:  # noqa: BLE001 - the nak matters more than the count
                 logger.debug("could not count the hand-back of {}: {}", job_id, exc)
-        _answer(delivery.msg, nak_body())
+        try:
+            reply_to(delivery.msg, nak_body())
+        except Exception as exc:  # noqa: BLE001 - reconnecting or closed: redelivered anyway
+            logger.debug("could not hand back {}: {}", job_id, exc)
 
     async def _count_hand_back(self, job_id: str) -> None:
         for _ in range(3):
@@ -502,22 +497,24 @@ class Worker:
             if delivery.run is not None:
                 delivery.run.ctx.request_cancel()
         await asyncio.gather(*(self._hand_back(d) for d in unsettled))
+        leftover: list[asyncio.Task[Any]] = []
         for delivery in list(self._inflight.values()):
-            if delivery.task is not None and not delivery.task.done():
-                delivery.task.cancel()
-        leftover = [d.task for d in self._inflight.values() if d.task is not None]
+            for task in (delivery.task, delivery.job_task):
+                if task is not None and not task.done():
+                    task.cancel()
+                    leftover.append(task)
         if leftover:
             await asyncio.wait(leftover, timeout=1.0)
         if self._conn is not None and self._conn.is_connected:
-            await _quiet(self._conn.nc.flush(timeout=2))
+            await _quiet(self._conn.flush(timeout=2))
 
 
-def _answer(msg: Msg, body: bytes) -> None:
-    """Answer a held message (lease renewal, hand-back); the connection may be gone."""
+def _answer(delivery: Delivery, body: bytes) -> None:
+    """Settle a held message (hand-back); the connection may be gone."""
     try:
-        reply_to(msg, body)
+        delivery.settle(body)
     except Exception as exc:  # noqa: BLE001 - reconnecting or closed: nothing to do
-        logger.debug("could not answer {}: {}", msg.reply, exc)
+        logger.debug("could not answer {}: {}", delivery.msg.reply, exc)
 
 
 async def _quiet(awaitable: Any) -> None:
@@ -525,12 +522,3 @@ async def _quiet(awaitable: Any) -> None:
         await awaitable
     except Exception as exc:  # noqa: BLE001
         logger.debug("ignored during shutdown: {}", exc)
-
-
-def _job_id_of(delivery: Delivery) -> str | None:
-    if delivery.job_id is not None:
-        return delivery.job_id
-    try:
-        return decode_envelope(delivery.msg.data).id
-    except (msgspec.DecodeError, msgspec.ValidationError):
-        return None

@@ -12,11 +12,9 @@ import time
 from collections.abc import Callable
 
 from loguru import logger
-from nats.aio.msg import Msg
 
 from .. import constants as c
-from ..connection import Connection
-from ..wire import publish_now, subscribe_direct
+from ..transport import Connection, Message, Subscription, streams
 
 #: How long one pull request waits on the server for messages (long poll), seconds.
 PULL_EXPIRES = 10.0
@@ -32,26 +30,25 @@ class Puller:
         conn: Connection,
         queue: str,
         consumer: str,
-        on_job: Callable[[Msg], None],
+        on_job: Callable[[str, Message], None],
         room: Callable[[], int],
     ) -> None:
         self.queue = queue
         self._conn = conn
-        self._next_subject = f"$JS.API.CONSUMER.MSG.NEXT.{c.JOBS_STREAM}.{consumer}"
+        self._next_subject = streams.pull_subject(c.JOBS_STREAM, consumer)
         self._on_job = on_job
         self._room = room
         self._inbox = ""
         self._outstanding = 0
         self._last_request = 0.0
         self._stopped = False
-        self._sub: object | None = None
+        self._sub: Subscription | None = None
         self.idle = asyncio.Event()  # set when the server said there is nothing to deliver
 
     async def start(self) -> None:
         """Subscribe the inbox and send the first request."""
-        nc = self._conn.nc
-        self._inbox = nc.new_inbox()
-        self._sub = await subscribe_direct(nc, self._inbox, self._on_message)
+        self._inbox = self._conn.new_inbox()
+        self._sub = await self._conn.subscribe(self._inbox, self._on_message)
         self.request_more()
 
     async def stop(self) -> None:
@@ -64,10 +61,7 @@ class Puller:
         sub = self._sub
         self._sub = None
         if sub is not None:
-            try:
-                await sub.unsubscribe()  # type: ignore[attr-defined]
-            except Exception:  # noqa: BLE001 - connection may be gone
-                pass
+            await sub.unsubscribe()
 
     def reset(self) -> None:
         """Forget outstanding requests (after a reconnect the server may have dropped them)."""
@@ -103,7 +97,7 @@ class Puller:
             {"batch": want, "expires": int(PULL_EXPIRES * 1e9), "idle_heartbeat": int(5e9)}
         ).encode()
         try:
-            publish_now(self._conn.nc, self._next_subject, body, self._inbox)
+            self._conn.post(self._next_subject, body, self._inbox)
         except Exception as exc:  # noqa: BLE001 - reconnecting; the watchdog re-requests
             self._outstanding -= want
             logger.debug("pull request for {} failed: {}", self.queue, exc)
@@ -112,12 +106,12 @@ class Puller:
         """True when the outstanding requests should have expired by now (lost requests)."""
         return self._outstanding > 0 and time.monotonic() - self._last_request > PULL_EXPIRES + 2
 
-    def _on_message(self, msg: Msg) -> None:
+    def _on_message(self, msg: Message) -> None:
         reply = msg.reply
         if reply and reply.startswith("$JS.ACK."):
             self._outstanding = max(0, self._outstanding - 1)
             self.idle.clear()
-            self._on_job(msg)
+            self._on_job(self.queue, msg)
             return
         headers = msg.headers or {}
         status = headers.get(_STATUS, "")

@@ -13,8 +13,8 @@ import time
 from loguru import logger
 
 from .. import constants as c
-from ..connection import Connection
 from ..models import WorkerRecord, encode
+from ..transport import Connection, kv
 
 
 class WorkerStatus:
@@ -48,17 +48,11 @@ class WorkerStatus:
         record.jobs_failed = failed
         record.status = status
         record.last_heartbeat = time.time()
-        await self._conn.kv(c.WORKERS_BUCKET)
-        await self._conn.publish(
-            f"$KV.{c.WORKERS_BUCKET}.{record.worker_id}",
-            encode(record),
-            {c.HEADER_TTL: str(self.ttl)},
-        )
+        await kv.put(self._conn, c.WORKERS_BUCKET, record.worker_id, encode(record), ttl=self.ttl)
 
     async def remove(self) -> None:
         """Delete the record (clean exit)."""
         try:
-            kv = await self._conn.kv(c.WORKERS_BUCKET)
-            await kv.purge(self.record.worker_id, msg_ttl=60)
+            await kv.purge(self._conn, c.WORKERS_BUCKET, self.record.worker_id, ttl=60)
         except Exception as exc:  # noqa: BLE001 - it expires by itself anyway
             logger.debug("could not remove worker record: {}", exc)

@@ -14,13 +14,12 @@ import itertools
 import json
 import re
 from collections import deque
-from typing import Any
 
-import nats.errors
-import nats.js.errors
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 
+from ..errors import NaqTimeoutError
+from .errors import api_error, no_stream
 from .wire import encode_headers, publish_now, subscribe_direct
 
 _NO_RESPONDERS = "503"
@@ -28,8 +27,11 @@ _SWEEP_INTERVAL = 0.25
 _SEQ = re.compile(rb'"seq"\s*:\s*(\d+)')
 
 
-class AckTimeoutError(nats.errors.TimeoutError):
+class AckTimeoutError(NaqTimeoutError):
     """No acknowledgement arrived in time (the message may or may not be stored)."""
+
+    def __init__(self) -> None:
+        super().__init__("NATS did not confirm a write in time; it may or may not be stored")
 
 
 class AckedPublisher:
@@ -137,11 +139,15 @@ class AckedPublisher:
             return
         headers = msg.headers
         if headers and headers.get("Status") == _NO_RESPONDERS:
-            future.set_exception(nats.js.errors.NoStreamResponseError())
+            future.set_exception(no_stream(f"write to {msg.subject}"))
             return
         data = msg.data
         if b'"error"' in data:
-            future.set_exception(_api_error(json.loads(data)))
+            try:
+                error = json.loads(data).get("error")
+            except (ValueError, AttributeError):
+                error = {"description": data[:200].decode(errors="replace")}
+            future.set_exception(api_error(error, "write"))
             return
         future.set_result(_sequence(data))
 
@@ -150,11 +156,3 @@ def _sequence(ack: bytes) -> int:
     """The ``seq`` of a PubAck, without a JSON parse (this runs once per job)."""
     found = _SEQ.search(ack)
     return int(found.group(1)) if found else 0
-
-
-def _api_error(response: dict[str, Any]) -> Exception:
-    try:
-        nats.js.errors.APIError.from_error(response["error"])  # raises the right subclass
-    except nats.js.errors.APIError as exc:
-        return exc
-    return nats.js.errors.APIError()

@@ -22,11 +22,13 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
-import nats.errors
 from loguru import logger
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
+
+from ..errors import ConfigurationError, NaqConnectionError
+from .names import check_size, is_header_name, is_header_value, is_subject
 
 _CRLF = b"\r\n"
 _HEADER_LINE = b"NATS/1.0\r\n"
@@ -51,11 +53,16 @@ _fallback_sends: set[asyncio.Future[None]] = set()  # publishes started without 
 
 
 def encode_headers(headers: dict[str, str]) -> bytes:
-    """A NATS header block (``NATS/1.0`` line, ``Key: value`` lines, blank line)."""
+    """A NATS header block (``NATS/1.0`` line, ``Key: value`` lines, blank line).
+
+    Raises :class:`ConfigurationError` for a name nats-py would refuse or a value that could
+    end its line (see :mod:`naq.transport.names`)."""
     parts = [_HEADER_LINE]
     for key, value in headers.items():
-        if not key or any(ch in key for ch in ": \r\n") or any(ch in value for ch in "\r\n"):
-            raise ValueError(f"invalid NATS header {key!r}: {value!r}")
+        if not is_header_name(key):
+            raise ConfigurationError(f"invalid NATS header name {key[:80]!r}")
+        if not is_header_value(value):
+            raise ConfigurationError(f"invalid NATS header value for {key}: {value[:80]!r}")
         parts.append(f"{key}: {value}\r\n".encode())
     parts.append(_CRLF)
     return b"".join(parts)
@@ -70,9 +77,17 @@ def publish_now(
 ) -> None:
     """Queue a publish on the connection without awaiting (same buffer nats-py uses).
 
-    ``header_block`` comes from :func:`encode_headers`. Raises nats-py's errors for a closed
-    connection or a full reconnect buffer, like ``Client.publish``.
+    ``header_block`` comes from :func:`encode_headers`. Refuses what nats-py's publish
+    refuses, and what would make the server close the connection: a subject or reply
+    subject that could break the protocol line (:class:`ConfigurationError`), a message
+    over the server's ``max_payload`` (:class:`~naq.errors.PayloadTooLargeError`); a closed
+    connection or a full reconnect buffer is a :class:`NaqConnectionError`.
     """
+    if not is_subject(subject) or (reply and not is_subject(reply)):
+        raise ConfigurationError(f"invalid NATS subject {subject[:80]!r} / reply {reply[:80]!r}")
+    size = len(payload) + (len(header_block) if header_block is not None else 0)
+    if size > nc.max_payload:
+        check_size(size, nc.max_payload, f"message to {subject[:80]}")
     if not FAST:
         headers = _decode_headers(header_block) if header_block else None
         task = asyncio.ensure_future(nc.publish(subject, payload, reply=reply, headers=headers))
@@ -80,7 +95,7 @@ def publish_now(
         task.add_done_callback(_fallback_sends.discard)
         return
     if nc.is_closed:
-        raise nats.errors.ConnectionClosedError
+        raise NaqConnectionError("the NATS connection is closed")
     size = len(payload)
     if header_block is None:
         cmd = b"".join((f"PUB {subject} {reply} {size}\r\n".encode(), payload, _CRLF))
@@ -98,7 +113,7 @@ def publish_now(
     if not nc.is_connected:
         limit = client._max_pending_size
         if limit <= 0 or client._pending_data_size + len(cmd) > limit:
-            raise nats.errors.OutboundBufferLimitError
+            raise NaqConnectionError("reconnecting to NATS and the outgoing buffer is full")
     client._pending.append(cmd)
     client._pending_data_size += len(cmd)
     client.stats["out_msgs"] += 1
@@ -108,10 +123,10 @@ def publish_now(
         flush_queue.put_nowait(asyncio.get_running_loop().create_future())
 
 
-def reply_to(msg: Msg, body: bytes) -> None:
+def reply_to(msg: Any, body: bytes) -> None:
     """Answer a JetStream message (``+ACK``, ``-NAK``, ``+TERM``, ``+WPI``) without awaiting."""
     if not msg.reply:
-        raise nats.errors.Error("message has no reply subject to acknowledge")
+        raise NaqConnectionError("message has no reply subject to acknowledge")
     publish_now(msg._client, msg.reply, body)
 
 

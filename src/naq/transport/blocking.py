@@ -27,9 +27,10 @@ from collections.abc import Sequence
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+from ..errors import NaqConnectionError
+from ..settings import Settings, redact_url
 from .connection import describe_failure, tls_context
-from .errors import NaqConnectionError
-from .settings import Settings, redact_url
+from .names import check_size, check_subject
 
 #: A connection unused for this long is re-opened before use: the server may have dropped
 #: it as stale (nobody answered its pings while the thread did other things).
@@ -76,6 +77,7 @@ class BlockingClient:
         self._token = 0
         self._last_used = 0.0
         self._pid = os.getpid()
+        self._max_payload = 1024 * 1024
 
     # -- connection -------------------------------------------------------------------------
     def _open(self) -> None:
@@ -99,6 +101,7 @@ class BlockingClient:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._sock = sock
         info = self._read_info(sock)
+        self._max_payload = int(info.get("max_payload") or self._max_payload)
         if self._tls is not None or parts.scheme == "tls" or info.get("tls_required"):
             context = self._tls or ssl.create_default_context()
             sock = context.wrap_socket(sock, server_hostname=host)
@@ -191,6 +194,9 @@ class BlockingClient:
         tokens: list[str] = []
         out: list[bytes] = []
         for subject, header_block, payload in messages:
+            check_subject(subject)
+            size = len(payload) + (len(header_block) if header_block else 0)
+            check_size(size, self._max_payload, f"message to {subject[:80]}")
             self._token += 1
             token = str(self._token)
             tokens.append(token)

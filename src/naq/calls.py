@@ -1,17 +1,17 @@
-"""Turning a call plus job options into a :class:`~naq.Job` and its envelope, exactly as
-``enqueue`` does, for scheduled and recurring jobs."""
+"""Turning a call plus job options into a :class:`~naq.Job` and its envelope: what
+``enqueue`` does before anything is sent, shared by scheduled and recurring jobs."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ..errors import ConfigurationError
-from ..job import Job, JobOptions, new_job_id
-from ..models import JobEnvelope
-from ..serialization import build_envelope
+from .errors import ConfigurationError
+from .job import Job, JobOptions, new_job_id
+from .models import JobEnvelope
+from .serialization import build_envelope
 
 if TYPE_CHECKING:
-    from ..queue import Queue
+    from .queue import Queue
 
 
 def prepare_call(

@@ -1,0 +1,426 @@
+"""The one place that calls ``nats.connect``: connecting, auth, TLS, reconnects, and what a
+connection can do for the layers above (publish, request, subscribe), in naq's terms.
+
+Storage setup (streams, consumers, buckets) is in :mod:`naq.transport.storage`; key-value
+and stream reads and writes in :mod:`naq.transport.kv` and :mod:`naq.transport.streams`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import json
+import os
+import ssl
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import nats.errors
+from loguru import logger
+from nats.aio.client import Client as NatsClient
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+
+from ..errors import ConfigurationError, NaqConnectionError, NaqTimeoutError, ServerError
+from ..settings import Settings, redact_url
+from .errors import SERVER_HINT, api_error, translate
+from .names import check_size, check_subject
+from .publisher import AckedPublisher
+from .storage import ConsumerSettings, Storage
+from .wire import publish_now, subscribe_direct
+
+ReconnectListener = Callable[[], Awaitable[None]]
+#: A server error seen this recently is named in a timeout that follows it.
+_ERROR_MEMORY = 10.0
+
+
+def tls_context(settings: Settings) -> ssl.SSLContext | None:
+    """The TLS context for the configured CA / client certificate, or ``None``.
+
+    A file that is missing or unreadable is a :class:`ConfigurationError` naming its
+    variable, never a traceback."""
+    if not (settings.tls_ca or settings.tls_cert or settings.tls_key):
+        return None
+    if settings.tls_cert and not settings.tls_key:
+        raise ConfigurationError("NAQ_NATS_TLS_CERT is set but NAQ_NATS_TLS_KEY is not")
+    if settings.tls_key and not settings.tls_cert:
+        raise ConfigurationError("NAQ_NATS_TLS_KEY is set but NAQ_NATS_TLS_CERT is not")
+    for name, path in (
+        ("NAQ_NATS_TLS_CA", settings.tls_ca),
+        ("NAQ_NATS_TLS_CERT", settings.tls_cert),
+        ("NAQ_NATS_TLS_KEY", settings.tls_key),
+    ):
+        if path and not os.path.isfile(path):
+            raise ConfigurationError(f"{name}={path!r}: no such file")
+    try:
+        ctx = ssl.create_default_context(cafile=settings.tls_ca)
+    except (ssl.SSLError, OSError) as exc:
+        raise ConfigurationError(
+            f"NAQ_NATS_TLS_CA={settings.tls_ca!r} is not a usable CA file: {exc}"
+        ) from None
+    if settings.tls_cert:
+        try:
+            ctx.load_cert_chain(settings.tls_cert, settings.tls_key)
+        except (ssl.SSLError, OSError) as exc:
+            raise ConfigurationError(
+                f"NAQ_NATS_TLS_CERT/NAQ_NATS_TLS_KEY cannot be loaded: {exc}"
+            ) from None
+    return ctx
+
+
+def wants_tls(settings: Settings) -> bool:
+    """True when the settings ask for TLS (a ``tls://`` URL or TLS files): then TLS or no
+    connection, never a clear-text login."""
+    return bool(
+        settings.tls_ca
+        or settings.tls_cert
+        or any(url.lower().startswith("tls://") for url in settings.nats_urls)
+    )
+
+
+def check_credentials(settings: Settings) -> None:
+    """Refuse a credentials file that cannot be used, with one line naming the variable."""
+    path = settings.creds_file
+    if not path:
+        return
+    if not os.path.isfile(path):
+        raise ConfigurationError(f"NAQ_NATS_CREDS={path!r}: no such file")
+    if importlib.util.find_spec("nkeys") is None:
+        raise ConfigurationError(
+            "NAQ_NATS_CREDS needs the 'nkeys' package: pip install 'nats-py[nkeys]'"
+        )
+
+
+def describe_failure(url: str, error: BaseException | None) -> str:
+    """One line saying why connecting to ``url`` failed, and what to do about it."""
+    text = str(error or "").strip().strip("'\"")
+    lowered = text.lower()
+    if isinstance(error, nats.errors.AuthorizationError) or "authorization" in lowered:
+        return (
+            f"NATS at {url} refused the login (authorization violation); "
+            "check the user, password, token or creds"
+        )
+    if "authentication" in lowered or "expired" in lowered or "nkey" in lowered:
+        return f"NATS at {url} refused the credentials: {text}"
+    if isinstance(error, TlsRequiredError):
+        return str(error)
+    if isinstance(error, ssl.SSLError) or "tls" in lowered or "ssl" in lowered:
+        return f"TLS with NATS at {url} failed: {text or type(error).__name__}"
+    if isinstance(error, nats.errors.Error) and lowered.startswith("nats: "):
+        return f"NATS at {url} refused the connection: {text[6:]}"
+    return f"cannot reach NATS at {url}; {SERVER_HINT}"
+
+
+class TlsRequiredError(nats.errors.Error):
+    """The server did not require TLS although naq was told to use it."""
+
+
+class _Client(NatsClient):
+    """nats-py's client, refusing a server that does not require TLS when TLS was asked for.
+
+    nats-py upgrades to TLS only when the server's INFO says ``tls_required``; a server (or
+    someone in between) answering without it would receive the login in clear text.
+    """
+
+    naq_require_tls = False
+    naq_url = ""
+
+    async def _process_info(self, info: dict[str, Any], initial_connection: bool = False) -> None:
+        if self.naq_require_tls and initial_connection and not info.get("tls_required"):
+            raise TlsRequiredError(
+                f"NATS at {self.naq_url} does not require TLS although TLS was asked for "
+                "(tls:// URL or NAQ_NATS_TLS_*); refusing to send credentials in clear text"
+            )
+        await super()._process_info(info, initial_connection)
+
+
+class Subscription:
+    """A core NATS subscription handed to a layer above the boundary."""
+
+    def __init__(self, sub: Any) -> None:
+        self._sub = sub
+
+    async def unsubscribe(self) -> None:
+        """Stop receiving (quietly: the connection may be gone)."""
+        try:
+            await self._sub.unsubscribe()
+        except Exception as exc:  # noqa: BLE001 - closing anyway
+            logger.debug("unsubscribe: {}", exc)
+
+
+class Connection:
+    """An open NATS connection plus naq's JetStream storage, created lazily and cached.
+
+    Whoever opens a :class:`Connection` closes it; helpers that borrow one never do.
+    """
+
+    def __init__(self, settings: Settings, *, name: str = "naq") -> None:
+        self.settings = settings
+        self.name = name
+        self._nc: NatsClient | None = None
+        self._js: JetStreamContext | None = None
+        self._reconnect_listeners: list[ReconnectListener] = []
+        self._first_error: BaseException | None = None
+        self._server_error: tuple[float, str] | None = None
+        self._publisher: AckedPublisher | None = None
+        self._closing = False
+        #: Why the server closed the connection, if it did so by itself (then it is gone:
+        #: nats-py does not reconnect after a protocol error from the server).
+        self.lost: str | None = None
+        self.storage = Storage(self)
+
+    # -- connecting -----------------------------------------------------------------------
+    @property
+    def nc(self) -> NatsClient:
+        """The nats-py client (raises if not connected); for the boundary's own modules."""
+        if self._nc is None:
+            raise NaqConnectionError("not connected; call 'await connection.connect()' first")
+        return self._nc
+
+    @property
+    def js(self) -> JetStreamContext:
+        """The JetStream context of :attr:`nc`; for the boundary's own modules."""
+        if self._js is None:
+            raise NaqConnectionError("not connected; call 'await connection.connect()' first")
+        return self._js
+
+    @property
+    def closed(self) -> bool:
+        """True once the client was closed (or never opened)."""
+        return self._nc is None or bool(self._nc.is_closed)
+
+    @property
+    def is_connected(self) -> bool:
+        """True while the underlying client is connected (not closed or reconnecting)."""
+        return self._nc is not None and bool(self._nc.is_connected)
+
+    @property
+    def max_payload(self) -> int:
+        """The largest message (payload plus headers) the server accepts, in bytes."""
+        return int(self.nc.max_payload)
+
+    @property
+    def reconnects(self) -> int:
+        """How many times the client reconnected since it connected."""
+        return int(self.nc.stats.get("reconnects", 0)) if self._nc is not None else 0
+
+    async def connect(self, timeout: float = 5.0) -> Connection:
+        """Connect once; raises :class:`NaqConnectionError` (or :class:`ConfigurationError`
+        for settings that cannot work) with one clear line on failure.
+
+        After the first success the client reconnects forever by itself.
+        """
+        if self._nc is not None:
+            return self
+        settings = self.settings
+        shown = redact_url(settings.nats_url)
+        check_credentials(settings)
+        options: dict[str, Any] = {
+            "servers": list(settings.nats_urls),
+            "name": self.name,
+            "connect_timeout": 2,
+            "reconnect_time_wait": 0.25,
+            "max_reconnect_attempts": 1,
+            "ping_interval": 10,
+            "max_outstanding_pings": 3,
+            "error_cb": self._on_error,
+            "disconnected_cb": self._on_disconnected,
+            "reconnected_cb": self._on_reconnected,
+            "closed_cb": self._on_closed,
+            "pending_size": 64 * 1024 * 1024,
+        }
+        tls = tls_context(settings)
+        if tls is not None:
+            options["tls"] = tls
+        if settings.creds_file:
+            options["user_credentials"] = settings.creds_file
+        nc = _Client()
+        nc.naq_require_tls = wants_tls(settings)
+        nc.naq_url = shown
+        self._first_error = None
+        try:
+            await asyncio.wait_for(nc.connect(**options), timeout)
+        except (TimeoutError, OSError, nats.errors.Error) as exc:
+            error = self._first_error or exc
+            try:
+                await nc.close()
+            except Exception:  # noqa: BLE001 - best effort
+                pass
+            raise NaqConnectionError(describe_failure(shown, error)) from None
+        # From now on reconnect forever (the initial attempt had to fail fast).
+        nc.options["max_reconnect_attempts"] = -1
+        self._nc = nc
+        self._js = nc.jetstream(timeout=10.0)
+        self._publisher = AckedPublisher(nc)
+        await self._publisher.start()
+        return self
+
+    # -- publishing -----------------------------------------------------------------------
+    async def publish(
+        self, subject: str, payload: bytes, headers: dict[str, str] | None = None
+    ) -> int:
+        """Publish to a JetStream subject and wait until the server stored it (pipelined);
+        returns the stream sequence (for a KV key: its new revision)."""
+        return await (await self.send(subject, payload, headers))
+
+    async def send(
+        self, subject: str, payload: bytes, headers: dict[str, str] | None = None
+    ) -> asyncio.Future[int]:
+        """Publish to a JetStream subject; the future resolves to the stream sequence once
+        the server stored it, or raises its refusal (a naq error)."""
+        return await self._acked_publisher().send(subject, payload, headers)
+
+    def send_nowait(
+        self, subject: str, payload: bytes, header_block: bytes | None = None
+    ) -> asyncio.Future[int]:
+        """:meth:`send` without a coroutine, for hot paths; ``header_block`` is from
+        :func:`naq.transport.encode_headers`."""
+        return self._acked_publisher().send_nowait(subject, payload, header_block)
+
+    def _acked_publisher(self) -> AckedPublisher:
+        if self._publisher is None:
+            raise NaqConnectionError("not connected; call 'await connection.connect()' first")
+        return self._publisher
+
+    async def publish_idempotent(
+        self, subject: str, payload: bytes, headers: dict[str, str], what: str
+    ) -> None:
+        """Publish a message carrying a ``Nats-Msg-Id``, retrying through timeouts and leader
+        elections with the same id (the stream stores it once); ``what`` names it in errors."""
+        for attempt in range(3):
+            try:
+                await self.publish(subject, payload, headers)
+                return
+            except (NaqTimeoutError, ServerError) as exc:
+                retry = isinstance(exc, NaqTimeoutError) or exc.code == 503
+                if not retry:
+                    raise
+                if attempt == 2:
+                    raise NaqConnectionError(
+                        f"NATS did not confirm {what}; it may not be stored"
+                        f"{self._recent_error_note()}"
+                    ) from None
+                await asyncio.sleep(0.2 * (attempt + 1))
+
+    def check_message(self, subject: str, payload: bytes, header_block: bytes | None) -> None:
+        """Raise now what sending this message would raise (a bad subject, over-size), so a
+        caller can refuse a whole call before anything of it is sent."""
+        check_subject(subject)
+        size = len(payload) + (len(header_block) if header_block else 0)
+        if size > self.max_payload:
+            check_size(size, self.max_payload, f"message to {subject[:80]}")
+
+    # -- requests and subscriptions ---------------------------------------------------------
+    async def api(self, what: str, request: dict[str, Any], timeout: float = 10.0) -> Any:
+        """A JetStream API request (``$JS.API.<what>``) with a JSON body; the decoded reply,
+        or :class:`~naq.errors.ServerError` with the server's refusal."""
+        subject = check_subject(f"$JS.API.{what}")
+        try:
+            reply = await self.nc.request(subject, json.dumps(request).encode(), timeout=timeout)
+        except (nats.errors.Error, OSError, TimeoutError) as exc:
+            raise translate(exc, f"JetStream request {what}") from None
+        try:
+            data = json.loads(reply.data)
+        except ValueError:
+            raise ServerError(f"NATS sent an unreadable answer to {what}") from None
+        if isinstance(data, dict) and "error" in data:
+            raise api_error(data["error"], f"JetStream request {what}")
+        return data
+
+    async def subscribe(self, subject: str, handler: Callable[[Msg], None]) -> Subscription:
+        """A core subscription calling ``handler`` (a plain function, on the loop) for each
+        message as soon as it is parsed."""
+        check_subject(subject)
+        try:
+            return Subscription(await subscribe_direct(self.nc, subject, handler))
+        except (nats.errors.Error, OSError) as exc:
+            raise translate(exc, f"subscribe to {subject}") from None
+
+    def post(self, subject: str, payload: bytes, reply: str = "") -> None:
+        """A core publish without waiting (e.g. a pull request); checked like every other."""
+        publish_now(self.nc, subject, payload, reply)
+
+    def new_inbox(self) -> str:
+        """A fresh inbox subject for replies."""
+        return str(self.nc.new_inbox())
+
+    async def flush(self, timeout: float = 2.0) -> None:
+        """Wait until the server has processed everything sent so far."""
+        try:
+            await self.nc.flush(timeout=max(1, round(timeout)))
+        except (nats.errors.Error, OSError, TimeoutError) as exc:
+            raise translate(exc, "flush") from None
+
+    # -- closing and events -----------------------------------------------------------------
+    async def close(self) -> None:
+        """Flush and close the connection."""
+        self._closing = True
+        nc, self._nc, self._js = self._nc, None, None
+        if self._publisher is not None:
+            self._publisher.close()
+            self._publisher = None
+        self.storage.forget()
+        if nc is not None and not nc.is_closed:
+            try:
+                await asyncio.wait_for(nc.drain(), 5.0)
+            except Exception:  # noqa: BLE001 - closing anyway
+                await nc.close()
+
+    def add_reconnect_listener(self, listener: ReconnectListener) -> None:
+        """Call ``listener`` after every successful reconnect (e.g. to re-issue pull requests)."""
+        self._reconnect_listeners.append(listener)
+
+    def _recent_error_note(self) -> str:
+        if self._server_error is None or time.monotonic() - self._server_error[0] > _ERROR_MEMORY:
+            return ""
+        return f" (the server said: {self._server_error[1]})"
+
+    async def _on_error(self, error: Exception) -> None:
+        if self._nc is None:  # connecting: keep the first, most telling error (an
+            # authorization violation is followed by the server's socket reset)
+            if self._first_error is None or isinstance(error, nats.errors.AuthorizationError):
+                self._first_error = error
+            return
+        text = str(error).strip()
+        self._server_error = (time.monotonic(), text)
+        if "permissions violation" in text.lower():
+            logger.warning("NATS refused an operation: {}", text)
+        else:
+            logger.debug("NATS connection error: {}", text)
+
+    async def _on_disconnected(self) -> None:
+        if self._nc is not None and not self._closing:
+            logger.warning("disconnected from NATS; reconnecting")
+
+    async def _on_closed(self) -> None:
+        if self._nc is None or self._closing:
+            return
+        reason = str(self._nc.last_error or "closed by the server")
+        self.lost = reason
+        logger.error("the NATS connection was closed and will not reconnect: {}", reason)
+
+    async def _on_reconnected(self) -> None:
+        logger.info("reconnected to NATS")
+        for listener in list(self._reconnect_listeners):
+            try:
+                await listener()
+            except Exception as exc:  # noqa: BLE001 - a listener must not break the client
+                logger.warning("reconnect listener failed: {}", exc)
+
+    # -- storage (see naq.transport.storage) -----------------------------------------------
+    async def ensure_jobs_stream(self) -> None:
+        """Create or reconcile the WorkQueue stream of every queue's jobs and schedules."""
+        await self.storage.jobs_stream()
+
+    async def ensure_dlq_stream(self) -> None:
+        """Create or reconcile the dead-letter stream."""
+        await self.storage.dlq_stream()
+
+    async def ensure_consumer(self, queue: str, settings: ConsumerSettings) -> str:
+        """Create or reconcile the durable consumer of ``queue``; returns its name."""
+        return await self.storage.consumer(queue, settings)
+
+    async def ensure_bucket(self, bucket: str) -> None:
+        """Create the key-value bucket ``bucket`` if it does not exist (looked up once)."""
+        await self.storage.bucket(bucket)

@@ -1,0 +1,185 @@
+"""naq's JetStream storage: the streams, consumers and key-value buckets, created on first
+use **and** reconciled when their configuration changed."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import nats.errors
+import nats.js.errors
+from loguru import logger
+from nats.js.api import (
+    AckPolicy,
+    ConsumerConfig,
+    DiscardPolicy,
+    KeyValueConfig,
+    RetentionPolicy,
+    StorageType,
+    StreamConfig,
+)
+from nats.js.kv import KeyValue
+
+from .. import constants as c
+from ..errors import NaqConnectionError
+from ..settings import redact_url
+from .errors import translate
+
+if TYPE_CHECKING:
+    from .connection import Connection
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumerSettings:
+    """How a queue's durable consumer is configured (reconciled on every worker start)."""
+
+    ack_wait: float = 30.0
+    max_ack_pending: int = 20000
+    max_deliver: int = -1
+
+
+class Storage:
+    """Creates and caches naq's streams, consumers and buckets for one connection."""
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+        self._kv: dict[str, KeyValue] = {}
+        self._ensured: set[str] = set()
+        self._lock = asyncio.Lock()
+
+    def forget(self) -> None:
+        """Drop what was looked up (the connection closed)."""
+        self._kv.clear()
+        self._ensured.clear()
+
+    async def jobs_stream(self) -> None:
+        """The WorkQueue stream holding every queue's jobs and one-off schedules."""
+        await self._stream(
+            "jobs",
+            StreamConfig(
+                name=c.JOBS_STREAM,
+                subjects=[f"{c.QUEUE_SUBJECT_PREFIX}*", f"{c.SCHEDULE_SUBJECT_PREFIX}>"],
+                retention=RetentionPolicy.WORK_QUEUE,
+                storage=StorageType.FILE,
+                discard=DiscardPolicy.OLD,
+                duplicate_window=c.DUPLICATE_WINDOW,
+                num_replicas=self._conn.settings.replicas,
+                allow_msg_ttl=True,
+                allow_msg_schedules=True,
+                allow_rollup_hdrs=True,
+                allow_direct=True,
+            ),
+        )
+
+    async def dlq_stream(self) -> None:
+        """The dead-letter stream (``naq.dlq.<queue>``, kept 30 days)."""
+        await self._stream(
+            "dlq",
+            StreamConfig(
+                name=c.DLQ_STREAM,
+                subjects=[f"{c.DLQ_SUBJECT_PREFIX}*"],
+                retention=RetentionPolicy.LIMITS,
+                storage=StorageType.FILE,
+                max_age=30 * 24 * 3600.0,
+                duplicate_window=c.DUPLICATE_WINDOW,
+                num_replicas=self._conn.settings.replicas,
+                allow_direct=True,
+            ),
+        )
+
+    async def _stream(self, key: str, config: StreamConfig) -> None:
+        if key in self._ensured:
+            return
+        async with self._lock:
+            if key in self._ensured:
+                return
+            js = self._conn.js
+            try:
+                await self._call(js.add_stream(config), f"create stream {config.name}")
+            except nats.js.errors.BadRequestError:
+                # exists with another config: reconcile (update keeps messages)
+                await self._call(js.update_stream(config), f"update stream {config.name}")
+            self._ensured.add(key)
+
+    async def consumer(self, queue: str, settings: ConsumerSettings) -> str:
+        """The durable consumer of ``queue``, created or reconciled; returns its name."""
+        name = c.consumer_name(queue)
+        key = f"consumer:{queue}:{settings}"
+        if key in self._ensured:
+            return name
+        await self.jobs_stream()
+        config = ConsumerConfig(
+            durable_name=name,
+            name=name,
+            filter_subject=c.queue_subject(queue),
+            ack_policy=AckPolicy.EXPLICIT,
+            ack_wait=settings.ack_wait,
+            max_deliver=settings.max_deliver,
+            max_ack_pending=settings.max_ack_pending,
+            max_waiting=512,
+            num_replicas=self._conn.settings.replicas,
+        )
+        js = self._conn.js
+        try:
+            info = await self._call(js.consumer_info(c.JOBS_STREAM, name), f"read consumer {name}")
+        except nats.js.errors.NotFoundError:
+            info = None
+        if info is None or _consumer_differs(info.config, config):
+            # add_consumer with the same durable name updates a changed consumer in place
+            await self._call(js.add_consumer(c.JOBS_STREAM, config), f"create consumer {name}")
+            if info is not None:
+                logger.info("reconciled consumer {} to {}", name, settings)
+        self._ensured.add(key)
+        return name
+
+    async def bucket(self, bucket: str) -> KeyValue:
+        """The key-value bucket ``bucket``, created on first use (history 1, direct gets)."""
+        found = self._kv.get(bucket)
+        if found is not None:
+            return found
+        async with self._lock:
+            found = self._kv.get(bucket)
+            if found is not None:
+                return found
+            js = self._conn.js
+            try:
+                kv = await self._call(js.key_value(bucket), f"open bucket {bucket}")
+            except nats.js.errors.BucketNotFoundError:
+                kv = await self._call(
+                    js.create_key_value(
+                        KeyValueConfig(
+                            bucket=bucket,
+                            history=1,
+                            direct=True,
+                            replicas=self._conn.settings.replicas,
+                        )
+                    ),
+                    f"create bucket {bucket}",
+                )
+            self._kv[bucket] = kv
+            return kv
+
+    async def _call(self, awaitable: Awaitable[T], what: str) -> T:
+        """Await a JetStream management call; connection-level failures become naq errors
+        (``NotFound``/``BadRequest`` answers pass through for the caller to decide)."""
+        try:
+            return await awaitable
+        except (nats.js.errors.NotFoundError, nats.js.errors.BadRequestError):
+            raise
+        except (nats.errors.ConnectionClosedError, nats.errors.NoRespondersError) as exc:
+            url = redact_url(self._conn.settings.nats_url)
+            raise NaqConnectionError(
+                f"NATS at {url} is not answering JetStream requests "
+                f"({type(exc).__name__}); is JetStream enabled?"
+            ) from exc
+        except (nats.errors.Error, OSError, TimeoutError) as exc:
+            raise translate(exc, what) from exc
+
+
+def _consumer_differs(current: Any, wanted: ConsumerConfig) -> bool:
+    fields = ("ack_wait", "max_deliver", "max_ack_pending", "filter_subject", "max_waiting")
+    return any(getattr(current, f) != getattr(wanted, f) for f in fields)

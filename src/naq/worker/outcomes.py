@@ -1,0 +1,137 @@
+"""The job records a worker writes (running, completed, retrying, failed, dead), bounded in
+size whatever the job does: a record is one message, and a message over the server's
+``max_payload`` would make the server close the worker's connection.
+
+A record keeps the last :data:`MAX_ATTEMPTS` attempts (a job with ``max_retries=10**9`` must
+not grow a record past a megabyte), error texts of at most :data:`MAX_ERROR` characters and
+only the latest attempt's traceback. A result too large to store becomes a failure of its own.
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from typing import Any
+
+from ..errors import PayloadTooLargeError
+from ..models import AttemptRecord, JobEnvelope, JobRecord, JobStatus, encode, record_for
+from .delivery import Delivery, Run
+
+MAX_ATTEMPTS = 20
+MAX_ERROR = 2000
+MAX_TRACEBACK = 8000
+#: Room left in a message for headers and the record's own fields besides the result.
+HEADROOM = 4096
+
+
+def qualified(exc: BaseException) -> str:
+    """``module:qualname`` of an exception's class."""
+    return f"{type(exc).__module__}:{type(exc).__qualname__}"
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 15] + " ...[truncated]"
+
+
+class Records:
+    """Builds the records of one worker's runs."""
+
+    def __init__(self, worker_id: str, default_ttl: int) -> None:
+        self.worker_id = worker_id
+        self.default_ttl = default_ttl
+
+    def ttl(self, envelope: JobEnvelope) -> int:
+        """Seconds the job's record is kept."""
+        return envelope.result_ttl or self.default_ttl
+
+    def record(
+        self,
+        delivery: Delivery,
+        envelope: JobEnvelope,
+        status: JobStatus,
+        attempt: int,
+        started: float,
+        history: list[AttemptRecord],
+    ) -> JobRecord:
+        """The job's record for ``attempt`` (started at ``started``) in ``status``."""
+        attempts = [a for a in history if a.attempt < attempt][-(MAX_ATTEMPTS - 1) :]
+        for old in attempts:
+            old.traceback = None  # only the latest attempt keeps its traceback
+        attempts.append(
+            AttemptRecord(attempt=attempt, worker_id=self.worker_id, started_at=started)
+        )
+        return record_for(
+            envelope,
+            status,
+            handed_back=delivery.handed_back,
+            suspect_runs=delivery.suspect_runs,
+            started_at=started,
+            worker_id=self.worker_id,
+            attempts=attempts,
+        )
+
+    def of_run(self, delivery: Delivery, run: Run, status: JobStatus) -> JobRecord:
+        """The record of ``run`` in ``status``."""
+        return self.record(delivery, run.envelope, status, run.attempt, run.started, run.history)
+
+    def running(self, delivery: Delivery, run: Run) -> JobRecord:
+        """The ``running`` record, with the progress reported so far."""
+        record = self.of_run(delivery, run, JobStatus.RUNNING)
+        record.progress, record.progress_message = run.ctx.progress, run.ctx.progress_message
+        return record
+
+    def completed(self, delivery: Delivery, run: Run, result: Any) -> JobRecord:
+        """The ``completed`` record holding ``result`` (already encoded for JSON)."""
+        record = self.of_run(delivery, run, JobStatus.COMPLETED)
+        record.finished_at = time.time()
+        record.result = result
+        record.progress, record.progress_message = 1.0, run.ctx.progress_message
+        record.attempts[-1].finished_at = record.finished_at
+        return record
+
+    def failed(
+        self, delivery: Delivery, run: Run, exc: BaseException, retry_at: float | None
+    ) -> JobRecord:
+        """The record of a failed run: ``retrying`` (next attempt at ``retry_at``) or
+        ``failed`` for good."""
+        now = time.time()
+        status = JobStatus.RETRYING if retry_at is not None else JobStatus.FAILED
+        record = self.of_run(delivery, run, status)
+        last = record.attempts[-1]
+        last.finished_at = now
+        last.error_type = _cut(qualified(exc), 300)
+        last.error = _cut(str(exc) or type(exc).__name__, MAX_ERROR)
+        last.traceback = _cut("".join(traceback.format_exception(exc)), MAX_TRACEBACK)
+        record.error_type, record.error, record.traceback = (
+            last.error_type,
+            last.error,
+            last.traceback,
+        )
+        if retry_at is not None:
+            record.next_attempt_at = retry_at
+        else:
+            record.finished_at = now
+        return record
+
+    def dead(
+        self, delivery: Delivery, envelope: JobEnvelope, attempt: int, kind: str, reason: str
+    ) -> JobRecord:
+        """The ``dead`` record of a job that never ran properly."""
+        now = time.time()
+        record = self.record(delivery, envelope, JobStatus.DEAD, attempt, now, [])
+        record.finished_at = now
+        record.error_type, record.error = f"naq:{kind}", _cut(reason, MAX_ERROR)
+        record.attempts[-1].error_type, record.attempts[-1].error = record.error_type, record.error
+        return record
+
+
+def check_fits(record: JobRecord, max_payload: int) -> bytes:
+    """The encoded record, or :class:`PayloadTooLargeError` if it cannot be stored."""
+    data = encode(record)
+    if len(data) + HEADROOM > max_payload:
+        raise PayloadTooLargeError(
+            f"the job's result is {len(data):,} bytes encoded, too large to store "
+            f"(the server's max_payload is {max_payload:,} bytes); return less, or store "
+            "large data elsewhere and return a reference"
+        )
+    return data

@@ -1,0 +1,426 @@
+"""One job from fetch to ack, in four steps: **decide** (decode, validate, allow, dedupe),
+**run**, **record** (store the outcome), **settle** (ack, nak or term).
+
+The order is the invariant users trust: the outcome (result, failure or dead letter) is
+stored before the message is answered. The same steps have two schedulings:
+
+* the fast path, for a plain first delivery: decided on the spot, the function handed to
+  the executor, its outcome stored and acked from callbacks (no task of naq's own);
+* the task path, for everything else (redeliveries, refusals, failures): a coroutine that
+  reads the job's record first (earlier attempts, crash counting) and awaits the same steps.
+
+See ``docs/worker.md`` for the sequence diagram.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from loguru import logger
+
+from ..codec import to_wire
+from ..context import JobContext, ProgressSink
+from ..deadletter import DeadLetters
+from ..errors import JobTimeoutError, NaqConnectionError, SerializationError, ServerError
+from ..functions import FunctionResolver
+from ..models import FINAL_STATUSES, AttemptRecord, JobStatus, encode
+from ..results import ResultStore
+from ..settings import Settings
+from ..transport import ACK, TERM, nak_body
+from .decide import Go, Refuse, decide
+from .delayed import DelayedCalls
+from .delivery import Delivery, Run, State
+from .executor import Executor
+from .outcomes import Records, check_fits, qualified
+from .retry import decide as retry_decision
+
+T = TypeVar("T")
+
+_FINAL_VALUES = frozenset(status.value for status in FINAL_STATUSES)
+#: A job still running after this many seconds gets its ``running`` record written.
+RUNNING_WRITE_DELAY = 0.02
+#: How long the worker keeps trying to store an outcome while NATS is unreachable, seconds.
+STORE_RETRY_FOR = 60.0
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True for failures that may go away by themselves (reconnecting, leader election)."""
+    if isinstance(exc, ServerError):
+        return exc.code in (0, 503) and not exc.err_code
+    return isinstance(exc, NaqConnectionError | OSError | TimeoutError)
+
+
+async def with_retries(what: str, attempt: Callable[[], Awaitable[T]]) -> T:
+    """Run ``attempt`` until it succeeds or ``STORE_RETRY_FOR`` passes (reconnects, leader
+    elections); the lease keeps the message ours meanwhile. Permanent refusals raise at once."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + STORE_RETRY_FOR
+    delay = 0.1
+    while True:
+        try:
+            return await attempt()
+        except Exception as exc:
+            if not is_transient(exc) or loop.time() + delay > deadline:
+                raise
+            logger.debug("{} failed ({}); retrying in {:.1f} s", what, exc, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 2.0)
+
+
+@dataclass(slots=True)
+class Counters:
+    """Jobs a worker finished: completed, and failed or dead."""
+
+    done: int = 0
+    failed: int = 0
+
+
+@dataclass(slots=True)
+class Parts:
+    """What the pipeline works with, handed over explicitly by the worker."""
+
+    settings: Settings
+    resolver: FunctionResolver
+    executor: Executor
+    results: ResultStore
+    dead_letters: DeadLetters
+    records: Records
+    running_marks: DelayedCalls
+    counters: Counters
+    max_crashes: int
+    max_payload: Callable[[], int]
+    report_progress: ProgressSink
+    write_running: Callable[[str, bytes, int], asyncio.Task[None]]
+    exclusive: Callable[[], AbstractAsyncContextManager[None]]
+    forget: Callable[[Delivery], None]
+
+
+class JobPipeline:
+    """Takes each delivery whose slot is taken through decide, run, record and settle."""
+
+    def __init__(self, parts: Parts) -> None:
+        self.p = parts
+
+    # -- entry ------------------------------------------------------------------------------
+    def start(self, delivery: Delivery) -> None:
+        """Begin processing a delivery whose slot is taken; never raises."""
+        p = self.p
+        if delivery.delivered == 1:
+            verdict = decide(delivery.msg, delivery.queue, p.settings, p.resolver)
+            if isinstance(verdict, Go):
+                delivery.job_id = verdict.envelope.id
+                if self._launch(delivery, verdict, 1, [], None):
+                    return
+        delivery.task = asyncio.create_task(self._guarded(delivery, self._slow(delivery)))
+
+    async def _slow(self, delivery: Delivery) -> None:
+        """The task path: refusals, redeliveries and crash counting, then the same steps."""
+        p = self.p
+        verdict = decide(delivery.msg, delivery.queue, p.settings, p.resolver)
+        attempt, history = delivery.delivered, []
+        envelope = verdict.envelope
+        if envelope is not None:
+            delivery.job_id = envelope.id
+        if envelope is not None and delivery.delivered > 1:
+            # earlier attempts' errors, and deliveries handed back at shutdown (not attempts)
+            previous = await p.results.get(envelope.id)
+            if previous is not None and previous.status in _FINAL_VALUES:
+                # its outcome is stored: the worker that stored it died (or lost the
+                # connection) before its ack arrived. Nothing to run again.
+                logger.info("job {} is {} already; acknowledging", envelope.id, previous.status)
+                delivery.settle(ACK)
+                return
+            if previous is not None:
+                history = list(previous.attempts)
+                delivery.handed_back = previous.handed_back
+                delivery.suspect_runs = previous.suspect_runs
+                attempt = max(1, delivery.delivered - previous.handed_back)
+            # Delivered again without a recorded outcome or retry: its worker died (or lost
+            # it) while it ran. Run it alone, so a job that kills workers cannot get the
+            # healthy jobs that shared the worker with it counted as crash loops too.
+            retrying = previous is not None and previous.status == JobStatus.RETRYING.value
+            delivery.suspect = attempt > 1 and not retrying
+        if isinstance(verdict, Refuse):
+            await self._refuse(delivery, verdict, attempt)
+            return
+        if delivery.suspect and delivery.suspect_runs >= p.max_crashes:
+            reason = (
+                f"its worker died while running it {delivery.suspect_runs + 1} times "
+                f"(it ran alone after the first; limit max_crashes={p.max_crashes})"
+            )
+            await self._refuse(delivery, Refuse("crash_loop", reason, verdict.envelope), attempt)
+            return
+        finished = asyncio.get_running_loop().create_future()
+        if not delivery.suspect:
+            if self._launch(delivery, verdict, attempt, history, finished):
+                await finished
+            return
+        async with p.exclusive():
+            # counted before it runs: if it kills this worker too, the next one knows
+            delivery.suspect_runs += 1
+            now = time.time()
+            running = p.records.record(
+                delivery, verdict.envelope, JobStatus.RUNNING, attempt, now, history
+            )
+            await self._store(running.job_id, encode(running), p.records.ttl(verdict.envelope))
+            if self._launch(delivery, verdict, attempt, history, finished):
+                await finished
+
+    async def _guarded(self, delivery: Delivery, work: Awaitable[None]) -> None:
+        """Await ``work`` for ``delivery``; an internal error still ends the message (dead
+        letter), so no message is redelivered forever."""
+        try:
+            await work
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - last resort
+            logger.exception("internal error processing a message: {}", exc)
+            if not delivery.settled:
+                await self._internal_error(delivery, exc)
+        finally:
+            if not delivery.slot_handed:
+                self.p.executor.release()
+            self.p.forget(delivery)
+
+    # -- run --------------------------------------------------------------------------------
+    def _launch(
+        self,
+        delivery: Delivery,
+        go: Go,
+        attempt: int,
+        history: list[AttemptRecord],
+        finished: asyncio.Future[None] | None,
+    ) -> bool:
+        """Hand the function to the executor; its end is taken to :meth:`_ran`. False if the
+        executor could not take it (shut down): nothing was started then."""
+        p = self.p
+        envelope = go.envelope
+        ctx = JobContext(
+            job_id=envelope.id,
+            attempt=attempt,
+            queue_name=envelope.queue,
+            _progress_sink=p.report_progress,
+        )
+        run = delivery.run = Run(envelope, attempt, history, ctx)
+        mark = p.running_marks.add(lambda: self._mark_running(delivery, run))
+
+        def done(value: Any, error: BaseException | None) -> None:
+            mark.cancel()
+            self._ran(delivery, run, value, error, finished)
+
+        delivery.slot_handed = True
+        delivery.state = State.RUNNING
+        try:
+            if p.executor.is_async(go.func):
+                delivery.job_task = p.executor.submit_async(
+                    go.func, go.args, go.kwargs, ctx, envelope.timeout, done
+                )
+            else:
+                p.executor.submit(go.func, go.args, go.kwargs, ctx, envelope.timeout, done)
+        except Exception:  # noqa: BLE001 - e.g. the pool is shut down
+            mark.cancel()
+            delivery.slot_handed = False
+            delivery.state = State.HELD
+            return False
+        return True
+
+    def _mark_running(self, delivery: Delivery, run: Run) -> None:
+        """Write the ``running`` record of a job still running after RUNNING_WRITE_DELAY."""
+        running = self.p.records.running(delivery, run)
+        delivery.running_write = self.p.write_running(
+            run.envelope.id, encode(running), self.p.records.ttl(run.envelope)
+        )
+
+    # -- record and settle ------------------------------------------------------------------
+    def _ran(
+        self,
+        delivery: Delivery,
+        run: Run,
+        value: Any,
+        error: BaseException | None,
+        finished: asyncio.Future[None] | None,
+    ) -> None:
+        """The function ended (on the loop): store its outcome, then settle."""
+        if delivery.settled or isinstance(error, asyncio.CancelledError):
+            # handed back at shutdown while it ran, or stopped with the worker: the next
+            # delivery runs it
+            self._done(delivery, finished)
+            return
+        p = self.p
+        data = b""
+        if error is None:
+            try:
+                result = to_wire(value, what="result")
+                data = check_fits(p.records.completed(delivery, run, result), p.max_payload())
+            except Exception as exc:  # noqa: BLE001 - an unstorable result fails the job
+                error = exc
+        if error is not None or delivery.running_write is not None:
+            work = self._finish(delivery, run, data, error)
+            delivery.task = asyncio.create_task(self._finish_guarded(delivery, work, finished))
+            return
+        try:
+            stored = p.results.put_encoded_nowait(
+                run.envelope.id, data, p.records.ttl(run.envelope)
+            )
+        except Exception:  # noqa: BLE001 - reconnecting: store with retries in a task
+            work = self._finish(delivery, run, data, None)
+            delivery.task = asyncio.create_task(self._finish_guarded(delivery, work, finished))
+            return
+        stored.add_done_callback(lambda f: self._stored(delivery, run, data, f, finished))
+
+    def _stored(
+        self,
+        delivery: Delivery,
+        run: Run,
+        data: bytes,
+        stored: asyncio.Future[int],
+        finished: asyncio.Future[None] | None,
+    ) -> None:
+        if stored.cancelled() or stored.exception() is not None:
+            work = self._finish(delivery, run, data, None)  # retried, or reported there
+            delivery.task = asyncio.create_task(self._finish_guarded(delivery, work, finished))
+            return
+        try:
+            self._acknowledge(delivery)
+        except Exception as exc:  # noqa: BLE001 - closed meanwhile: redelivered, then skipped
+            logger.debug("ack of {} failed: {}", run.envelope.id, exc)
+        self._done(delivery, finished)
+
+    async def _finish_guarded(
+        self, delivery: Delivery, work: Awaitable[None], finished: asyncio.Future[None] | None
+    ) -> None:
+        try:
+            await self._guarded(delivery, work)
+        finally:
+            self._done(delivery, finished)
+
+    def _done(self, delivery: Delivery, finished: asyncio.Future[None] | None) -> None:
+        if finished is not None and not finished.done():
+            finished.set_result(None)
+        self.p.forget(delivery)
+
+    async def _finish(
+        self, delivery: Delivery, run: Run, data: bytes, failure: BaseException | None
+    ) -> None:
+        """Store the outcome of a run (after its ``running`` record, if one was written)
+        and settle the message."""
+        if delivery.running_write is not None:
+            await delivery.running_write  # the outcome must be the last write
+        if failure is not None:
+            if isinstance(failure, KeyboardInterrupt | SystemExit):
+                failure = RuntimeError(f"job raised {type(failure).__name__}")
+            await self._failed(delivery, run, failure)
+            return
+        await self._store(run.envelope.id, data, self.p.records.ttl(run.envelope))
+        self._acknowledge(delivery)
+
+    def _acknowledge(self, delivery: Delivery) -> None:
+        """Ack a job whose completed record is stored."""
+        delivery.settle(ACK)
+        self.p.counters.done += 1
+
+    async def _failed(self, delivery: Delivery, run: Run, exc: BaseException) -> None:
+        p = self.p
+        envelope, attempt = run.envelope, run.attempt
+        decision = retry_decision(envelope, attempt, exc)
+        retry_at = time.time() + decision.delay if decision.retry else None
+        record = p.records.failed(delivery, run, exc, retry_at)
+        await self._store(record.job_id, encode(record), p.records.ttl(envelope))
+        last = record.attempts[-1]
+        if decision.retry:
+            logger.info(
+                "job {} failed (attempt {}): {}; retrying in {:g} s",
+                envelope.id,
+                attempt,
+                last.error,
+                decision.delay,
+            )
+            delivery.settle(nak_body(decision.delay))
+            return
+        level = "WARNING" if isinstance(exc, JobTimeoutError | SerializationError) else "INFO"
+        logger.log(
+            level,
+            "job {} failed for good (attempt {}): {} ({})",
+            envelope.id,
+            attempt,
+            last.error,
+            decision.reason,
+        )
+        reason = f"failed: {last.error_type}: {last.error} ({decision.reason})"
+        await self._dead_letter(delivery, reason, "failed", envelope.id)
+        delivery.settle(ACK)
+        p.counters.failed += 1
+
+    async def _refuse(self, delivery: Delivery, refusal: Refuse, attempt: int) -> None:
+        """Keep a message that must not run in the dead-letter stream, record its job as
+        ``dead`` (only when its envelope is trustworthy), and remove it from the queue."""
+        p = self.p
+        logger.warning(
+            "dead letter on queue {} ({}): {}", delivery.queue, refusal.kind, refusal.reason
+        )
+        envelope = refusal.envelope
+        job_id = envelope.id if envelope is not None else None
+        await self._dead_letter(delivery, refusal.reason, refusal.kind, job_id)
+        if envelope is not None:
+            record = p.records.dead(delivery, envelope, attempt or 1, refusal.kind, refusal.reason)
+            await self._store(record.job_id, encode(record), p.records.ttl(envelope))
+        delivery.settle(TERM)
+        p.counters.failed += 1
+
+    async def _internal_error(self, delivery: Delivery, exc: BaseException) -> None:
+        """Dead-letter a message naq itself failed on (with nothing of it but its bytes);
+        only when even that fails (NATS unreachable) is it handed back for later."""
+        try:
+            await asyncio.wait_for(
+                self.p.dead_letters.publish(
+                    queue=delivery.queue,
+                    payload=delivery.msg.data,
+                    reason=f"internal error: {qualified(exc)}: {exc}",
+                    kind="internal_error",
+                    dedupe_key=delivery.dedupe_key(),
+                ),
+                10.0,
+            )
+            delivery.settle(TERM)
+            self.p.counters.failed += 1
+        except Exception as again:  # noqa: BLE001 - NATS is away: try again later
+            logger.warning("could not dead-letter it either ({}); handing it back", again)
+            try:
+                delivery.settle(nak_body(5))
+            except Exception:  # noqa: BLE001 - the connection is gone; redelivered anyway
+                pass
+
+    async def _store(self, job_id: str, data: bytes, ttl: int) -> None:
+        store = self.p.results
+        try:
+            # the common case: straight onto the wire, without the retry machinery
+            await store.put_encoded_nowait(job_id, data, ttl)
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
+            await with_retries(
+                f"storing the outcome of {job_id}",
+                lambda: store.put_encoded_nowait(job_id, data, ttl),
+            )
+
+    async def _dead_letter(
+        self, delivery: Delivery, reason: str, kind: str, job_id: str | None
+    ) -> None:
+        msg = delivery.msg
+        await with_retries(
+            "storing a dead letter",
+            lambda: self.p.dead_letters.publish(
+                queue=delivery.queue,
+                payload=msg.data,
+                reason=reason,
+                kind=kind,
+                job_id=job_id,
+                original_headers=msg.headers,
+                dedupe_key=delivery.dedupe_key(),
+            ),
+        )
