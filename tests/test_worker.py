@@ -277,3 +277,24 @@ async def test_redelivered_job_whose_outcome_is_stored_is_acked_not_rerun(
         assert not calls.exists()  # never ran again
         assert await q.fetch_job_result(job.job_id) == 7
         assert await stream_count(nats_url, "NAQ_JOBS", f"naq.queue.{queue}") == 0
+
+
+async def test_worker_exits_with_an_error_when_the_server_drops_its_connection(
+    nats_url: str, queue: str
+) -> None:
+    """A server that ends a connection after a protocol error (as for an over-size message)
+    leaves nats-py closed for good; the worker must not linger as a process doing nothing."""
+    worker = naq.Worker([queue], nats_url=nats_url, concurrency=2)
+    task = asyncio.create_task(worker.run())
+
+    async def connected() -> bool:
+        return worker._conn is not None and worker._conn.is_connected
+
+    await wait_for(connected)
+    assert worker._conn is not None
+    # What nats-py does when it reads a server's -ERR (e.g. for a message over max_payload,
+    # which naq itself never sends): it closes the client for good, no reconnect. The same
+    # call nats-py makes on that line.
+    await worker._conn.nc._process_err("'Maximum Payload Violation'")
+    with pytest.raises(naq.NaqConnectionError, match="lost NATS"):
+        await asyncio.wait_for(task, WAIT)

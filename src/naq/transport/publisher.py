@@ -27,11 +27,9 @@ _SWEEP_INTERVAL = 0.25
 _SEQ = re.compile(rb'"seq"\s*:\s*(\d+)')
 
 
-class AckTimeoutError(NaqTimeoutError):
+def _ack_timeout() -> NaqTimeoutError:
     """No acknowledgement arrived in time (the message may or may not be stored)."""
-
-    def __init__(self) -> None:
-        super().__init__("NATS did not confirm a write in time; it may or may not be stored")
+    return NaqTimeoutError("NATS did not confirm a write in time; it may or may not be stored")
 
 
 class AckedPublisher:
@@ -114,7 +112,7 @@ class AckedPublisher:
         self._deadlines.clear()
         for future in waiting.values():
             if not future.done():
-                future.set_exception(AckTimeoutError())
+                future.set_exception(_ack_timeout())
                 future.exception()  # retrieved: nobody may be awaiting it any more
 
     async def _sweep(self) -> None:
@@ -129,7 +127,7 @@ class AckedPublisher:
                     _, token = deadlines.popleft()
                     future = self._waiting.pop(token, None)
                     if future is not None and not future.done():
-                        future.set_exception(AckTimeoutError())
+                        future.set_exception(_ack_timeout())
         finally:
             self._sweeper = None
 

@@ -332,8 +332,9 @@ class JobPipeline:
         record = p.records.failed(delivery, run, exc, retry_at)
         await self._store(record.job_id, encode(record), p.records.ttl(envelope))
         last = record.attempts[-1]
+        log = logger.bind(job_id=envelope.id, queue=envelope.queue, attempt=attempt)
         if decision.retry:
-            logger.info(
+            log.info(
                 "job {} failed (attempt {}): {}; retrying in {:g} s",
                 envelope.id,
                 attempt,
@@ -343,7 +344,7 @@ class JobPipeline:
             delivery.settle(nak_body(decision.delay))
             return
         level = "WARNING" if isinstance(exc, JobTimeoutError | SerializationError) else "INFO"
-        logger.log(
+        log.log(
             level,
             "job {} failed for good (attempt {}): {} ({})",
             envelope.id,
@@ -360,10 +361,10 @@ class JobPipeline:
         """Keep a message that must not run in the dead-letter stream, record its job as
         ``dead`` (only when its envelope is trustworthy), and remove it from the queue."""
         p = self.p
-        logger.warning(
-            "dead letter on queue {} ({}): {}", delivery.queue, refusal.kind, refusal.reason
-        )
         envelope = refusal.envelope
+        logger.bind(
+            job_id=envelope.id if envelope is not None else None, queue=delivery.queue
+        ).warning("dead letter on queue {} ({}): {}", delivery.queue, refusal.kind, refusal.reason)
         job_id = envelope.id if envelope is not None else None
         await self._dead_letter(delivery, refusal.reason, refusal.kind, job_id)
         if envelope is not None:
