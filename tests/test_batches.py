@@ -84,7 +84,7 @@ async def test_enqueued_batch_jobs_are_pending_with_their_function_and_queue(
             assert info.attempts == []
             assert info.worker_id is None and info.started_at is None
             assert info.enqueued_at is not None
-            assert abs(info.enqueued_at - job.enqueued_at) < 60
+            assert abs(info.enqueued_at.timestamp() - job.enqueued_at) < 60
             with pytest.raises(naq.JobNotFoundError, match="not finished"):
                 await q.fetch_job_result(job.job_id)
 

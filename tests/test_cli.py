@@ -19,6 +19,7 @@ import sys
 import time
 import uuid
 from dataclasses import fields
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -424,7 +425,10 @@ def test_long_running_worker_listed_then_sigterm_exits_cleanly(url: str, tmp_pat
         assert entry["status"] == "running"
         assert entry["hostname"] == socket.gethostname()
         assert entry["running_jobs"] == []
-        assert entry["started_at"] <= entry["last_heartbeat"] <= time.time() + 5
+        started = datetime.fromisoformat(entry["started_at"])  # ISO 8601, in UTC
+        last_heartbeat = datetime.fromisoformat(entry["last_heartbeat"])
+        assert started.utcoffset() == last_heartbeat.utcoffset() == timedelta(0)
+        assert started <= last_heartbeat <= datetime.now(UTC) + timedelta(seconds=5)
 
         # it runs jobs while it is up
         with naq.SyncClient(url) as client:

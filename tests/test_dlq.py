@@ -12,6 +12,7 @@ import sys
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -82,7 +83,8 @@ async def test_undecodable_messages_are_kept_raw_and_the_worker_goes_on(nats_url
         assert "decode" in entry.reason
         assert entry.queue == q
         assert entry.job_id is None
-        assert entry.failed_at is not None and abs(entry.failed_at - time.time()) < 60
+        assert entry.failed_at is not None and entry.failed_at.tzinfo is UTC
+        assert abs(entry.failed_at.timestamp() - time.time()) < 60
     await naq.close()
 
 
@@ -234,7 +236,8 @@ async def test_dlq_cli_list_show_requeue_purge(nats_url: str, tmp_path: Path) ->
         for entry in entries:
             assert {"id", "reason", "queue", "job_id", "failed_at", "payload"} <= entry.keys()
             assert entry["queue"] == q
-            assert isinstance(entry["failed_at"], float)
+            failed_at = datetime.fromisoformat(entry["failed_at"])  # ISO 8601, in UTC
+            assert failed_at.utcoffset() == timedelta(0)
         by_job = {e["job_id"]: e for e in entries}
         assert set(by_job) == {failed.job_id, refused.job_id}
         assert "os:system" in by_job[refused.job_id]["reason"]

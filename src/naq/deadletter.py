@@ -7,6 +7,7 @@ import base64
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from . import constants as c
@@ -21,6 +22,7 @@ from .transport import (
     safe_header_value,
     streams,
 )
+from .utctime import from_epoch
 
 H_REASON = "Naq-Dlq-Reason"
 H_QUEUE = "Naq-Dlq-Queue"
@@ -91,14 +93,15 @@ def _headers_size(headers: dict[str, str]) -> int:
 
 @dataclass(frozen=True, slots=True)
 class DeadLetter:
-    """One dead-letter entry (``naq dlq list|show``)."""
+    """One dead-letter entry (``naq dlq list|show``); ``failed_at`` is an aware UTC datetime
+    (``None`` when the entry carries no readable time)."""
 
     id: int
     reason: str
     kind: str
     queue: str
     job_id: str | None
-    failed_at: float | None
+    failed_at: datetime | None
     payload: bytes
     headers: dict[str, str]
 
@@ -112,7 +115,8 @@ class DeadLetter:
         }
 
     def to_json(self) -> dict[str, Any]:
-        """JSON-friendly form; the payload as text when it is UTF-8, else base64."""
+        """JSON-friendly form: ``failed_at`` in ISO 8601, the payload as text when it is
+        UTF-8, else base64."""
         try:
             payload, encoding = self.payload.decode(), "utf-8"
         except UnicodeDecodeError:
@@ -123,23 +127,30 @@ class DeadLetter:
             "kind": self.kind,
             "queue": self.queue,
             "job_id": self.job_id,
-            "failed_at": self.failed_at,
+            "failed_at": self.failed_at.isoformat() if self.failed_at else None,
             "payload": payload,
             "payload_encoding": encoding,
             "headers": self.original_headers,
         }
 
 
+def _failed_at(text: str | None) -> datetime | None:
+    """The time in a ``Naq-Dlq-Failed-At`` header; ``None`` if missing or not a number."""
+    try:
+        return from_epoch(float(text)) if text else None
+    except ValueError:
+        return None
+
+
 def _entry(msg: StoredMessage) -> DeadLetter:
     headers = msg.headers
-    failed = headers.get(H_FAILED_AT)
     return DeadLetter(
         id=msg.seq,
         reason=headers.get(H_REASON, ""),
         kind=headers.get(H_KIND, ""),
         queue=headers.get(H_QUEUE, msg.subject.removeprefix(c.DLQ_SUBJECT_PREFIX)),
         job_id=headers.get(H_JOB_ID),
-        failed_at=float(failed) if failed else None,
+        failed_at=_failed_at(headers.get(H_FAILED_AT)),
         payload=msg.data,
         headers=headers,
     )

@@ -5,12 +5,13 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from .constants import JOB_ID_RE
 from .errors import ConfigurationError
-from .models import JobRecord, JobStatus, WorkerRecord
+from .models import AttemptRecord, JobRecord, JobStatus, WorkerRecord
+from .utctime import from_epoch
 
 if TYPE_CHECKING:
     from .queue import Queue
@@ -228,19 +229,35 @@ class Job:
 
 @dataclass(frozen=True, slots=True)
 class AttemptInfo:
-    """One attempt at running a job."""
+    """One attempt at running a job (times are aware UTC datetimes)."""
 
     attempt: int
     worker_id: str | None
-    started_at: float | None
-    finished_at: float | None
+    started_at: datetime | None
+    finished_at: datetime | None
     error_type: str | None
     error: str | None
+
+    @classmethod
+    def from_record(cls, record: AttemptRecord) -> AttemptInfo:
+        """Build from the stored attempt (epoch seconds become UTC datetimes)."""
+        return cls(
+            attempt=record.attempt,
+            worker_id=record.worker_id,
+            started_at=from_epoch(record.started_at),
+            finished_at=from_epoch(record.finished_at),
+            error_type=record.error_type,
+            error=record.error,
+        )
 
 
 @dataclass(frozen=True, slots=True)
 class JobInfo:
-    """Everything naq knows about a job (``get_job_info``)."""
+    """Everything naq knows about a job (``get_job_info``).
+
+    Times are aware UTC datetimes (``None`` when it has not happened); ``next_attempt_at`` is
+    when a scheduled job or a retry is due.
+    """
 
     job_id: str
     status: JobStatus
@@ -248,9 +265,9 @@ class JobInfo:
     function: str
     attempts: list[AttemptInfo]
     worker_id: str | None
-    enqueued_at: float | None
-    started_at: float | None
-    finished_at: float | None
+    enqueued_at: datetime | None
+    started_at: datetime | None
+    finished_at: datetime | None
     depends_on: list[str]
     progress: float
     progress_message: str | None
@@ -258,25 +275,21 @@ class JobInfo:
     error_type: str | None = None
     error: str | None = None
     max_retries: int = 0
+    next_attempt_at: datetime | None = None
 
     @classmethod
     def from_record(cls, record: JobRecord) -> JobInfo:
-        """Build from the stored record."""
+        """Build from the stored record (epoch seconds become UTC datetimes)."""
         return cls(
             job_id=record.job_id,
             status=JobStatus(record.status),
             queue_name=record.queue_name,
             function=record.function,
-            attempts=[
-                AttemptInfo(
-                    a.attempt, a.worker_id, a.started_at, a.finished_at, a.error_type, a.error
-                )
-                for a in record.attempts
-            ],
+            attempts=[AttemptInfo.from_record(a) for a in record.attempts],
             worker_id=record.worker_id,
-            enqueued_at=record.enqueued_at,
-            started_at=record.started_at,
-            finished_at=record.finished_at,
+            enqueued_at=from_epoch(record.enqueued_at),
+            started_at=from_epoch(record.started_at),
+            finished_at=from_epoch(record.finished_at),
             depends_on=list(record.depends_on),
             progress=record.progress,
             progress_message=record.progress_message,
@@ -284,12 +297,13 @@ class JobInfo:
             error_type=record.error_type,
             error=record.error,
             max_retries=record.max_retries,
+            next_attempt_at=from_epoch(record.next_attempt_at),
         )
 
 
 @dataclass(frozen=True, slots=True)
 class WorkerInfo:
-    """A live worker (``list_workers``)."""
+    """A live worker (``list_workers``); its times are aware UTC datetimes."""
 
     worker_id: str
     hostname: str
@@ -299,8 +313,8 @@ class WorkerInfo:
     running_jobs: list[str]
     jobs_done: int
     jobs_failed: int
-    started_at: float
-    last_heartbeat: float
+    started_at: datetime
+    last_heartbeat: datetime
     status: str
 
     @classmethod
@@ -315,8 +329,8 @@ class WorkerInfo:
             running_jobs=list(record.running_jobs),
             jobs_done=record.jobs_done,
             jobs_failed=record.jobs_failed,
-            started_at=record.started_at,
-            last_heartbeat=record.last_heartbeat,
+            started_at=from_epoch(record.started_at),
+            last_heartbeat=from_epoch(record.last_heartbeat),
             status=record.status,
         )
 

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import sys
-import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 import typer
@@ -30,6 +28,8 @@ from .common import (
     with_connection,
 )
 from .dlq_cmds import dlq_app
+from .times import when_text
+from .workers_table import workers_table
 
 app = typer.Typer(
     name="naq",
@@ -58,12 +58,6 @@ def _root(
     ),
 ) -> None:
     """naq: the NATS Asynchronous Queue."""
-
-
-def _when(ts: float | None) -> str:
-    if ts is None:
-        return "-"
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
 @app.command()
@@ -155,7 +149,7 @@ def purge(
 @app.command("list-workers")
 @handle_errors
 def list_workers(url: str = URL_OPTION, as_json: bool = JSON_OPTION) -> None:
-    """List live workers."""
+    """List live workers (as many columns as the terminal is wide for; times in UTC)."""
     workers = run(with_connection(url, admin.list_workers))
     if as_json:
         print_json(workers)
@@ -163,35 +157,7 @@ def list_workers(url: str = URL_OPTION, as_json: bool = JSON_OPTION) -> None:
     if not workers:
         console.print("no workers running")
         return
-    table = Table(title="workers")
-    for col in (
-        "worker id",
-        "host",
-        "pid",
-        "queues",
-        "conc.",
-        "running",
-        "done",
-        "failed",
-        "heartbeat",
-        "status",
-    ):
-        table.add_column(col)
-    now = time.time()
-    for w in workers:
-        table.add_row(
-            w.worker_id,
-            w.hostname,
-            str(w.pid),
-            ",".join(w.queues),
-            str(w.concurrency),
-            str(len(w.running_jobs)),
-            str(w.jobs_done),
-            str(w.jobs_failed),
-            f"{now - w.last_heartbeat:.1f}s ago",
-            w.status,
-        )
-    console.print(table)
+    console.print(workers_table(workers, console))
 
 
 @app.command()
@@ -229,19 +195,21 @@ def job(job_id: str, url: str = URL_OPTION, as_json: bool = JSON_OPTION) -> None
         print_json(info)
         return
     table = Table(title=f"job {info.job_id}", show_header=False)
-    table.add_column("field")
-    table.add_column("value")
+    table.add_column("field", no_wrap=True)
+    table.add_column("value", overflow="fold")
     rows = [
         ("status", info.status.value),
         ("queue", info.queue_name),
         ("function", info.function),
         ("worker", info.worker_id or "-"),
-        ("enqueued", _when(info.enqueued_at)),
-        ("started", _when(info.started_at)),
-        ("finished", _when(info.finished_at)),
+        ("enqueued", when_text(info.enqueued_at)),
+        ("started", when_text(info.started_at)),
+        ("finished", when_text(info.finished_at)),
         ("attempts", str(len(info.attempts))),
         ("error", info.error or "-"),
     ]
+    if info.next_attempt_at is not None:
+        rows.append(("next attempt", when_text(info.next_attempt_at)))
     for key, value in rows:
         table.add_row(key, value)
     console.print(table)

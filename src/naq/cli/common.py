@@ -7,6 +7,7 @@ import functools
 import json
 import sys
 from collections.abc import Awaitable, Callable, Coroutine
+from datetime import datetime
 from enum import Enum
 from typing import Any, ParamSpec, TypeVar
 
@@ -77,6 +78,10 @@ async def with_connection(url: str | None, body: Callable[[Connection], Awaitabl
 
 
 def _plain(value: Any) -> Any:
+    """``value`` as JSON-ready data: dataclasses as dicts, enums as their values, datetimes
+    as ISO 8601 strings."""
+    if isinstance(value, datetime):
+        return value.isoformat()
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
     if isinstance(value, Enum):
@@ -89,5 +94,6 @@ def _plain(value: Any) -> Any:
 
 
 def print_json(value: Any) -> None:
-    """Print dataclasses/lists as JSON on stdout (field names as in the Python API)."""
+    """Print dataclasses/lists as JSON on stdout (field names as in the Python API, times
+    in ISO 8601)."""
     sys.stdout.write(json.dumps(_plain(value), indent=2, default=str) + "\n")

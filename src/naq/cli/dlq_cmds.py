@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-from datetime import UTC, datetime
 
 import typer
 from rich.table import Table
@@ -13,14 +12,11 @@ from ..deadletter import DeadLetter
 from ..transport import Connection
 from .common import JSON_OPTION, URL_OPTION, console, fail, handle_errors, print_json, run
 from .common import with_connection as _with
+from .times import when_text
 
 dlq_app = typer.Typer(help="Dead letters: jobs that failed for good or never ran properly.")
 
 QUEUE_OPTION = typer.Option(None, "--queue", "-q", help="Only this queue.")
-
-
-def _when(ts: float | None) -> str:
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S") if ts else "-"
 
 
 @dlq_app.command("list")
@@ -31,7 +27,7 @@ def list_cmd(
     url: str = URL_OPTION,
     as_json: bool = JSON_OPTION,
 ) -> None:
-    """List dead letters, oldest first."""
+    """List dead letters, oldest first (times in UTC)."""
 
     async def body(conn: Connection) -> list[DeadLetter]:
         return await deadletter.list_dead_letters(conn, queue, limit)
@@ -44,11 +40,15 @@ def list_cmd(
         console.print("no dead letters")
         return
     table = Table(title="dead letters")
-    for col in ("id", "queue", "job id", "kind", "failed at", "reason"):
-        table.add_column(col)
+    table.add_column("id", no_wrap=True)
+    table.add_column("queue", overflow="fold")  # ids a user copies: folded, never cut
+    table.add_column("job id", overflow="fold")
+    table.add_column("kind", no_wrap=True)
+    table.add_column("failed at")
+    table.add_column("reason")
     for e in entries:
         table.add_row(
-            str(e.id), e.queue, e.job_id or "-", e.kind, _when(e.failed_at), e.reason[:80]
+            str(e.id), e.queue, e.job_id or "-", e.kind, when_text(e.failed_at), e.reason[:80]
         )
     console.print(table)
 
