@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import textwrap
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,6 +22,8 @@ from conftest import WAIT
 from naq import JobStatus
 from naq.settings import load_settings
 
+ROOT = Path(__file__).resolve().parents[1]
+
 
 @pytest.fixture(autouse=True)
 def _close_sync_connections() -> Iterator[None]:
@@ -26,9 +33,13 @@ def _close_sync_connections() -> Iterator[None]:
 
 
 def _shared_connection(nats_url: str) -> Any:
-    loop = naq.sync._runner._loop
+    return _shared_connections()[nats_url]
+
+
+def _shared_connections() -> dict[str, Any]:
+    loop = naq.sync._runner.loop
     assert loop is not None, "the sync layer has not started its loop"
-    return naq.api._connections[loop][nats_url]
+    return naq.api._connections[loop]
 
 
 def _thread_client(nats_url: str) -> naq.transport.blocking.BlockingClient:
@@ -103,7 +114,7 @@ def test_other_sync_helpers_share_one_loop_connection(nats_url: str, queue: str)
         thread.join(WAIT)
     assert errors == []
     assert _shared_connection(nats_url) is conn
-    assert list(naq.api._connections[naq.sync._runner._loop]) == [nats_url]
+    assert list(_shared_connections()) == [nats_url]
     assert naq.purge_queue_sync(queue, nats_url=nats_url) == 1
 
 
@@ -217,3 +228,39 @@ def test_sync_client_purge_of_empty_queue_name_is_refused(nats_url: str, queue: 
                 client.purge_queue("")
         finally:
             assert client.purge_queue(queue) == 1, "purge_queue('') purged the client's queue"
+
+
+_NEVER_CLOSED = """
+import sys
+import naq
+from tests import jobs
+
+url, queue = sys.argv[1:3]
+client = naq.SyncClient(nats_url=url, queue_name=queue)  # never closed
+job = client.enqueue(jobs.add, 1, 2)
+print(client.get_job_status(job.job_id))
+print(naq.get_job_status_sync(job.job_id, nats_url=url))
+print(client.list_schedules() is not None)
+with naq.SyncClient(nats_url=url, queue_name=queue) as closed:  # closed, for contrast
+    print(closed.get_job_status(job.job_id))
+"""
+
+
+def test_an_unclosed_sync_client_exits_quietly(nats_url: str, queue: str) -> None:
+    """At exit every open SyncClient and shared connection is closed before the loop stops:
+    no "Task was destroyed but it is pending", no "never awaited", no traceback."""
+    script = textwrap.dedent(_NEVER_CLOSED)
+    done = subprocess.run(
+        [sys.executable, "-W", "default::ResourceWarning", "-c", script, nats_url, queue],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert done.stdout.split() == ["pending", "pending", "True", "pending"]
+    for noise in ("Task was destroyed", "never awaited", "Traceback", "Exception ignored"):
+        assert noise not in done.stderr, done.stderr
+    assert done.stderr == ""
+    assert done.returncode == 0
+    assert naq.purge_queue_sync(queue, nats_url=nats_url) == 1

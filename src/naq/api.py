@@ -56,6 +56,20 @@ async def close() -> None:
         await conn.close()
 
 
+def forget_connections(loop: asyncio.AbstractEventLoop) -> list[Connection]:
+    """Drop, without closing, the connections the helpers opened on ``loop``; returns them.
+
+    For a forked child: they belong to the parent (their sockets, their loop), and the
+    child's next call opens its own."""
+    return list(_connections.pop(loop, {}).values())
+
+
+def _queue_filter(queue_name: str | None) -> str | None:
+    """``None`` (every queue) or a valid queue name: an empty name is refused, never read
+    as "every queue"."""
+    return None if queue_name is None else validate_queue_name(queue_name)
+
+
 async def enqueue(
     func: Any,
     *args: Any,
@@ -117,8 +131,10 @@ async def list_queues(*, nats_url: str | None = None) -> list[QueueInfo]:
 async def list_dead_letters(
     queue_name: str | None = None, *, limit: int = 100, nats_url: str | None = None
 ) -> list[DeadLetter]:
-    """Dead-letter entries, oldest first, optionally of one queue."""
-    return await deadletter.list_dead_letters(await shared_connection(nats_url), queue_name, limit)
+    """Dead-letter entries, oldest first (at most ``limit``), of ``queue_name`` or of every
+    queue when it is ``None``."""
+    name = _queue_filter(queue_name)
+    return await deadletter.list_dead_letters(await shared_connection(nats_url), name, limit)
 
 
 async def requeue_dead_letter(entry_id: int, *, nats_url: str | None = None) -> str | None:
@@ -127,8 +143,10 @@ async def requeue_dead_letter(entry_id: int, *, nats_url: str | None = None) -> 
 
 
 async def purge_dead_letters(queue_name: str | None = None, *, nats_url: str | None = None) -> int:
-    """Remove dead letters (of one queue, or all); returns how many."""
-    return await deadletter.purge_dead_letters(await shared_connection(nats_url), queue_name)
+    """Remove the dead letters of ``queue_name`` (of every queue when it is ``None``);
+    returns how many."""
+    name = _queue_filter(queue_name)
+    return await deadletter.purge_dead_letters(await shared_connection(nats_url), name)
 
 
 # -- scheduling (see naq.scheduling) ------------------------------------------------------

@@ -10,6 +10,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from . import constants as c
+from . import deadletter
 from .batches import BATCH_SIZE, BatchRecord, batch_job_id, batch_key
 from .calls import prepare_call
 from .errors import (
@@ -35,6 +36,7 @@ from .transport import Connection
 if TYPE_CHECKING:
     from datetime import datetime, timedelta
 
+    from .deadletter import DeadLetter
     from .scheduling import Schedule
 
 #: How many ``enqueue_many`` publishes may await their acknowledgement at once.
@@ -273,6 +275,15 @@ class Queue:
 
         return await purge_queue_jobs(await self.connection(), self.name)
 
+    # -- dead letters (see naq.deadletter) ------------------------------------------------
+    async def list_dead_letters(self, *, limit: int = 100) -> list[DeadLetter]:
+        """This queue's dead-letter entries, oldest first (at most ``limit``)."""
+        return await deadletter.list_dead_letters(await self.connection(), self.name, limit)
+
+    async def purge_dead_letters(self) -> int:
+        """Remove this queue's dead letters; returns how many."""
+        return await deadletter.purge_dead_letters(await self.connection(), self.name)
+
     # -- scheduling (implemented in naq.scheduling) ---------------------------------------
     async def enqueue_at(self, when: datetime, func: Any, *args: Any, **kwargs: Any) -> Job:
         """Run ``func(*args, **kwargs)`` at ``when`` (datetime; naive = UTC), server-side:
@@ -289,12 +300,34 @@ class Queue:
 
         return await enqueue_in(self, delay, func, *args, **kwargs)
 
-    async def schedule(self, func: Any, *args: Any, **kwargs: Any) -> Schedule:
-        """Run ``func`` repeatedly (``cron=`` or ``interval=``, ``repeat=``, ``timezone=``,
-        ``schedule_id=``, ``misfire=``); returns the :class:`~naq.Schedule`."""
+    async def schedule(
+        self,
+        func: Any,
+        *args: Any,
+        cron: str | None = None,
+        interval: timedelta | float | None = None,
+        repeat: int | None = None,
+        timezone: str | None = None,
+        schedule_id: str | None = None,
+        misfire: str = "once",
+        **kwargs: Any,
+    ) -> Schedule:
+        """Run ``func(*args, **kwargs)`` on a ``cron`` rule or every ``interval``, ``repeat``
+        times (None = forever); returns the :class:`~naq.Schedule` (see :func:`naq.schedule`)."""
         from .scheduling import schedule
 
-        return await schedule(self, func, *args, **kwargs)
+        return await schedule(
+            self,
+            func,
+            *args,
+            cron=cron,
+            interval=interval,
+            repeat=repeat,
+            timezone=timezone,
+            schedule_id=schedule_id,
+            misfire=misfire,
+            **kwargs,
+        )
 
     async def cancel_scheduled_job(self, schedule_id: str) -> bool:
         """Cancel a schedule or a waiting ``enqueue_at`` job; False if nothing was cancelled."""

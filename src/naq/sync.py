@@ -1,111 +1,50 @@
 """Synchronous API: ``*_sync`` helpers and :class:`SyncClient`.
 
-All of it runs on one private event loop in one background daemon thread, started on first
-use and reused, so repeated calls from any thread share one connection per URL."""
+All of it runs on one private event loop in one background daemon thread
+(:mod:`naq.syncloop`), started on first use and reused, so repeated calls from any thread
+share one connection per URL. ``enqueue_sync`` publishes from the calling thread when it can.
+
+Each async helper of :mod:`naq.api` has a twin here with the very same parameters, and a
+:class:`SyncClient` method; :mod:`naq.surface` lists them and a test holds them to it.
+
+After ``os.fork()`` the child starts its own loop and connections on its next call; at
+interpreter exit every connection still open (and every unclosed :class:`SyncClient`) is
+closed before the loop stops."""
 
 from __future__ import annotations
 
-import asyncio
 import atexit
+import contextlib
+import functools
+import os
 import threading
-from collections.abc import Coroutine, Iterable
+import weakref
+from collections.abc import Callable, Coroutine, Iterable
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
-from . import admin, api
+from . import admin, api, deadletter
 from .calls import prepare_call
-from .deadletter import DeadLetter
 from .errors import WriteConflictError
 from .job import Job, JobInfo, QueueInfo, WorkerInfo, split_options
 from .models import JobStatus
 from .queue import Queue, enqueue_writes
 from .results import ResultStore
 from .settings import load_settings, validate_queue_name
+from .syncloop import LoopThread
 from .transport import Connection, blocking
 from .transport.errors import api_error
 
 if TYPE_CHECKING:
     from datetime import datetime, timedelta
 
+    from .deadletter import DeadLetter
     from .scheduling import Schedule
 
+P = ParamSpec("P")
 T = TypeVar("T")
 
-
-class _LoopThread:
-    """An event loop running forever in a daemon thread."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-
-    def _ensure(self) -> asyncio.AbstractEventLoop:
-        with self._lock:
-            if self._loop is None or self._loop.is_closed():
-                loop = asyncio.new_event_loop()
-                ready = threading.Event()
-
-                def main() -> None:
-                    asyncio.set_event_loop(loop)
-                    loop.call_soon(ready.set)
-                    loop.run_forever()
-
-                self._thread = threading.Thread(target=main, name="naq-sync-loop", daemon=True)
-                self._thread.start()
-                ready.wait()
-                self._loop = loop
-            return self._loop
-
-    def run(self, coro: Coroutine[Any, Any, T]) -> T:
-        """Run ``coro`` on the loop thread and return its result (blocking the caller)."""
-        loop = self._ensure()
-        if threading.current_thread() is self._thread:
-            coro.close()
-            raise RuntimeError("naq sync helpers cannot be called from naq's own loop thread")
-        # A plain lock as the hand-back: about half the cost of run_coroutine_threadsafe's
-        # chained concurrent future (this is every enqueue_sync call's overhead).
-        finished = threading.Lock()
-        finished.acquire()
-        started: list[asyncio.Future[T]] = []
-
-        def start() -> None:
-            try:
-                task: asyncio.Future[T] = loop.create_task(coro)
-            except BaseException as exc:  # noqa: BLE001 - handed to the caller below
-                coro.close()
-                task = loop.create_future()
-                task.set_exception(exc)
-            started.append(task)
-            if task.done():
-                finished.release()
-            else:
-                task.add_done_callback(lambda _task: finished.release())
-
-        loop.call_soon_threadsafe(start)
-        try:
-            finished.acquire()
-        except BaseException:  # e.g. KeyboardInterrupt while waiting: stop the call too
-            loop.call_soon_threadsafe(lambda: [task.cancel() for task in started])
-            raise
-        return started[0].result()
-
-    def stop(self) -> None:
-        """Close shared connections and stop the loop (at interpreter exit)."""
-        loop = self._loop
-        if loop is None or loop.is_closed():
-            return
-        try:
-            asyncio.run_coroutine_threadsafe(api.close(), loop).result(timeout=5)
-        except Exception:  # noqa: BLE001 - exiting anyway
-            pass
-        loop.call_soon_threadsafe(loop.stop)
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-
-
-_runner = _LoopThread()
-atexit.register(_runner.stop)
+_runner = LoopThread("naq-sync-loop")
 
 
 def run_sync(coro: Coroutine[Any, Any, T]) -> T:
@@ -113,13 +52,32 @@ def run_sync(coro: Coroutine[Any, Any, T]) -> T:
     return _runner.run(coro)
 
 
-def enqueue_sync(func: Any, *args: Any, **kwargs: Any) -> Job:
+def _blocking_twin(func: Callable[P, Coroutine[Any, Any, T]]) -> Callable[P, T]:
+    """``func``'s blocking twin ``<name>_sync``: the same parameters (for ``inspect``, IDEs
+    and type checkers alike), run on the shared loop thread."""
+
+    @functools.wraps(func)
+    def twin(*args: P.args, **kwargs: P.kwargs) -> T:
+        return _runner.run(func(*args, **kwargs))
+
+    twin.__module__ = __name__
+    twin.__name__ = twin.__qualname__ = f"{func.__name__}_sync"
+    twin.__doc__ = f"Blocking :func:`naq.{func.__name__}`.\n\n{func.__doc__ or ''}".rstrip()
+    return twin
+
+
+def enqueue_sync(
+    func: Any,
+    *args: Any,
+    queue_name: str | None = None,
+    nats_url: str | None = None,
+    **kwargs: Any,
+) -> Job:
     """Blocking :func:`naq.enqueue`.
 
     Publishes from the calling thread on a blocking connection of its own (see
-    :mod:`naq.blocking`) when it can; custom ``job_id`` and credentials files take the
-    shared loop thread instead."""
-    queue_name, nats_url = kwargs.pop("queue_name", None), kwargs.pop("nats_url", None)
+    :mod:`naq.transport.blocking`) when it can; custom ``job_id`` and credentials files take
+    the shared loop thread instead."""
     queue = Queue(queue_name, settings=load_settings(nats_url))
     job = _enqueue_blocking(queue, func, args, kwargs)
     if job is not None:
@@ -168,108 +126,32 @@ def _enqueue_blocking(
     return job
 
 
-def enqueue_many_sync(calls: Iterable[Any], **options: Any) -> list[Job]:
-    """Blocking :func:`naq.enqueue_many`."""
-    return _runner.run(api.enqueue_many(list(calls), **options))
-
-
-def fetch_job_result_sync(
-    job_id: str, timeout: float | None = None, *, nats_url: str | None = None
-) -> Any:
-    """Blocking :func:`naq.fetch_job_result`."""
-    return _runner.run(api.fetch_job_result(job_id, timeout, nats_url=nats_url))
-
-
-def get_job_status_sync(job_id: str, *, nats_url: str | None = None) -> JobStatus:
-    """Blocking :func:`naq.get_job_status`."""
-    return _runner.run(api.get_job_status(job_id, nats_url=nats_url))
-
-
-def get_job_info_sync(job_id: str, *, nats_url: str | None = None) -> JobInfo:
-    """Blocking :func:`naq.get_job_info`."""
-    return _runner.run(api.get_job_info(job_id, nats_url=nats_url))
-
-
-def purge_queue_sync(queue_name: str | None = None, *, nats_url: str | None = None) -> int:
-    """Blocking :func:`naq.purge_queue`."""
-    return _runner.run(api.purge_queue(queue_name, nats_url=nats_url))
-
-
-def list_workers_sync(*, nats_url: str | None = None) -> list[WorkerInfo]:
-    """Blocking :func:`naq.list_workers`."""
-    return _runner.run(api.list_workers(nats_url=nats_url))
-
-
-def list_queues_sync(*, nats_url: str | None = None) -> list[QueueInfo]:
-    """Blocking :func:`naq.list_queues`."""
-    return _runner.run(api.list_queues(nats_url=nats_url))
-
-
-def enqueue_at_sync(when: datetime, func: Any, *args: Any, **kwargs: Any) -> Job:
-    """Blocking :func:`naq.enqueue_at`."""
-    return _runner.run(api.enqueue_at(when, func, *args, **kwargs))
-
-
-def enqueue_in_sync(delay: timedelta | float, func: Any, *args: Any, **kwargs: Any) -> Job:
-    """Blocking :func:`naq.enqueue_in`."""
-    return _runner.run(api.enqueue_in(delay, func, *args, **kwargs))
-
-
-def schedule_sync(func: Any, *args: Any, **kwargs: Any) -> Schedule:
-    """Blocking :func:`naq.schedule`."""
-    return _runner.run(api.schedule(func, *args, **kwargs))
-
-
-def cancel_scheduled_job_sync(schedule_id: str, *, nats_url: str | None = None) -> bool:
-    """Blocking :func:`naq.cancel_scheduled_job`."""
-    return _runner.run(api.cancel_scheduled_job(schedule_id, nats_url=nats_url))
-
-
-def pause_scheduled_job_sync(schedule_id: str, *, nats_url: str | None = None) -> Schedule:
-    """Blocking :func:`naq.pause_scheduled_job`."""
-    return _runner.run(api.pause_scheduled_job(schedule_id, nats_url=nats_url))
-
-
-def resume_scheduled_job_sync(schedule_id: str, *, nats_url: str | None = None) -> Schedule:
-    """Blocking :func:`naq.resume_scheduled_job`."""
-    return _runner.run(api.resume_scheduled_job(schedule_id, nats_url=nats_url))
-
-
-def modify_scheduled_job_sync(
-    schedule_id: str, *, nats_url: str | None = None, **changes: Any
-) -> Schedule:
-    """Blocking :func:`naq.modify_scheduled_job`."""
-    return _runner.run(api.modify_scheduled_job(schedule_id, nats_url=nats_url, **changes))
-
-
-def list_schedules_sync(
-    *, queue_name: str | None = None, nats_url: str | None = None, limit: int | None = None
-) -> list[Schedule]:
-    """Blocking :func:`naq.list_schedules`."""
-    return _runner.run(api.list_schedules(queue_name=queue_name, nats_url=nats_url, limit=limit))
-
-
-def list_dead_letters_sync(
-    queue_name: str | None = None, *, limit: int = 100, nats_url: str | None = None
-) -> list[DeadLetter]:
-    """Blocking :func:`naq.list_dead_letters`."""
-    return _runner.run(api.list_dead_letters(queue_name, limit=limit, nats_url=nats_url))
-
-
-def requeue_dead_letter_sync(entry_id: int, *, nats_url: str | None = None) -> str | None:
-    """Blocking :func:`naq.requeue_dead_letter`."""
-    return _runner.run(api.requeue_dead_letter(entry_id, nats_url=nats_url))
-
-
-def purge_dead_letters_sync(queue_name: str | None = None, *, nats_url: str | None = None) -> int:
-    """Blocking :func:`naq.purge_dead_letters`."""
-    return _runner.run(api.purge_dead_letters(queue_name, nats_url=nats_url))
+enqueue_many_sync = _blocking_twin(api.enqueue_many)
+enqueue_at_sync = _blocking_twin(api.enqueue_at)
+enqueue_in_sync = _blocking_twin(api.enqueue_in)
+schedule_sync = _blocking_twin(api.schedule)
+fetch_job_result_sync = _blocking_twin(api.fetch_job_result)
+get_job_status_sync = _blocking_twin(api.get_job_status)
+get_job_info_sync = _blocking_twin(api.get_job_info)
+purge_queue_sync = _blocking_twin(api.purge_queue)
+list_workers_sync = _blocking_twin(api.list_workers)
+list_queues_sync = _blocking_twin(api.list_queues)
+list_dead_letters_sync = _blocking_twin(api.list_dead_letters)
+requeue_dead_letter_sync = _blocking_twin(api.requeue_dead_letter)
+purge_dead_letters_sync = _blocking_twin(api.purge_dead_letters)
+cancel_scheduled_job_sync = _blocking_twin(api.cancel_scheduled_job)
+pause_scheduled_job_sync = _blocking_twin(api.pause_scheduled_job)
+resume_scheduled_job_sync = _blocking_twin(api.resume_scheduled_job)
+modify_scheduled_job_sync = _blocking_twin(api.modify_scheduled_job)
+list_schedules_sync = _blocking_twin(api.list_schedules)
 
 
 class SyncClient:
     """A blocking client holding one connection: ``with naq.SyncClient() as client: ...``.
 
-    Offers the module-level calls as methods without the ``_sync`` suffix.
+    Offers every module-level helper as a method without the ``_sync`` suffix and without
+    ``nats_url``; ``queue_name=None`` means this client's queue wherever the helper would
+    take the default queue. A client left open is closed at interpreter exit.
     """
 
     def __init__(self, nats_url: str | None = None, queue_name: str | None = None) -> None:
@@ -297,21 +179,28 @@ class SyncClient:
             conn = Connection(self.settings, name="naq-sync-client")
             _runner.run(conn.connect())
             self._conn = conn
+            _open_clients.add(self)
 
     def close(self) -> None:
         """Close the connection."""
         conn, self._conn = self._conn, None
+        _open_clients.discard(self)
         if conn is not None:
             _runner.run(conn.close())
 
-    def _queue(self, queue_name: str | None = None) -> Queue:
+    def _connection(self) -> Connection:
         self.connect()
+        assert self._conn is not None
+        return self._conn
+
+    def _queue(self, queue_name: str | None = None) -> Queue:
         return Queue(
             self.queue_name if queue_name is None else queue_name,
-            connection=self._conn,
+            connection=self._connection(),
             settings=self.settings,
         )
 
+    # -- enqueue --------------------------------------------------------------------------
     def enqueue(self, func: Any, *args: Any, queue_name: str | None = None, **kwargs: Any) -> Job:
         """Enqueue ``func(*args, **kwargs)`` (from this thread's blocking connection when
         it can, like :func:`enqueue_sync`)."""
@@ -326,38 +215,6 @@ class SyncClient:
     ) -> list[Job]:
         """Enqueue many ``(func, args, kwargs)`` calls."""
         return _runner.run(self._queue(queue_name).enqueue_many(list(calls), **options))
-
-    def fetch_job_result(self, job_id: str, timeout: float | None = None) -> Any:
-        """The job's return value (waits up to ``timeout`` s)."""
-        return _runner.run(self._queue().fetch_job_result(job_id, timeout=timeout))
-
-    def get_job_status(self, job_id: str) -> JobStatus:
-        """The job's status."""
-        return _runner.run(self._queue().get_job_status(job_id))
-
-    def get_job_info(self, job_id: str) -> JobInfo:
-        """The job's whole record."""
-        return _runner.run(self._queue().get_job_info(job_id))
-
-    def purge_queue(self, queue_name: str | None = None) -> int:
-        """Remove every waiting job of the queue; returns how many."""
-        self.connect()
-        assert self._conn is not None
-        name = validate_queue_name(self.queue_name if queue_name is None else queue_name)
-        return _runner.run(admin.purge_queue_jobs(self._conn, name))
-
-    def list_workers(self) -> list[WorkerInfo]:
-        """Live workers."""
-        return _runner.run(admin.list_workers(self._connection()))
-
-    def list_queues(self) -> list[QueueInfo]:
-        """Queues and their counts."""
-        return _runner.run(admin.list_queues(self._connection()))
-
-    def _connection(self) -> Connection:
-        self.connect()
-        assert self._conn is not None
-        return self._conn
 
     def enqueue_at(
         self, when: datetime, func: Any, *args: Any, queue_name: str | None = None, **kwargs: Any
@@ -377,11 +234,81 @@ class SyncClient:
         return _runner.run(self._queue(queue_name).enqueue_in(delay, func, *args, **kwargs))
 
     def schedule(
-        self, func: Any, *args: Any, queue_name: str | None = None, **kwargs: Any
+        self,
+        func: Any,
+        *args: Any,
+        cron: str | None = None,
+        interval: timedelta | float | None = None,
+        repeat: int | None = None,
+        timezone: str | None = None,
+        schedule_id: str | None = None,
+        misfire: str = "once",
+        queue_name: str | None = None,
+        **kwargs: Any,
     ) -> Schedule:
-        """Store a recurring schedule (``cron=`` or ``interval=``, ...)."""
-        return _runner.run(self._queue(queue_name).schedule(func, *args, **kwargs))
+        """Store a recurring schedule (see :func:`naq.schedule`)."""
+        queue = self._queue(queue_name)
+        return _runner.run(
+            queue.schedule(
+                func,
+                *args,
+                cron=cron,
+                interval=interval,
+                repeat=repeat,
+                timezone=timezone,
+                schedule_id=schedule_id,
+                misfire=misfire,
+                **kwargs,
+            )
+        )
 
+    # -- jobs -----------------------------------------------------------------------------
+    def fetch_job_result(self, job_id: str, timeout: float | None = None) -> Any:
+        """The job's return value (waits up to ``timeout`` s)."""
+        return _runner.run(self._queue().fetch_job_result(job_id, timeout=timeout))
+
+    def get_job_status(self, job_id: str) -> JobStatus:
+        """The job's status."""
+        return _runner.run(self._queue().get_job_status(job_id))
+
+    def get_job_info(self, job_id: str) -> JobInfo:
+        """The job's whole record."""
+        return _runner.run(self._queue().get_job_info(job_id))
+
+    # -- queues and workers ---------------------------------------------------------------
+    def purge_queue(self, queue_name: str | None = None) -> int:
+        """Remove every waiting job of the queue; returns how many."""
+        name = validate_queue_name(self.queue_name if queue_name is None else queue_name)
+        return _runner.run(admin.purge_queue_jobs(self._connection(), name))
+
+    def list_workers(self) -> list[WorkerInfo]:
+        """Live workers."""
+        return _runner.run(admin.list_workers(self._connection()))
+
+    def list_queues(self) -> list[QueueInfo]:
+        """Queues and their counts."""
+        return _runner.run(admin.list_queues(self._connection()))
+
+    # -- dead letters ---------------------------------------------------------------------
+    def list_dead_letters(
+        self, queue_name: str | None = None, *, limit: int = 100
+    ) -> list[DeadLetter]:
+        """Dead-letter entries, oldest first (at most ``limit``), of ``queue_name`` or of
+        every queue when it is ``None`` (as :func:`naq.list_dead_letters`)."""
+        name = None if queue_name is None else validate_queue_name(queue_name)
+        return _runner.run(deadletter.list_dead_letters(self._connection(), name, limit))
+
+    def requeue_dead_letter(self, entry_id: int) -> str | None:
+        """Run a dead-lettered job again under its original job id; returns that id."""
+        return _runner.run(deadletter.requeue_dead_letter(self._connection(), entry_id))
+
+    def purge_dead_letters(self, queue_name: str | None = None) -> int:
+        """Remove the dead letters of ``queue_name`` (of every queue when it is ``None``, as
+        :func:`naq.purge_dead_letters`); returns how many."""
+        name = None if queue_name is None else validate_queue_name(queue_name)
+        return _runner.run(deadletter.purge_dead_letters(self._connection(), name))
+
+    # -- schedules ------------------------------------------------------------------------
     def cancel_scheduled_job(self, schedule_id: str) -> bool:
         """Cancel a schedule or a waiting ``enqueue_at`` job."""
         return _runner.run(self._queue().cancel_scheduled_job(schedule_id))
@@ -406,3 +333,71 @@ class SyncClient:
 
         queue = self._queue(queue_name)
         return _runner.run(list_schedules(queue, all_queues=queue_name is None, limit=limit))
+
+
+class _OpenClients:
+    """The :class:`SyncClient` objects holding a connection (weakly: a forgotten client
+    still goes away), so that exit and fork can deal with them."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._clients: weakref.WeakSet[SyncClient] = weakref.WeakSet()
+
+    def add(self, client: SyncClient) -> None:
+        with self._lock:
+            self._clients.add(client)
+
+    def discard(self, client: SyncClient) -> None:
+        with self._lock:
+            self._clients.discard(client)
+
+    def take_all(self) -> list[SyncClient]:
+        """Every open client, now forgotten here."""
+        with self._lock:
+            clients = list(self._clients)
+            self._clients.clear()
+        return clients
+
+    def reset_after_fork(self) -> None:
+        """A fresh lock in a forked child: the old one may be held by a thread that did not
+        survive the fork."""
+        self._lock = threading.Lock()
+
+
+_open_clients = _OpenClients()
+
+
+async def _close_connections() -> None:
+    """Close every open :class:`SyncClient`'s connection and the helpers' shared ones."""
+    for client in _open_clients.take_all():
+        conn, client._conn = client._conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                await conn.close()
+    await api.close()
+
+
+def _stop_at_exit() -> None:
+    _runner.stop(_close_connections)
+
+
+#: What a forked child inherited from the parent and keeps, untouched, until it exits: the
+#: parent's loop and the connections on it. Collected, the loop could be closed, which
+#: unregisters its wake-up pipe from the epoll instance it shares with the parent.
+_inherited: list[object] = []
+
+
+def _after_fork_in_child() -> None:
+    """Forget the parent's loop thread, connections and caches: the next call starts anew."""
+    _open_clients.reset_after_fork()
+    for client in _open_clients.take_all():  # they reconnect on their next call
+        _inherited.append(client._conn)
+        client._conn = None
+    old_loop = _runner.forget_after_fork()
+    if old_loop is not None:
+        _inherited.extend((old_loop, api.forget_connections(old_loop)))
+    _storage_ready.clear()
+
+
+atexit.register(_stop_at_exit)
+os.register_at_fork(after_in_child=_after_fork_in_child)
