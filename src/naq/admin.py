@@ -6,17 +6,18 @@ from __future__ import annotations
 import msgspec
 
 from . import constants as c
+from . import stats
 from .job import QueueInfo, WorkerInfo
 from .models import decode_worker
-from .settings import validate_queue_name
+from .purge import purge_waiting_jobs
 from .transport import Connection, kv, streams
 
 
 async def purge_queue_jobs(conn: Connection, queue: str) -> int:
-    """Purge waiting jobs of ``queue`` from the jobs stream; returns the number removed."""
-    validate_queue_name(queue)
-    await conn.ensure_jobs_stream()
-    return await streams.purge(conn, c.JOBS_STREAM, c.queue_subject(queue))
+    """Purge the waiting jobs of ``queue`` from the jobs stream and mark their records
+    ``cancelled`` (``error_type`` ``naq:purged``, so their waiters stop waiting); returns
+    the number removed."""
+    return await purge_waiting_jobs(conn, queue)
 
 
 async def list_workers(conn: Connection) -> list[WorkerInfo]:
@@ -46,21 +47,26 @@ async def _dead_letter_counts(conn: Connection) -> dict[str, int]:
 
 
 async def list_queues(conn: Connection) -> list[QueueInfo]:
-    """Every queue that has a consumer, with waiting/running counts and its workers."""
+    """Every queue that has a consumer: its waiting, running, scheduled and dead jobs, the
+    jobs its workers completed and failed (totals, up to a heartbeat late), its workers."""
     await conn.ensure_jobs_stream()
     workers = await list_workers(conn)
     dead = await _dead_letter_counts(conn)
+    totals = await stats.read_all(conn)
     infos: list[QueueInfo] = []
     for consumer in await streams.consumers(conn, c.JOBS_STREAM):
         if not consumer.name.startswith(c.CONSUMER_PREFIX):
             continue
         queue = consumer.name.removeprefix(c.CONSUMER_PREFIX)
+        completed, failed = totals.get(queue, (0, 0))
         infos.append(
             QueueInfo(
                 name=queue,
                 waiting=consumer.pending,
                 running=consumer.ack_pending,
                 scheduled=await count_scheduled(conn, queue),
+                completed=completed,
+                failed=failed,
                 dead=dead.get(queue, 0),
                 workers=sum(1 for w in workers if queue in w.queues),
                 paused=consumer.paused,

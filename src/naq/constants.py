@@ -20,6 +20,8 @@ WORKERS_BUCKET = "naq_workers"
 SCHEDULES_BUCKET = "naq_schedules"
 SCHEDULER_BUCKET = "naq_scheduler"
 SCHEDULER_LOCK_KEY = "leader"
+#: Completed and failed totals per queue (JSON, one key per queue), added to by every worker.
+STATS_BUCKET = "naq_stats"
 
 #: Durable consumer for queue ``q`` is ``naq-q``.
 CONSUMER_PREFIX = "naq-"

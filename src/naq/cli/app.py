@@ -28,6 +28,7 @@ from .common import (
     with_connection,
 )
 from .dlq_cmds import dlq_app
+from .queues_table import queues_table
 from .times import when_text
 from .workers_table import workers_table
 
@@ -163,7 +164,7 @@ def list_workers(url: str = URL_OPTION, as_json: bool = JSON_OPTION) -> None:
 @app.command()
 @handle_errors
 def queues(url: str = URL_OPTION, as_json: bool = JSON_OPTION) -> None:
-    """List queues with waiting and running counts."""
+    """List queues: waiting, running, scheduled, completed, failed and dead jobs, workers."""
     infos = run(with_connection(url, admin.list_queues))
     if as_json:
         print_json(infos)
@@ -171,12 +172,7 @@ def queues(url: str = URL_OPTION, as_json: bool = JSON_OPTION) -> None:
     if not infos:
         console.print("no queues yet")
         return
-    table = Table(title="queues")
-    for col in ("queue", "waiting", "running", "workers", "paused"):
-        table.add_column(col)
-    for q in infos:
-        table.add_row(q.name, str(q.waiting), str(q.running), str(q.workers), str(q.paused))
-    console.print(table)
+    console.print(queues_table(infos))
 
 
 @app.command()

@@ -207,6 +207,8 @@ class Worker:
         finally:
             await loops.close()
             remove_stop_handlers(self._loop)
+            # the jobs finished since the last heartbeat count too (bounded: NATS may be gone)
+            await _quiet(asyncio.wait_for(self.counters.flush(conn), 5.0))
             await self.status.remove()
             for puller in self._pullers:
                 await puller.close()
@@ -356,6 +358,8 @@ class Worker:
         running = [d.job_id for d in self._inflight.values() if d.job_id and not d.settled]
         status = "stopping" if self._stop is not None and self._stop.is_set() else "running"
         await self.status.beat(running, self.jobs_done, self.jobs_failed, status)
+        # what finished since the last beat, into the queues' shared totals (naq queues)
+        await self.counters.flush(self._conn_or_raise())
 
     # -- progress -------------------------------------------------------------------------
     def report_progress(self, job_id: str, fraction: float, message: str | None) -> None:

@@ -18,11 +18,12 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from loguru import logger
 
+from .. import stats
 from ..codec import to_wire
 from ..context import JobContext, ProgressSink
 from ..deadletter import DeadLetters
@@ -31,7 +32,7 @@ from ..functions import FunctionResolver
 from ..models import FINAL_STATUSES, AttemptRecord, JobStatus, encode
 from ..results import ResultStore
 from ..settings import Settings
-from ..transport import ACK, TERM, nak_body
+from ..transport import ACK, TERM, Connection, nak_body
 from .decide import Go, Refuse, decide
 from .delayed import DelayedCalls
 from .delivery import Delivery, Run, State
@@ -74,10 +75,62 @@ async def with_retries(what: str, attempt: Callable[[], Awaitable[T]]) -> T:
 
 @dataclass(slots=True)
 class Counters:
-    """Jobs a worker finished: completed, and failed or dead."""
+    """Jobs a worker finished: completed, and failed or dead; in all and per queue.
+
+    The per-queue counts are added to the queues' shared totals (:mod:`naq.stats`) by
+    :meth:`flush`, called at every heartbeat and once more at shutdown; ``flushed`` holds
+    what was added already, so each flush adds only what finished since the last one."""
 
     done: int = 0
     failed: int = 0
+    done_by_queue: dict[str, int] = field(default_factory=dict)
+    failed_by_queue: dict[str, int] = field(default_factory=dict)
+    #: per queue, the (done, failed) counts already added to the shared totals
+    flushed: dict[str, tuple[int, int]] = field(default_factory=dict)
+    _flushing: asyncio.Future[None] | None = None
+
+    def add_done(self, queue: str) -> None:
+        """Count a completed job of ``queue``."""
+        self.done += 1
+        self.done_by_queue[queue] = self.done_by_queue.get(queue, 0) + 1
+
+    def add_failed(self, queue: str) -> None:
+        """Count a job of ``queue`` that failed for good or was dead-lettered."""
+        self.failed += 1
+        self.failed_by_queue[queue] = self.failed_by_queue.get(queue, 0) + 1
+
+    def unflushed(self) -> dict[str, tuple[int, int]]:
+        """Per queue, the (done, failed) jobs not yet added to the shared totals."""
+        deltas: dict[str, tuple[int, int]] = {}
+        for queue in self.done_by_queue.keys() | self.failed_by_queue.keys():
+            done, failed = self.flushed.get(queue, (0, 0))
+            delta = (
+                self.done_by_queue.get(queue, 0) - done,
+                self.failed_by_queue.get(queue, 0) - failed,
+            )
+            if delta != (0, 0):
+                deltas[queue] = delta
+        return deltas
+
+    async def flush(self, conn: Connection) -> None:
+        """Add what finished since the last flush to the shared per-queue totals (one
+        compare-and-set per queue); on failure it stays for the next flush.
+
+        A flush runs to its end even if its caller is cancelled (a write that got through
+        must be marked as added, or the next flush would add it twice), and flushes never
+        overlap: a flush waits for the one still running first."""
+        while self._flushing is not None and not self._flushing.done():
+            await asyncio.wait([self._flushing])
+        if not self.unflushed():
+            return
+        self._flushing = asyncio.ensure_future(self._add_unflushed(conn))
+        await asyncio.shield(self._flushing)
+
+    async def _add_unflushed(self, conn: Connection) -> None:
+        for queue, (done, failed) in self.unflushed().items():
+            await stats.add(conn, queue, done, failed)
+            added_done, added_failed = self.flushed.get(queue, (0, 0))
+            self.flushed[queue] = (added_done + done, added_failed + failed)
 
 
 @dataclass(slots=True)
@@ -322,7 +375,7 @@ class JobPipeline:
     def _acknowledge(self, delivery: Delivery) -> None:
         """Ack a job whose completed record is stored."""
         delivery.settle(ACK)
-        self.p.counters.done += 1
+        self.p.counters.add_done(delivery.queue)
 
     async def _failed(self, delivery: Delivery, run: Run, exc: BaseException) -> None:
         p = self.p
@@ -355,7 +408,7 @@ class JobPipeline:
         reason = f"failed: {last.error_type}: {last.error} ({decision.reason})"
         await self._dead_letter(delivery, reason, "failed", envelope.id)
         delivery.settle(ACK)
-        p.counters.failed += 1
+        p.counters.add_failed(delivery.queue)
 
     async def _refuse(self, delivery: Delivery, refusal: Refuse, attempt: int) -> None:
         """Keep a message that must not run in the dead-letter stream, record its job as
@@ -371,7 +424,7 @@ class JobPipeline:
             record = p.records.dead(delivery, envelope, attempt or 1, refusal.kind, refusal.reason)
             await self._store(record.job_id, encode(record), p.records.ttl(envelope))
         delivery.settle(TERM)
-        p.counters.failed += 1
+        p.counters.add_failed(delivery.queue)
 
     async def _internal_error(self, delivery: Delivery, exc: BaseException) -> None:
         """Dead-letter a message naq itself failed on (with nothing of it but its bytes);
@@ -388,7 +441,7 @@ class JobPipeline:
                 10.0,
             )
             delivery.settle(TERM)
-            self.p.counters.failed += 1
+            self.p.counters.add_failed(delivery.queue)
         except Exception as again:  # noqa: BLE001 - NATS is away: try again later
             logger.warning("could not dead-letter it either ({}); handing it back", again)
             try:

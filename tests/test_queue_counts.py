@@ -1,0 +1,204 @@
+"""Per-queue completed/failed totals shared by every worker (``naq.stats``), shown by
+``naq.list_queues()`` and the ``naq queues`` table, against a real nats-server."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+from rich.console import Console
+from tests import helpers, jobs
+
+import naq
+from conftest import WAIT, wait_for
+from naq import stats
+from naq.cli.queues_table import queues_table
+from naq.errors import ConfigurationError, JobExecutionError
+from naq.job import QueueInfo
+from naq.settings import load_settings
+from naq.transport import Connection
+
+ROOT = Path(__file__).resolve().parent.parent
+HEADERS = ("queue", "waiting", "running", "scheduled", "completed", "failed", "dead")
+
+
+async def queue_info(nats_url: str, queue: str) -> QueueInfo | None:
+    found = [q for q in await naq.list_queues(nats_url=nats_url) if q.name == queue]
+    return found[0] if found else None
+
+
+async def counts(nats_url: str, queue: str) -> tuple[int, int]:
+    info = await queue_info(nats_url, queue)
+    return (info.completed, info.failed) if info is not None else (0, 0)
+
+
+async def run_jobs(nats_url: str, queue: str, succeed: int, fail: int) -> None:
+    """Enqueue and wait for ``succeed`` jobs that complete and ``fail`` that fail for good."""
+    good = [
+        await naq.enqueue(jobs.add, i, 1, queue_name=queue, nats_url=nats_url)
+        for i in range(succeed)
+    ]
+    bad = [
+        await naq.enqueue(jobs.fail, "no", queue_name=queue, nats_url=nats_url) for _ in range(fail)
+    ]
+    for job in good:
+        await naq.fetch_job_result(job.job_id, timeout=WAIT, nats_url=nats_url)
+    for job in bad:
+        with pytest.raises(JobExecutionError):
+            await naq.fetch_job_result(job.job_id, timeout=WAIT, nats_url=nats_url)
+
+
+# --------------------------------------------------------------------------- worker counts
+
+
+async def test_list_queues_counts_completed_and_failed_jobs(
+    nats_url: str, queue: str, running_worker: Any
+) -> None:
+    async with running_worker([queue], nats_url, concurrency=4, heartbeat_interval=0.2):
+        await run_jobs(nats_url, queue, succeed=5, fail=2)
+        # flushed by a heartbeat while the worker runs
+        assert await wait_for(lambda: _equals(counts(nats_url, queue), (5, 2)))
+        await asyncio.sleep(0.6)  # more heartbeats add nothing twice
+        assert await counts(nats_url, queue) == (5, 2)
+    # and the stopped worker's last flush adds nothing twice either
+    assert await counts(nats_url, queue) == (5, 2)
+
+
+async def test_jobs_finished_since_the_last_heartbeat_count_at_shutdown(
+    nats_url: str, queue: str, running_worker: Any
+) -> None:
+    # heartbeats far apart: only the shutdown flush can add these
+    async with running_worker([queue], nats_url, heartbeat_interval=3600):
+        await run_jobs(nats_url, queue, succeed=3, fail=1)
+        assert await counts(nats_url, queue) == (0, 0)
+    assert await counts(nats_url, queue) == (3, 1)
+
+
+async def test_workers_of_one_queue_add_to_the_same_totals(
+    nats_url: str, queue: str, running_worker: Any
+) -> None:
+    async with (
+        running_worker([queue], nats_url, concurrency=2, heartbeat_interval=0.2),
+        running_worker([queue], nats_url, concurrency=2, heartbeat_interval=0.2),
+    ):
+        await run_jobs(nats_url, queue, succeed=20, fail=4)
+    assert await counts(nats_url, queue) == (20, 4)
+    # a later worker adds to them, never starts over
+    async with running_worker([queue], nats_url, heartbeat_interval=0.2):
+        await run_jobs(nats_url, queue, succeed=1, fail=0)
+    assert await counts(nats_url, queue) == (21, 4)
+
+
+async def test_counts_are_per_queue(nats_url: str, queue: str, running_worker: Any) -> None:
+    other = f"{queue[:40]}-other"
+    async with running_worker([queue, other], nats_url, heartbeat_interval=0.2):
+        await run_jobs(nats_url, queue, succeed=2, fail=0)
+        await run_jobs(nats_url, other, succeed=0, fail=3)
+    assert await counts(nats_url, queue) == (2, 0)
+    assert await counts(nats_url, other) == (0, 3)
+
+
+async def _equals(value: Any, expected: Any) -> bool:
+    return bool(await value == expected)
+
+
+# --------------------------------------------------------------------------- naq.stats
+
+
+async def test_concurrent_adds_from_many_connections_all_count(nats_url: str, queue: str) -> None:
+    conns = [await Connection(load_settings(nats_url)).connect() for _ in range(4)]
+    try:
+        await asyncio.gather(*(stats.add(conns[i % 4], queue, 1, i % 2) for i in range(40)))
+        assert (await stats.read_all(conns[0]))[queue] == (40, 20)
+    finally:
+        for conn in conns:
+            await conn.close()
+
+
+@pytest.mark.parametrize(
+    ("queue_name", "completed", "failed"),
+    [("ok", -1, 0), ("ok", 0, True), ("ok", 1.5, 0), ("bad.name", 1, 0), ("", 1, 0)],
+)
+async def test_add_refuses_bad_input(
+    nats_url: str, queue_name: str, completed: Any, failed: Any
+) -> None:
+    conn = await Connection(load_settings(nats_url)).connect()
+    try:
+        with pytest.raises(ConfigurationError):
+            await stats.add(conn, queue_name, completed, failed)
+    finally:
+        await conn.close()
+
+
+# --------------------------------------------------------------------------- naq queues
+
+
+def test_table_fits_80_columns_with_every_count() -> None:
+    console = Console(width=80, record=True, file=io.StringIO())
+    info = QueueInfo(
+        name="emails-priority",
+        waiting=1234567,
+        running=10,
+        scheduled=45,
+        completed=98765432,
+        failed=12345,
+        dead=7,
+        workers=10,
+        paused=True,
+    )
+    console.print(queues_table([info]))
+    lines = console.export_text().splitlines()
+    assert all(len(line) <= 80 for line in lines), lines
+    header = next(line for line in lines if line.split()[:1] == ["queue"])
+    assert header.split() == [*HEADERS, "workers", "paused"]
+    row = next(line for line in lines if line.startswith("emails-priority"))
+    assert row.split() == [
+        "emails-priority",
+        "1234567",
+        "10",
+        "45",
+        "98765432",
+        "12345",
+        "7",
+        "10",
+        "yes",
+    ]
+
+
+def test_naq_queues_shows_scheduled_and_dead_counts(nats_url: str) -> None:
+    queue = f"qc-{uuid.uuid4().hex[:8]}"
+
+    async def prepare() -> None:
+        async with helpers.running_worker([queue], nats_url, heartbeat_interval=0.2):
+            await run_jobs(nats_url, queue, succeed=2, fail=1)  # the failure is dead-lettered
+        await naq.enqueue_in(3600, jobs.add, 1, 2, queue_name=queue, nats_url=nats_url)
+        await naq.enqueue(jobs.add, 1, 2, queue_name=queue, nats_url=nats_url)
+        await naq.close()
+
+    asyncio.run(prepare())
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NAQ_")}
+    proc = subprocess.run(
+        [sys.executable, "-m", "naq", "queues", "-u", nats_url],
+        cwd=ROOT,
+        env={**env, "COLUMNS": "80"},
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert all(len(line) <= 80 for line in lines), proc.stdout
+    header = next(line for line in lines if line.split()[:1] == ["queue"])
+    assert header.split() == [*HEADERS, "workers", "paused"], proc.stdout
+    row = next(line for line in lines if line.startswith(queue))
+    # waiting, running, scheduled, completed, failed, dead, workers, paused
+    assert row.split() == [queue, "1", "0", "1", "2", "1", "1", "0", "no"], proc.stdout
