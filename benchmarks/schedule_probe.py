@@ -21,7 +21,7 @@ from naq.server import EmbeddedServer
 from naq.settings import load_settings
 from naq.transport import Connection
 
-STREAM = "NAQ_JOBS"
+STREAM = "NAQ_SCHEDULES"
 
 
 def at(ts: float) -> str:
@@ -29,11 +29,12 @@ def at(ts: float) -> str:
 
 
 def sched(queue: str, when: str) -> dict[str, str]:
-    return {"Nats-Schedule": when, "Nats-Schedule-Target": f"naq.queue.{queue}"}
+    return {"Nats-Schedule": when, "Nats-Schedule-Target": f"naq.due.{queue}"}
 
 
 async def subjects(conn: Connection, prefix: str) -> dict[str, int]:
-    info = await conn.js.stream_info(STREAM, subjects_filter=f"{prefix}>")
+    stream = "NAQ_JOBS" if prefix.startswith("naq.queue.") else STREAM  # fired jobs move on
+    info = await conn.js.stream_info(stream, subjects_filter=f"{prefix}>")
     return dict(info.state.subjects or {})
 
 
@@ -41,7 +42,7 @@ async def main_async(url: str) -> None:
     conn = await Connection(load_settings(url)).connect()
     await conn.ensure_jobs_stream()
     js = conn.js
-    sub = await js.pull_subscribe("naq.queue.p1", durable="naq-p1", stream=STREAM)
+    sub = await js.pull_subscribe("naq.queue.p1", durable="naq-p1", stream="NAQ_JOBS")
 
     print("1. headers of a fired @at message")
     headers = sched("p1", at(time.time() + 0.5)) | {

@@ -17,7 +17,7 @@ from naq import JobStatus
 
 async def _stored(nats_url: str) -> tuple[int, int]:
     return (
-        await stream_count(nats_url, "NAQ_JOBS"),
+        await stream_count(nats_url, "NAQ_JOBS") + await stream_count(nats_url, "NAQ_SCHEDULES"),
         await stream_count(nats_url, "KV_naq_results"),
     )
 

@@ -359,9 +359,10 @@ async def test_purge_queue_removes_waiting_jobs_which_never_run(
     await burst([queue], nats_url)
     assert not any(m.exists() for m in markers)
     for job in enqueued:
-        # purge removes the messages only; the records stay as they were (never started)
+        # purged jobs never started: their records say they were cancelled by the purge
         info = await naq.get_job_info(job.job_id, nats_url=nats_url)
-        assert info.status == JobStatus.PENDING
+        assert info.status == JobStatus.CANCELLED
+        assert info.error_type == "naq:purged"
         assert info.attempts == []
 
     # other queues are untouched

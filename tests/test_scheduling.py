@@ -35,7 +35,9 @@ async def _ran_soon(tag: str, count: int = 1, timeout: float = WAIT) -> list[tup
 
 async def _schedule_messages(nats_url: str, queue: str) -> int:
     async with raw_nats(nats_url) as nc:
-        info = await nc.jetstream().stream_info("NAQ_JOBS", subjects_filter=f"naq.sched.{queue}.>")
+        info = await nc.jetstream().stream_info(
+            "NAQ_SCHEDULES", subjects_filter=f"naq.sched.{queue}.>"
+        )
         return sum((info.state.subjects or {}).values())
 
 

@@ -37,7 +37,7 @@ async def list_workers(conn: Connection) -> list[WorkerInfo]:
 async def count_scheduled(conn: Connection, queue: str | None = None) -> int:
     """How many one-off jobs wait on their time (of ``queue``, or all), paused included."""
     prefix = c.SCHEDULE_SUBJECT_PREFIX + (f"{queue}." if queue else "")
-    return await streams.count_subjects(conn, c.JOBS_STREAM, f"{prefix}>")
+    return await streams.count_subjects(conn, c.SCHEDULES_STREAM, f"{prefix}>")
 
 
 async def _dead_letter_counts(conn: Connection) -> dict[str, int]:

@@ -4,10 +4,18 @@ from __future__ import annotations
 
 import re
 
-#: Stream holding queued jobs (WorkQueue retention) and, on ``naq.sched.>``, server-side schedules.
+#: Stream holding queued jobs (WorkQueue retention), ``naq.queue.<queue>``. It allows no
+#: message schedules and no rollups: those headers act on the server when a message is
+#: stored, so anyone who may publish a job could otherwise purge the stream or make the
+#: server publish jobs. It sources the due one-off jobs of :data:`SCHEDULES_STREAM`.
 JOBS_STREAM = "NAQ_JOBS"
 QUEUE_SUBJECT_PREFIX = "naq.queue."
+#: Stream holding one-off schedules (``naq.sched.<queue>.<job_id>``) and, for a moment, the
+#: jobs they fire (``naq.due.<queue>``), which :data:`JOBS_STREAM` takes over as
+#: ``naq.queue.<queue>``.
+SCHEDULES_STREAM = "NAQ_SCHEDULES"
 SCHEDULE_SUBJECT_PREFIX = "naq.sched."
+DUE_SUBJECT_PREFIX = "naq.due."
 
 #: Stream holding dead letters: ``naq.dlq.<queue>``.
 DLQ_STREAM = "NAQ_DLQ"
@@ -55,6 +63,11 @@ def consumer_name(queue: str) -> str:
 def dlq_subject(queue: str) -> str:
     """Dead-letter subject of ``queue``."""
     return f"{DLQ_SUBJECT_PREFIX}{queue}"
+
+
+def due_subject(queue: str) -> str:
+    """Subject a one-off schedule of ``queue`` fires its job on (moved to the queue)."""
+    return f"{DUE_SUBJECT_PREFIX}{queue}"
 
 
 def schedule_subject(queue: str, job_id: str) -> str:

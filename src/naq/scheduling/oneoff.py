@@ -1,10 +1,12 @@
 """One-off jobs (``enqueue_at``/``enqueue_in``) as server-side ``@at`` message schedules.
 
-The job envelope is published to ``naq.sched.<queue>.<job_id>`` with ``Nats-Schedule: @at
-<time>`` and ``Nats-Schedule-Target: naq.queue.<queue>``; nats-server itself moves it onto the
-queue at that time, so no naq process has to run for it to fire, and it survives restarts.
-The fired message keeps naq's own headers (signature) and loses ``Nats-Msg-Id``, so the
-worker sees a normal job.
+The job envelope is published to ``naq.sched.<queue>.<job_id>`` in the schedules stream
+with ``Nats-Schedule: @at <time>`` and ``Nats-Schedule-Target: naq.due.<queue>``; at that
+time nats-server itself fires it onto ``naq.due.<queue>``, and the jobs stream, which sources
+those subjects, takes it over as ``naq.queue.<queue>``. So no naq process has to run for it
+to fire, and it survives restarts. The fired message keeps naq's own headers (signature) and
+loses ``Nats-Msg-Id``, so the worker sees a normal job. (Schedules live in a stream of their
+own because schedule and rollup headers act on the server: the jobs stream allows neither.)
 
 Cancel purges the schedule subject. Pause republishes the same payload on the same subject
 *without* a schedule header (with the due time kept in ``Naq-Paused-Due``); resume and
@@ -30,7 +32,7 @@ from ..messages import job_headers
 from ..models import JobRecord, JobStatus, decode_envelope, encode
 from ..results import ResultStore
 from ..settings import Settings
-from ..transport import Connection, streams
+from ..transport import Connection, encode_headers, streams
 from .models import Schedule, ScheduleStatus
 from .records import scheduled_record, scheduled_ttl, update_record
 from .timeutil import from_ts, parse_rfc3339, rfc3339
@@ -59,6 +61,10 @@ async def enqueue_at(
     ttl = scheduled_ttl(due, result_ttl(envelope, queue.settings.result_ttl))
     record = scheduled_record(job, envelope, due)
     payload = encode(envelope)
+    # refuse an over-size job before its record is written (nothing half-stored)
+    headers = schedule_headers(queue.settings, job.queue_name, job.job_id, payload, due)
+    subject = c.schedule_subject(job.queue_name, job.job_id)
+    conn.check_message(subject, payload, encode_headers(headers))
     if options.job_id is None:
         await store.put(record, int(ttl) + 1)
     else:
@@ -84,7 +90,7 @@ def schedule_headers(
     """Headers that make the server deliver ``payload`` to the queue at ``due``."""
     headers = job_headers(settings, job_id, payload)
     headers[HEADER_SCHEDULE] = f"@at {rfc3339(due)}"
-    headers[HEADER_SCHEDULE_TARGET] = c.queue_subject(queue_name)
+    headers[HEADER_SCHEDULE_TARGET] = c.due_subject(queue_name)
     return headers
 
 
@@ -143,7 +149,7 @@ def _due_of(headers: dict[str, str]) -> tuple[float, bool] | None:
 
 async def read_subject(conn: Connection, subject: str) -> OneOff | None:
     """The one-off stored on ``subject`` (``naq.sched.<queue>.<job_id>``), if any."""
-    msg = await streams.get_message(conn, c.JOBS_STREAM, subject=subject, direct=True)
+    msg = await streams.get_message(conn, c.SCHEDULES_STREAM, subject=subject, direct=True)
     if msg is None:
         return None
     headers = dict(msg.headers)
@@ -165,7 +171,7 @@ async def find(conn: Connection, job_id: str) -> tuple[OneOff | None, JobRecord 
 
 async def purge_subject(conn: Connection, subject: str) -> int:
     """Remove every message on ``subject``; returns how many were removed."""
-    return await streams.purge(conn, c.JOBS_STREAM, subject)
+    return await streams.purge(conn, c.SCHEDULES_STREAM, subject)
 
 
 async def cancel(conn: Connection, job_id: str) -> bool:
@@ -204,7 +210,7 @@ async def _republish(conn: Connection, one_off: OneOff, due: float, paused: bool
         headers[HEADER_PAUSED_DUE] = rfc3339(due)
     else:
         headers[HEADER_SCHEDULE] = f"@at {rfc3339(due)}"
-        headers[HEADER_SCHEDULE_TARGET] = c.queue_subject(one_off.queue)
+        headers[HEADER_SCHEDULE_TARGET] = c.due_subject(one_off.queue)
     headers[HEADER_ROLLUP] = "sub"
     headers[HEADER_EXPECTED_LAST_SUBJECT_SEQ] = str(one_off.seq)
     subject = c.schedule_subject(one_off.queue, one_off.job_id)
@@ -255,7 +261,7 @@ async def list_one_offs(
     """Waiting one-off jobs (all queues, or ``queue``), up to ``limit``, soonest first."""
     await conn.ensure_jobs_stream()
     prefix = c.SCHEDULE_SUBJECT_PREFIX + (f"{queue}." if queue else "")
-    subjects = sorted(await streams.subject_counts(conn, c.JOBS_STREAM, f"{prefix}>"))
+    subjects = sorted(await streams.subject_counts(conn, c.SCHEDULES_STREAM, f"{prefix}>"))
     found: list[Schedule] = []
     for start in range(0, len(subjects), _LIST_CONCURRENCY):
         chunk = subjects[start : start + _LIST_CONCURRENCY]

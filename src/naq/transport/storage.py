@@ -19,11 +19,13 @@ from nats.js.api import (
     RetentionPolicy,
     StorageType,
     StreamConfig,
+    StreamSource,
+    SubjectTransform,
 )
 from nats.js.kv import KeyValue
 
 from .. import constants as c
-from ..errors import NaqConnectionError
+from ..errors import ConfigurationError, NaqConnectionError
 from ..settings import redact_url
 from .errors import translate
 
@@ -57,12 +59,13 @@ class Storage:
         self._ensured.clear()
 
     async def jobs_stream(self) -> None:
-        """The WorkQueue stream holding every queue's jobs and one-off schedules."""
+        """The WorkQueue stream of every queue's jobs (no schedules, no rollups), taking
+        over the jobs one-off schedules fire; and that schedules stream first."""
         await self._stream(
-            "jobs",
+            "schedules",
             StreamConfig(
-                name=c.JOBS_STREAM,
-                subjects=[f"{c.QUEUE_SUBJECT_PREFIX}*", f"{c.SCHEDULE_SUBJECT_PREFIX}>"],
+                name=c.SCHEDULES_STREAM,
+                subjects=[f"{c.SCHEDULE_SUBJECT_PREFIX}>", f"{c.DUE_SUBJECT_PREFIX}*"],
                 retention=RetentionPolicy.WORK_QUEUE,
                 storage=StorageType.FILE,
                 discard=DiscardPolicy.OLD,
@@ -72,6 +75,33 @@ class Storage:
                 allow_msg_schedules=True,
                 allow_rollup_hdrs=True,
                 allow_direct=True,
+            ),
+        )
+        await self._stream(
+            "jobs",
+            StreamConfig(
+                name=c.JOBS_STREAM,
+                subjects=[f"{c.QUEUE_SUBJECT_PREFIX}*"],
+                retention=RetentionPolicy.WORK_QUEUE,
+                storage=StorageType.FILE,
+                discard=DiscardPolicy.OLD,
+                duplicate_window=c.DUPLICATE_WINDOW,
+                num_replicas=self._conn.settings.replicas,
+                allow_msg_ttl=True,
+                allow_msg_schedules=False,
+                allow_rollup_hdrs=False,
+                allow_direct=True,
+                sources=[
+                    StreamSource(
+                        name=c.SCHEDULES_STREAM,
+                        subject_transforms=[
+                            SubjectTransform(
+                                src=f"{c.DUE_SUBJECT_PREFIX}*",
+                                dest=c.QUEUE_SUBJECT_PREFIX + "{{wildcard(1)}}",
+                            )
+                        ],
+                    )
+                ],
             ),
         )
 
@@ -102,7 +132,15 @@ class Storage:
                 await self._call(js.add_stream(config), f"create stream {config.name}")
             except nats.js.errors.BadRequestError:
                 # exists with another config: reconcile (update keeps messages)
-                await self._call(js.update_stream(config), f"update stream {config.name}")
+                try:
+                    await self._call(js.update_stream(config), f"update stream {config.name}")
+                except nats.js.errors.BadRequestError as exc:
+                    raise ConfigurationError(
+                        f"stream {config.name} exists with a configuration naq cannot change "
+                        f"({exc.description}); it was probably created by an older naq "
+                        f"(before one-off schedules moved to {c.SCHEDULES_STREAM}): drain it, "
+                        f"then delete it (nats stream rm {config.name}) and start again"
+                    ) from None
             self._ensured.add(key)
 
     async def consumer(self, queue: str, settings: ConsumerSettings) -> str:
