@@ -44,6 +44,12 @@ WAIT = 20.0
 
 
 @pytest.fixture(autouse=True)
+def _naq_records_enabled() -> None:
+    """naq's records are off until enabled (a library's convention); tests read them."""
+    logger.enable("naq")
+
+
+@pytest.fixture(autouse=True)
 async def _close_naq_helpers() -> AsyncIterator[None]:
     """Close the connections ``naq.enqueue(...)`` & co. cached on this test's event loop."""
     yield

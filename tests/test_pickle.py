@@ -80,7 +80,7 @@ async def test_worker_without_pickle_refuses_pickled_job(
     ok = await naq.enqueue(jobs.add, 1, 1, queue_name=queue, nats_url=nats_url)  # plain JSON
     async with running_worker([queue], nats_url, concurrency=1):
         with pytest.raises(naq.JobExecutionError, match="pickle"):
-            await job.result(timeout=WAIT)
+            await naq.fetch_job_result(job.job_id, timeout=WAIT, nats_url=nats_url)
         # the worker goes on with ordinary JSON jobs
         assert await ok.result(timeout=WAIT) == 2
 

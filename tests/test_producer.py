@@ -392,3 +392,12 @@ async def test_enqueue_on_fresh_connection_never_overwrites_the_outcome(
                     await asyncio.sleep(0.005)
                 status = await q.get_job_status(job.job_id)
                 assert status == JobStatus.COMPLETED, f"attempt {attempt}: status {status}"
+
+
+async def test_a_closed_queue_does_not_reopen_a_connection_nobody_closes(nats_url: str) -> None:
+    async with naq.Queue(nats_url=nats_url) as q:
+        job = await q.enqueue(jobs.add, 1, 2)
+    with pytest.raises(naq.ConfigurationError, match="was closed"):
+        await job.result(timeout=1)
+    with pytest.raises(naq.ConfigurationError, match="was closed"):
+        await q.enqueue(jobs.add, 1, 2)

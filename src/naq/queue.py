@@ -64,13 +64,22 @@ class Queue:
         self.name = validate_queue_name(name if name is not None else self.settings.default_queue)
         self._conn = connection
         self._owns_connection = connection is None
+        self._closed = False
         self._results: ResultStore | None = None
         warn_if_pickle(self.settings, "producer")
 
     # -- lifecycle ------------------------------------------------------------------------
     async def connection(self) -> Connection:
-        """The open connection (connecting on first use)."""
+        """The open connection (connecting on first use).
+
+        A queue that was closed stays closed: opening a connection nobody would close again
+        would leak it. Use ``naq.fetch_job_result(job.job_id)`` & co. after closing."""
         if self._conn is None:
+            if self._closed:
+                raise ConfigurationError(
+                    f"queue {self.name!r} was closed; keep it open while you use it or its "
+                    "jobs, or use the module-level helpers (naq.fetch_job_result(job_id), ...)"
+                )
             self._conn = Connection(self.settings, name="naq-producer")
         return await self._conn.connect()
 
@@ -81,10 +90,12 @@ class Queue:
 
     async def close(self) -> None:
         """Close the connection if this queue opened it."""
-        if self._owns_connection and self._conn is not None:
-            await self._conn.close()
-            self._conn = None
-            self._results = None
+        if self._owns_connection:
+            self._closed = True
+            if self._conn is not None:
+                await self._conn.close()
+                self._conn = None
+                self._results = None
 
     async def __aenter__(self) -> Queue:
         await self.connection()
