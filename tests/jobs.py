@@ -161,3 +161,10 @@ def describe_point(point: Point) -> list[Any]:
 def touch_with_point(path: str, point: Point) -> str:
     Path(path).write_text(f"{point.x},{point.y}", encoding="utf-8")
     return path
+
+
+def huge_progress(size: int) -> str:
+    """Reports progress with a message of ``size`` characters, then returns."""
+    naq.current_job().set_progress(0.5, "p" * size)
+    time.sleep(0.3)  # long enough for the progress write to land
+    return "done"

@@ -348,3 +348,28 @@ async def test_first_enqueue_of_a_fresh_producer_keeps_the_outcome(nats_url: str
 
         await eventually(all_completed, timeout=3)
     await naq.close()
+
+
+async def test_a_dead_letter_that_would_exceed_max_payload_is_cut_and_kept(
+    nats_url: str,
+) -> None:
+    """The original message fits the server's max_payload, but a dead letter adds naq's
+    headers: its payload is cut (its size recorded) instead of the worker's connection being
+    closed by the server."""
+    q = new_queue("oversize-dlq")
+    nc = await nats.connect(nats_url)
+    try:
+        size = nc.max_payload - 64
+        async with worker(q, nats_url) as w:
+            first = await naq.enqueue(rj.async_add, 1, 1, queue_name=q, nats_url=nats_url)
+            assert await first.result(timeout=WAIT) == 2  # the worker is up
+            await nc.jetstream().publish(f"naq.queue.{q}", b"\xff" * size)
+            (entry,) = await dead_letters(q, nats_url, 1)
+            assert w._conn is not None and w._conn.is_connected and w._conn.reconnects == 0
+            later = await naq.enqueue(rj.async_add, 1, 2, queue_name=q, nats_url=nats_url)
+            assert await later.result(timeout=WAIT) == 3
+    finally:
+        await nc.close()
+    assert entry.kind == "undecodable"
+    assert entry.headers.get("Naq-Dlq-Truncated") == str(size)
+    assert 0 < len(entry.payload) < size

@@ -9,7 +9,7 @@ import threading
 from typing import Any
 
 import pytest
-from tests import jobs
+from tests import helpers, jobs
 
 import naq
 from conftest import WAIT, raw_nats, stream_count, wait_for
@@ -298,3 +298,17 @@ async def test_worker_exits_with_an_error_when_the_server_drops_its_connection(
     await worker._conn.nc._process_err("'Maximum Payload Violation'")
     with pytest.raises(naq.NaqConnectionError, match="lost NATS"):
         await asyncio.wait_for(task, WAIT)
+
+
+async def test_a_progress_message_larger_than_max_payload_is_cut_not_fatal(
+    nats_url: str, queue: str
+) -> None:
+    async with helpers.queue_worker(queue, nats_url) as worker:
+        job = await naq.enqueue(jobs.huge_progress, 2_000_000, queue_name=queue, nats_url=nats_url)
+        assert await job.result(timeout=WAIT) == "done"
+        assert worker._conn is not None and worker._conn.is_connected
+        assert worker._conn.reconnects == 0
+        later = await naq.enqueue(jobs.add, 2, 2, queue_name=queue, nats_url=nats_url)
+        assert await later.result(timeout=WAIT) == 4
+    info = await naq.get_job_info(job.job_id, nats_url=nats_url)
+    assert info.progress_message is not None and len(info.progress_message) <= 1000

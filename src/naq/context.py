@@ -9,6 +9,9 @@ from dataclasses import dataclass, field
 from .errors import ConfigurationError, NaqException
 
 ProgressSink = Callable[[str, float, str | None], None]
+#: A progress message longer than this is cut (it is stored in the job's record, which must
+#: stay small enough to store).
+MAX_PROGRESS_MESSAGE = 1000
 
 
 @dataclass(slots=True)
@@ -33,11 +36,14 @@ class JobContext:
         self._cancel_requested = True
 
     def set_progress(self, fraction: float, message: str | None = None) -> None:
-        """Report progress (0..1) and an optional message; works in sync and async jobs."""
+        """Report progress (0..1) and an optional message (cut to 1,000 characters); works in
+        sync and async jobs."""
         if isinstance(fraction, bool) or not isinstance(fraction, int | float):
             raise ConfigurationError(f"progress must be a number 0..1, got {fraction!r}")
         if not 0.0 <= float(fraction) <= 1.0:
             raise ConfigurationError(f"progress must be between 0 and 1, got {fraction!r}")
+        if message is not None:
+            message = str(message)[:MAX_PROGRESS_MESSAGE]
         self.progress, self.progress_message = float(fraction), message
         if self._progress_sink is not None:
             self._progress_sink(self.job_id, float(fraction), message)

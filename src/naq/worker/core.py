@@ -38,8 +38,6 @@ from .puller import Puller
 from .status import WorkerStatus
 
 _FINAL = frozenset(s.value for s in FINAL_STATUSES)
-#: A progress message longer than this is cut (a record must stay small).
-MAX_PROGRESS_MESSAGE = 1000
 
 
 class Worker:
@@ -380,8 +378,7 @@ class Worker:
             if record.status in _FINAL:
                 return  # the outcome is stored; progress must not touch it
             record.status = JobStatus.RUNNING.value
-            record.progress = fraction
-            record.progress_message = message[:MAX_PROGRESS_MESSAGE] if message else message
+            record.progress, record.progress_message = fraction, message
             await self.results.update(record, revision, self.settings.result_ttl)
         except Exception as exc:  # noqa: BLE001 - progress is best effort
             logger.debug("progress update for {} skipped: {}", job_id, exc)
