@@ -66,15 +66,7 @@ class ScheduleStore:
 
     async def write(self, record: ScheduleRecord, last: int) -> int:
         """CAS-write ``record`` over revision ``last`` (0: must not exist); new revision."""
-        ttl = DONE_TTL if record.status == ScheduleStatus.DONE.value else None
-        return await kv.put(
-            self.conn,
-            c.SCHEDULES_BUCKET,
-            record.schedule_id,
-            encode_schedule(record),
-            last=last,
-            ttl=ttl,
-        )
+        return await (await self.write_nowait(record, last))
 
     async def write_nowait(self, record: ScheduleRecord, last: int) -> asyncio.Future[int]:
         """Like :meth:`write` but returns at once with a future for the ack (pipelining)."""

@@ -63,46 +63,40 @@ class Storage:
         over the jobs one-off schedules fire; and that schedules stream first."""
         await self._stream(
             "schedules",
-            StreamConfig(
-                name=c.SCHEDULES_STREAM,
-                subjects=[f"{c.SCHEDULE_SUBJECT_PREFIX}>", f"{c.DUE_SUBJECT_PREFIX}*"],
-                retention=RetentionPolicy.WORK_QUEUE,
-                storage=StorageType.FILE,
-                discard=DiscardPolicy.OLD,
-                duplicate_window=c.DUPLICATE_WINDOW,
-                num_replicas=self._conn.settings.replicas,
-                allow_msg_ttl=True,
+            self._work_queue(
+                c.SCHEDULES_STREAM,
+                [f"{c.SCHEDULE_SUBJECT_PREFIX}>", f"{c.DUE_SUBJECT_PREFIX}*"],
                 allow_msg_schedules=True,
                 allow_rollup_hdrs=True,
-                allow_direct=True,
             ),
+        )
+        due_to_queue = SubjectTransform(
+            src=f"{c.DUE_SUBJECT_PREFIX}*", dest=c.QUEUE_SUBJECT_PREFIX + "{{wildcard(1)}}"
         )
         await self._stream(
             "jobs",
-            StreamConfig(
-                name=c.JOBS_STREAM,
-                subjects=[f"{c.QUEUE_SUBJECT_PREFIX}*"],
-                retention=RetentionPolicy.WORK_QUEUE,
-                storage=StorageType.FILE,
-                discard=DiscardPolicy.OLD,
-                duplicate_window=c.DUPLICATE_WINDOW,
-                num_replicas=self._conn.settings.replicas,
-                allow_msg_ttl=True,
+            self._work_queue(
+                c.JOBS_STREAM,
+                [f"{c.QUEUE_SUBJECT_PREFIX}*"],
                 allow_msg_schedules=False,
                 allow_rollup_hdrs=False,
-                allow_direct=True,
-                sources=[
-                    StreamSource(
-                        name=c.SCHEDULES_STREAM,
-                        subject_transforms=[
-                            SubjectTransform(
-                                src=f"{c.DUE_SUBJECT_PREFIX}*",
-                                dest=c.QUEUE_SUBJECT_PREFIX + "{{wildcard(1)}}",
-                            )
-                        ],
-                    )
-                ],
+                sources=[StreamSource(name=c.SCHEDULES_STREAM, subject_transforms=[due_to_queue])],
             ),
+        )
+
+    def _work_queue(self, name: str, subjects: list[str], **options: Any) -> StreamConfig:
+        """A file-stored WorkQueue stream with naq's common settings plus ``options``."""
+        return StreamConfig(
+            name=name,
+            subjects=subjects,
+            retention=RetentionPolicy.WORK_QUEUE,
+            storage=StorageType.FILE,
+            discard=DiscardPolicy.OLD,
+            duplicate_window=c.DUPLICATE_WINDOW,
+            num_replicas=self._conn.settings.replicas,
+            allow_msg_ttl=True,
+            allow_direct=True,
+            **options,
         )
 
     async def dlq_stream(self) -> None:
