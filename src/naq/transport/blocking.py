@@ -7,7 +7,8 @@ publish itself. A blocking socket owned by the calling thread does one ``sendall
 reads the acknowledgements back: the measured round trip is ~60 µs against ~240 µs for
 nats-py's awaited ``js.publish`` (docs/design.md).
 
-Only what that needs is here: connect (user/password or token from the URL, TLS), publish
+Only what that needs is here: connect (user/password or token from the URL, TLS; a server
+that does not offer TLS when it was asked for gets nothing, not even CONNECT), publish
 with a reply subject, read replies, answer server pings. One connection per thread and
 server list, re-opened after a fork, after an error, or after a long idle spell.
 Credentials files (JWT + nkey) are not supported here; :func:`supports` says when to use
@@ -27,10 +28,11 @@ from collections.abc import Sequence
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from ..errors import NaqConnectionError
+from ..errors import NaqConnectionError, NaqTimeoutError
 from ..settings import Settings, redact_url
-from .connection import describe_failure, tls_context
+from .connection import TlsRequiredError, describe_failure, tls_context, tls_not_required, wants_tls
 from .names import check_size, check_subject
+from .refusals import permission_denied, refused_subject
 
 #: A connection unused for this long is re-opened before use: the server may have dropped
 #: it as stale (nobody answered its pings while the thread did other things).
@@ -65,6 +67,14 @@ def supports(settings: Settings) -> bool:
     return not settings.creds_file
 
 
+class _Refused(Exception):
+    """The server refused a publish for lack of permission (``subject`` in lower case)."""
+
+    def __init__(self, subject: str) -> None:
+        super().__init__(subject)
+        self.subject = subject
+
+
 class BlockingClient:
     """One blocking NATS connection (not thread-safe: one per thread, see :func:`for_thread`)."""
 
@@ -88,11 +98,12 @@ class BlockingClient:
             try:
                 self._open_url(url)
                 return
-            except (OSError, ValueError, NaqConnectionError) as exc:
+            except (OSError, ValueError, NaqConnectionError, TlsRequiredError) as exc:
                 self.close()
                 failure = exc
         shown = redact_url(self._settings.nats_url)
-        raise NaqConnectionError(describe_failure(shown, failure))
+        cls = NaqTimeoutError if isinstance(failure, TimeoutError) else NaqConnectionError
+        raise cls(describe_failure(shown, failure))
 
     def _open_url(self, url: str) -> None:
         parts = urlsplit(url if "://" in url else f"nats://{url}")
@@ -101,6 +112,9 @@ class BlockingClient:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._sock = sock
         info = self._read_info(sock)
+        if not info.get("tls_required") and wants_tls(self._settings):
+            # asked for TLS, offered none: send nothing (no CONNECT, no credentials)
+            raise TlsRequiredError(tls_not_required(redact_url(url)))
         self._max_payload = int(info.get("max_payload") or self._max_payload)
         if self._tls is not None or parts.scheme == "tls" or info.get("tls_required"):
             context = self._tls or ssl.create_default_context()
@@ -152,7 +166,12 @@ class BlockingClient:
 
     def close(self) -> None:
         """Close the connection (it is re-opened on next use)."""
-        sock, self._sock, self._reader = self._sock, None, None
+        sock, reader, self._sock, self._reader = self._sock, self._reader, None, None
+        if reader is not None:  # it holds a reference: the socket stays open until it closes
+            try:
+                reader.close()
+            except OSError:
+                pass
         if sock is not None:
             try:
                 sock.close()
@@ -179,10 +198,19 @@ class BlockingClient:
                 if self._sock is None:
                     self._open()
                 return self._exchange(messages, timeout)
+            except _Refused as exc:  # not retried: the server would refuse again
+                self.close()
+                sent = (m[0] for m in messages if m[0].lower() == exc.subject)
+                raise permission_denied(next(sent, exc.subject)) from None
             except (OSError, EOFError) as exc:
                 self.close()
                 if attempt == 2:
                     shown = redact_url(self._settings.nats_url)
+                    if isinstance(exc, TimeoutError):
+                        raise NaqTimeoutError(
+                            f"NATS at {shown} did not answer a write in time; "
+                            "it may or may not be stored"
+                        ) from None
                     raise NaqConnectionError(describe_failure(shown, exc)) from None
         raise AssertionError("unreachable")
 
@@ -244,7 +272,11 @@ class BlockingClient:
                 assert self._sock is not None
                 self._sock.sendall(b"PONG\r\n")
             elif line.startswith(b"-ERR"):
-                raise OSError(f"NATS error: {line[5:].strip().decode(errors='replace')}")
+                text = line[5:].strip().decode(errors="replace").strip("'")
+                denied = refused_subject(text)
+                if denied is not None:
+                    raise _Refused(denied)
+                raise OSError(f"NATS error: {text}")
             # +OK, PONG, INFO: nothing to do
 
 

@@ -8,7 +8,7 @@ and stream reads and writes in :mod:`naq.transport.kv` and :mod:`naq.transport.s
 from __future__ import annotations
 
 import asyncio
-import importlib.util
+import importlib
 import json
 import os
 import ssl
@@ -24,15 +24,18 @@ from nats.js import JetStreamContext
 
 from ..errors import ConfigurationError, NaqConnectionError, NaqTimeoutError, ServerError
 from ..settings import Settings, redact_url
-from .errors import SERVER_HINT, api_error, translate
+from .errors import SERVER_HINT, AnnotatedTimeoutError, api_error, translate, translated
 from .names import check_size, check_subject
 from .publisher import AckedPublisher
+from .refusals import InFlight
 from .storage import ConsumerSettings, Storage
 from .wire import publish_now, subscribe_direct
 
 ReconnectListener = Callable[[], Awaitable[None]]
 #: A server error seen this recently is named in a timeout that follows it.
 _ERROR_MEMORY = 10.0
+#: A credentials file is a JWT and a seed; anything much larger is not one.
+_CREDS_LIMIT = 64 * 1024
 
 
 def tls_context(settings: Settings) -> ssl.SSLContext | None:
@@ -80,44 +83,118 @@ def wants_tls(settings: Settings) -> bool:
 
 
 def check_credentials(settings: Settings) -> None:
-    """Refuse a credentials file that cannot be used, with one line naming the variable."""
+    """Refuse a credentials file that cannot be used, with one line naming the variable:
+    missing, unreadable, not a NATS credentials file (user JWT and nkey seed), or the
+    ``nkeys`` package missing. nats-py itself would fail on such a file with a traceback,
+    or hang reading it."""
     path = settings.creds_file
     if not path:
         return
     if not os.path.isfile(path):
         raise ConfigurationError(f"NAQ_NATS_CREDS={path!r}: no such file")
-    if importlib.util.find_spec("nkeys") is None:
+    try:
+        nkeys = importlib.import_module("nkeys")
+    except ImportError:
         raise ConfigurationError(
             "NAQ_NATS_CREDS needs the 'nkeys' package: pip install 'nats-py[nkeys]'"
+        ) from None
+    try:
+        with open(path, "rb") as file:
+            data = file.read(_CREDS_LIMIT + 1)
+    except OSError as exc:
+        raise ConfigurationError(
+            f"NAQ_NATS_CREDS={path!r} cannot be read: {exc.strerror or exc}"
+        ) from None
+    problem = _credentials_problem(data, nkeys)
+    if problem:
+        raise ConfigurationError(
+            f"NAQ_NATS_CREDS={path!r} is not a usable NATS credentials file: {problem}"
         )
+
+
+def _credentials_problem(data: bytes, nkeys: Any) -> str | None:
+    """What is wrong with the contents of a credentials file, read as nats-py reads it
+    (the line after each ``-----BEGIN ...-----`` marker), or ``None``."""
+    if len(data) > _CREDS_LIMIT:
+        return f"larger than {_CREDS_LIMIT // 1024} KB"
+    lines = data.splitlines()
+    jwt = _line_after(lines, b"BEGIN NATS USER JWT")
+    if jwt is None:
+        return "no '-----BEGIN NATS USER JWT-----' block"
+    if jwt.count(b".") != 2:
+        return "the user JWT after '-----BEGIN NATS USER JWT-----' is malformed"
+    seed = _line_after(lines, b"BEGIN USER NKEY SEED")
+    if seed is None:
+        return "no '-----BEGIN USER NKEY SEED-----' block"
+    try:
+        nkeys.decode_seed(bytearray(seed))
+    except Exception:  # noqa: BLE001 - nkeys raises its own errors and binascii/value errors
+        return "the user nkey seed after '-----BEGIN USER NKEY SEED-----' is not a valid seed"
+    return None
+
+
+def _line_after(lines: list[bytes], marker: bytes) -> bytes | None:
+    for index, line in enumerate(lines[:-1]):
+        if marker in line:
+            value = lines[index + 1].strip()
+            return value or None
+    return None
 
 
 def describe_failure(url: str, error: BaseException | None) -> str:
     """One line saying why connecting to ``url`` failed, and what to do about it."""
-    text = str(error or "").strip().strip("'\"")
+    text = _text(error)
     lowered = text.lower()
     if isinstance(error, nats.errors.AuthorizationError) or "authorization" in lowered:
         return (
             f"NATS at {url} refused the login (authorization violation); "
             "check the user, password, token or creds"
         )
+    if isinstance(error, nats.errors.InvalidUserCredentialsError):
+        return f"the credentials in NAQ_NATS_CREDS are not valid ({text}); NATS at {url}"
+    if type(error).__module__.startswith("nkeys"):
+        return f"the nkey in NAQ_NATS_CREDS cannot be used: {text or type(error).__name__}"
     if "authentication" in lowered or "expired" in lowered or "nkey" in lowered:
         return f"NATS at {url} refused the credentials: {text}"
+    if "permissions violation" in lowered:
+        return f"NATS at {url} refused an operation naq needs to connect: {text}"
     if isinstance(error, TlsRequiredError):
         return str(error)
     if isinstance(error, ssl.SSLError) or "tls" in lowered or "ssl" in lowered:
         return f"TLS with NATS at {url} failed: {text or type(error).__name__}"
     if isinstance(error, nats.errors.Error) and lowered.startswith("nats: "):
         return f"NATS at {url} refused the connection: {text[6:]}"
-    return f"cannot reach NATS at {url}; {SERVER_HINT}"
+    if error is None or isinstance(error, OSError | TimeoutError | EOFError | nats.errors.Error):
+        return f"cannot reach NATS at {url}; {SERVER_HINT}"
+    return f"cannot connect to NATS at {url}: {type(error).__name__}: {text}"
+
+
+def _text(error: BaseException | None) -> str:
+    try:
+        return str(error or "").strip().strip("'\"")
+    except Exception:  # noqa: BLE001 - an exception whose str() fails still gets a line
+        return type(error).__name__
+
+
+def tls_not_required(url: str) -> str:
+    """The error line for a server that does not require TLS although TLS was asked for."""
+    return (
+        f"NATS at {url} does not require TLS although TLS was asked for "
+        "(tls:// URL or NAQ_NATS_TLS_*); refusing to send credentials in clear text"
+    )
 
 
 class TlsRequiredError(nats.errors.Error):
     """The server did not require TLS although naq was told to use it."""
 
 
+def _no_note(since: float | None = None) -> str:
+    return ""
+
+
 class _Client(NatsClient):
-    """nats-py's client, refusing a server that does not require TLS when TLS was asked for.
+    """nats-py's client, refusing a server that does not require TLS when TLS was asked for,
+    and failing a request at once when the server refuses its subject.
 
     nats-py upgrades to TLS only when the server's INFO says ``tls_required``; a server (or
     someone in between) answering without it would receive the login in clear text.
@@ -125,14 +202,61 @@ class _Client(NatsClient):
 
     naq_require_tls = False
     naq_url = ""
+    #: Requests waiting for their reply, failed by :meth:`InFlight.refuse` when refused.
+    naq_in_flight: InFlight | None = None
+    #: Says what the server reported since shortly before ``since`` (a monotonic time),
+    #: to append to a timeout, or ``""``.
+    naq_recent_error: Callable[[float | None], str] = staticmethod(_no_note)
+    _naq_reply_prefix = ""
 
     async def _process_info(self, info: dict[str, Any], initial_connection: bool = False) -> None:
         if self.naq_require_tls and initial_connection and not info.get("tls_required"):
-            raise TlsRequiredError(
-                f"NATS at {self.naq_url} does not require TLS although TLS was asked for "
-                "(tls:// URL or NAQ_NATS_TLS_*); refusing to send credentials in clear text"
-            )
+            raise TlsRequiredError(tls_not_required(self.naq_url))
         await super()._process_info(info, initial_connection)
+
+    async def publish(
+        self,
+        subject: str,
+        payload: bytes = b"",
+        reply: str = "",
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        if reply and self.naq_in_flight is not None:
+            self._track_request(subject, reply)
+        await super().publish(subject, payload, reply=reply, headers=headers)
+
+    def _track_request(self, subject: str, reply: str) -> None:
+        """Remember the reply future of a request (``request`` publishes with the reply
+        subject ``<prefix><token>``; the future waits in ``_resp_map[token]``)."""
+        prefix = self._naq_reply_prefix
+        if not prefix:
+            raw = self._resp_sub_prefix
+            if not raw:
+                return
+            prefix = self._naq_reply_prefix = bytes(raw).decode()
+        if reply.startswith(prefix) and self.naq_in_flight is not None:
+            future = self._resp_map.get(reply[len(prefix) :])
+            if future is not None:
+                self.naq_in_flight.track(subject, future)
+
+    async def request(
+        self,
+        subject: str,
+        payload: bytes = b"",
+        timeout: float = 0.5,
+        old_style: bool = False,
+        headers: dict[str, Any] | None = None,
+    ) -> Msg:
+        started = time.monotonic()
+        try:
+            return await super().request(
+                subject, payload, timeout=timeout, old_style=old_style, headers=headers
+            )
+        except nats.errors.TimeoutError as exc:
+            note = self.naq_recent_error(started)
+            if not note or isinstance(exc, AnnotatedTimeoutError):
+                raise
+            raise AnnotatedTimeoutError(note) from None
 
 
 class Subscription:
@@ -164,6 +288,7 @@ class Connection:
         self._first_error: BaseException | None = None
         self._server_error: tuple[float, str] | None = None
         self._publisher: AckedPublisher | None = None
+        self._in_flight = InFlight()
         self._closing = False
         #: Why the server closed the connection, if it did so by itself (then it is gone:
         #: nats-py does not reconnect after a protocol error from the server).
@@ -206,8 +331,9 @@ class Connection:
         return int(self.nc.stats.get("reconnects", 0)) if self._nc is not None else 0
 
     async def connect(self, timeout: float = 5.0) -> Connection:
-        """Connect once; raises :class:`NaqConnectionError` (or :class:`ConfigurationError`
-        for settings that cannot work) with one clear line on failure.
+        """Connect once; raises :class:`NaqConnectionError` (:class:`NaqTimeoutError` when
+        the attempt timed out, or :class:`ConfigurationError` for settings that cannot work)
+        with one clear line on failure.
 
         After the first success the client reconnects forever by itself.
         """
@@ -238,16 +364,19 @@ class Connection:
         nc = _Client()
         nc.naq_require_tls = wants_tls(settings)
         nc.naq_url = shown
+        nc.naq_in_flight = self._in_flight
+        nc.naq_recent_error = self._recent_error_note
         self._first_error = None
         try:
             await asyncio.wait_for(nc.connect(**options), timeout)
-        except (TimeoutError, OSError, nats.errors.Error) as exc:
+        except Exception as exc:  # noqa: BLE001 - whatever failed, one line naming why
             error = self._first_error or exc
             try:
                 await nc.close()
             except Exception:  # noqa: BLE001 - best effort
                 pass
-            raise NaqConnectionError(describe_failure(shown, error)) from None
+            cls = NaqTimeoutError if isinstance(error, TimeoutError) else NaqConnectionError
+            raise cls(describe_failure(shown, error)) from None
         # From now on reconnect forever (the initial attempt had to fail fast).
         nc.options["max_reconnect_attempts"] = -1
         self._nc = nc
@@ -269,14 +398,18 @@ class Connection:
     ) -> asyncio.Future[int]:
         """Publish to a JetStream subject; the future resolves to the stream sequence once
         the server stored it, or raises its refusal (a naq error)."""
-        return await self._acked_publisher().send(subject, payload, headers)
+        future = await self._acked_publisher().send(subject, payload, headers)
+        self._in_flight.track(subject, future)
+        return future
 
     def send_nowait(
         self, subject: str, payload: bytes, header_block: bytes | None = None
     ) -> asyncio.Future[int]:
         """:meth:`send` without a coroutine, for hot paths; ``header_block`` is from
         :func:`naq.transport.encode_headers`."""
-        return self._acked_publisher().send_nowait(subject, payload, header_block)
+        future = self._acked_publisher().send_nowait(subject, payload, header_block)
+        self._in_flight.track(subject, future)
+        return future
 
     def _acked_publisher(self) -> AckedPublisher:
         if self._publisher is None:
@@ -297,10 +430,13 @@ class Connection:
                 if not retry:
                     raise
                 if attempt == 2:
-                    raise NaqConnectionError(
+                    message = (
                         f"NATS did not confirm {what}; it may not be stored"
                         f"{self._recent_error_note()}"
-                    ) from None
+                    )
+                    if isinstance(exc, NaqTimeoutError):
+                        raise NaqTimeoutError(message) from None
+                    raise ServerError(message, code=exc.code, err_code=exc.err_code) from None
                 await asyncio.sleep(0.2 * (attempt + 1))
 
     def check_message(self, subject: str, payload: bytes, header_block: bytes | None) -> None:
@@ -371,10 +507,16 @@ class Connection:
         """Call ``listener`` after every successful reconnect (e.g. to re-issue pull requests)."""
         self._reconnect_listeners.append(listener)
 
-    def _recent_error_note(self) -> str:
-        if self._server_error is None or time.monotonic() - self._server_error[0] > _ERROR_MEMORY:
+    def _recent_error_note(self, since: float | None = None) -> str:
+        """What the server reported last, if that was at most ``_ERROR_MEMORY`` seconds
+        ago or before ``since`` (the start of whatever timed out), else ``""``."""
+        if self._server_error is None:
             return ""
-        return f" (the server said: {self._server_error[1]})"
+        seen, text = self._server_error
+        horizon = time.monotonic() if since is None else min(since, time.monotonic())
+        if seen < horizon - _ERROR_MEMORY:
+            return ""
+        return f" (the server said: {text})"
 
     async def _on_error(self, error: Exception) -> None:
         if self._nc is None:  # connecting: keep the first, most telling error (an
@@ -384,7 +526,9 @@ class Connection:
             return
         text = str(error).strip()
         self._server_error = (time.monotonic(), text)
-        if "permissions violation" in text.lower():
+        if self._in_flight.refuse(text):
+            logger.debug("NATS refused an operation (its caller gets the error): {}", text)
+        elif "permissions violation" in text.lower():
             logger.warning("NATS refused an operation: {}", text)
         else:
             logger.debug("NATS connection error: {}", text)
@@ -409,18 +553,24 @@ class Connection:
                 logger.warning("reconnect listener failed: {}", exc)
 
     # -- storage (see naq.transport.storage) -----------------------------------------------
+    # A refusal storage passes through for its own decisions (NotFound, BadRequest) that it
+    # did not handle is translated here: nothing of nats-py leaves the boundary.
     async def ensure_jobs_stream(self) -> None:
         """Create or reconcile the WorkQueue stream of every queue's jobs and schedules."""
-        await self.storage.jobs_stream()
+        with translated("set-up of the jobs stream"):
+            await self.storage.jobs_stream()
 
     async def ensure_dlq_stream(self) -> None:
         """Create or reconcile the dead-letter stream."""
-        await self.storage.dlq_stream()
+        with translated("set-up of the dead-letter stream"):
+            await self.storage.dlq_stream()
 
     async def ensure_consumer(self, queue: str, settings: ConsumerSettings) -> str:
         """Create or reconcile the durable consumer of ``queue``; returns its name."""
-        return await self.storage.consumer(queue, settings)
+        with translated(f"set-up of the consumer of queue {queue}"):
+            return await self.storage.consumer(queue, settings)
 
     async def ensure_bucket(self, bucket: str) -> None:
         """Create the key-value bucket ``bucket`` if it does not exist (looked up once)."""
-        await self.storage.bucket(bucket)
+        with translated(f"set-up of bucket {bucket}"):
+            await self.storage.bucket(bucket)

@@ -33,6 +33,15 @@ NOT_FOUND_CODES = frozenset({10037, 10044, 10059, 10014})
 SERVER_HINT = "start one with 'naq server' or set NAQ_NATS_URL"
 
 
+class AnnotatedTimeoutError(nats.errors.TimeoutError):
+    """nats-py's request timeout, carrying what the server reported shortly before (e.g. a
+    permissions violation on the reply subscription): ``note`` is appended to naq's error."""
+
+    def __init__(self, note: str) -> None:
+        super().__init__()
+        self.note = note
+
+
 def api_error(error: dict[str, Any] | None, what: str = "request") -> ServerError:
     """The naq error for a JetStream API error object (``{"code", "err_code", ...}``)."""
     error = error or {}
@@ -55,6 +64,15 @@ def no_stream(what: str) -> ServerError:
     )
 
 
+def no_jetstream(what: str) -> ServerError:
+    """The error for a JetStream API request nothing answered (status 503)."""
+    return ServerError(
+        f"NATS did not answer the {what}: JetStream is not available (503 no responders); "
+        "is JetStream enabled on the server (nats-server -js)?",
+        code=503,
+    )
+
+
 def translate(exc: BaseException, what: str = "request") -> NaqException:
     """The naq error for an exception raised by nats-py while doing ``what``."""
     if isinstance(exc, NaqException):
@@ -64,13 +82,22 @@ def translate(exc: BaseException, what: str = "request") -> NaqException:
     if isinstance(exc, nats.js.errors.NoStreamResponseError):
         return no_stream(what)
     if isinstance(exc, nats.js.errors.APIError):
+        description = getattr(exc, "description", None)
+        if isinstance(exc, nats.js.errors.ServiceUnavailableError) and not description:
+            return no_jetstream(what)
         return api_error(
-            {"code": exc.code, "err_code": exc.err_code, "description": exc.description}, what
+            {
+                "code": getattr(exc, "code", None),
+                "err_code": getattr(exc, "err_code", None),
+                "description": description or type(exc).__name__,
+            },
+            what,
         )
     if isinstance(exc, nats.errors.MaxPayloadError):
         return PayloadTooLargeError(f"{what}: the message is larger than the server's max_payload")
     if isinstance(exc, nats.errors.TimeoutError | TimeoutError):
-        return NaqTimeoutError(f"NATS did not answer the {what} in time")
+        note = exc.note if isinstance(exc, AnnotatedTimeoutError) else ""
+        return NaqTimeoutError(f"NATS did not answer the {what} in time{note}")
     if isinstance(exc, nats.errors.NoRespondersError):
         return ServerError(f"nothing answered the {what} (no responders)", code=503)
     if isinstance(exc, nats.errors.AuthorizationError):
@@ -80,8 +107,17 @@ def translate(exc: BaseException, what: str = "request") -> NaqException:
     if isinstance(exc, nats.errors.OutboundBufferLimitError):
         return NaqConnectionError(f"reconnecting to NATS and the outgoing buffer is full ({what})")
     if isinstance(exc, nats.errors.Error | OSError | ssl.SSLError | EOFError):
-        return NaqConnectionError(f"NATS error during the {what}: {exc or type(exc).__name__}")
+        return NaqConnectionError(f"NATS error during the {what}: {_text(exc)}")
     raise exc
+
+
+def _text(exc: BaseException) -> str:
+    """``str(exc)``, or its class name when that is empty or fails (some nats-py errors
+    format attributes that are not always set)."""
+    try:
+        return str(exc) or type(exc).__name__
+    except Exception:  # noqa: BLE001 - the error line must not raise
+        return type(exc).__name__
 
 
 @contextlib.contextmanager
