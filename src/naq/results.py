@@ -31,6 +31,9 @@ def _is_final_payload(data: bytes) -> bool:
         return False
 
 
+_RECORD_PREFIX = kv.subject_prefix(c.RESULTS_BUCKET)
+
+
 def record_subject(job_id: str) -> str:
     """The KV subject a job's record is stored on (the id is checked)."""
     return kv.subject(c.RESULTS_BUCKET, job_id)
@@ -80,9 +83,10 @@ class ResultStore:
         return self.put_encoded_nowait(record.job_id, encode(record), ttl)
 
     def put_encoded_nowait(self, job_id: str, data: bytes, ttl: int) -> asyncio.Future[int]:
-        """:meth:`put_nowait` of a record encoded already."""
+        """:meth:`put_nowait` of a record encoded already. ``job_id`` must be a valid job
+        id (the worker checked it; the boundary still refuses anything unsafe on the wire)."""
         block = _header_block(ttl, absent=False)
-        return self._conn.send_nowait(record_subject(job_id), data, block)
+        return self._conn.send_nowait(_RECORD_PREFIX + job_id, data, block)
 
     async def update(self, record: JobRecord, revision: int, ttl: int) -> bool:
         """Compare-and-set: store ``record`` only if the key is still at ``revision``."""

@@ -55,6 +55,11 @@ class KvChange:
     pending: int
 
 
+def subject_prefix(bucket: str) -> str:
+    """What every key's subject in ``bucket`` starts with (add a checked key to it)."""
+    return f"$KV.{bucket}."
+
+
 def subject(bucket: str, key: str) -> str:
     """The subject ``key`` of ``bucket`` is stored on (``key`` is checked)."""
     name = f"$KV.{bucket}.{key}"

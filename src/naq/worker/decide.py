@@ -25,7 +25,7 @@ MAX_FUNCTION_PATH = 1000
 MAX_LIST_ITEMS = 1000
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Go:
     """The message may run: its envelope, function and decoded arguments."""
 

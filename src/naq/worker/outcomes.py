@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 import traceback
+from collections.abc import Callable
 from typing import Any
 
 from ..errors import PayloadTooLargeError
@@ -54,9 +55,11 @@ class Records:
         history: list[AttemptRecord],
     ) -> JobRecord:
         """The job's record for ``attempt`` (started at ``started``) in ``status``."""
-        attempts = [a for a in history if a.attempt < attempt][-(MAX_ATTEMPTS - 1) :]
-        for old in attempts:
-            old.traceback = None  # only the latest attempt keeps its traceback
+        attempts: list[AttemptRecord] = []
+        if history:
+            attempts = [a for a in history if a.attempt < attempt][-(MAX_ATTEMPTS - 1) :]
+            for old in attempts:
+                old.traceback = None  # only the latest attempt keeps its traceback
         attempts.append(
             AttemptRecord(attempt=attempt, worker_id=self.worker_id, started_at=started)
         )
@@ -125,13 +128,19 @@ class Records:
         return record
 
 
-def check_fits(record: JobRecord, max_payload: int) -> bytes:
-    """The encoded record, or :class:`PayloadTooLargeError` if it cannot be stored."""
+#: Records smaller than this fit any server (max_payload is 1 MB by default; a server set
+#: lower than this still refuses the write at the boundary, before anything is sent).
+ALWAYS_FITS = 64 * 1024
+
+
+def check_fits(record: JobRecord, max_payload: Callable[[], int]) -> bytes:
+    """The encoded record, or :class:`PayloadTooLargeError` if it cannot be stored
+    (``max_payload`` is asked only for a large record)."""
     data = encode(record)
-    if len(data) + HEADROOM > max_payload:
+    if len(data) > ALWAYS_FITS and len(data) + HEADROOM > (limit := max_payload()):
         raise PayloadTooLargeError(
             f"the job's result is {len(data):,} bytes encoded, too large to store "
-            f"(the server's max_payload is {max_payload:,} bytes); return less, or store "
+            f"(the server's max_payload is {limit:,} bytes); return less, or store "
             "large data elsewhere and return a reference"
         )
     return data

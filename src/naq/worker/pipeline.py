@@ -309,7 +309,7 @@ class JobPipeline:
         if error is None:
             try:
                 result = to_wire(value, what="result")
-                data = check_fits(p.records.completed(delivery, run, result), p.max_payload())
+                data = check_fits(p.records.completed(delivery, run, result), p.max_payload)
             except Exception as exc:  # noqa: BLE001 - an unstorable result fails the job
                 error = exc
         if error is not None or delivery.running_write is not None:
