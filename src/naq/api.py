@@ -37,7 +37,7 @@ async def shared_connection(
     per_loop = _connections.setdefault(loop, {})
     key = settings.nats_url
     conn = per_loop.get(key)
-    if conn is None or conn.closed:
+    if conn is None or conn.dead:
         conn = Connection(settings, name="naq-client")
         per_loop[key] = conn
     return await conn.connect()

@@ -219,11 +219,15 @@ class Queue:
             ]
             record_ack, job_ack = acks
             try:
-                await job_ack
-            except (NaqTimeoutError, ServerError) as exc:
-                if isinstance(exc, ServerError) and exc.code != 503:
-                    raise
-                await self._publish(conn, job, encode(envelope))  # retried under the same id
+                try:
+                    await job_ack
+                except (NaqTimeoutError, ServerError) as exc:
+                    if isinstance(exc, ServerError) and exc.code != 503:
+                        raise
+                    await self._publish(conn, job, encode(envelope))  # retried, same id
+            except BaseException:
+                record_ack.add_done_callback(_retrieved)  # the job's error is the one raised
+                raise
             await self._settle([record_ack])
             return
         record = record_for(envelope, JobStatus.PENDING)
@@ -387,6 +391,12 @@ def enqueue_writes(
         (record_subject(job.job_id), absent_block(ttl), record),
         (c.queue_subject(job.queue_name), job_header_block(settings, job.job_id, payload), payload),
     )
+
+
+def _retrieved(future: asyncio.Future[Any]) -> None:
+    """Mark a future's outcome as seen (its error is not the one reported)."""
+    if not future.cancelled():
+        future.exception()
 
 
 def result_of(job_id: str, record: JobRecord | None) -> Any:

@@ -113,6 +113,15 @@ def _env_int(name: str, default: int, minimum: int) -> int:
     return value
 
 
+def _urls(value: str, *, from_env: bool) -> tuple[str, ...]:
+    try:
+        return parse_nats_urls(value)
+    except ConfigurationError as exc:
+        if from_env:  # name the variable the bad value came from
+            raise ConfigurationError(f"NAQ_NATS_URL: {exc}") from None
+        raise
+
+
 def load_settings(nats_url: str | None = None) -> Settings:
     """Build :class:`Settings` from ``NAQ_*`` environment variables and ``nats_url``."""
     env = os.environ
@@ -122,15 +131,19 @@ def load_settings(nats_url: str | None = None) -> Settings:
         raise ConfigurationError(
             f"NAQ_JOB_SERIALIZER={serializer!r} is not supported; use 'json' or 'pickle'"
         )
-    level = (env.get("NAQ_LOG_LEVEL") or "INFO").strip().upper()
+    raw_level = env.get("NAQ_LOG_LEVEL") or "INFO"
+    level = raw_level.strip().upper()
     if level not in _LOG_LEVELS:
-        raise ConfigurationError(f"NAQ_LOG_LEVEL={level!r} is not a log level")
+        raise ConfigurationError(
+            f"NAQ_LOG_LEVEL={raw_level!r} is not a log level "
+            f"(one of {', '.join(sorted(_LOG_LEVELS))})"
+        )
     allowed = tuple(
         p.strip() for p in (env.get("NAQ_ALLOWED_MODULES") or "").split(",") if p.strip()
     )
     key = env.get("NAQ_SIGNING_KEY")
     return Settings(
-        nats_urls=parse_nats_urls(url),
+        nats_urls=_urls(url, from_env=nats_url is None and bool(env.get("NAQ_NATS_URL"))),
         default_queue=validate_queue_name(env.get("NAQ_DEFAULT_QUEUE") or "default"),
         serializer="pickle" if serializer == "pickle" else "json",
         allowed_modules=allowed,

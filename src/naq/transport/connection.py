@@ -290,6 +290,8 @@ class Connection:
         self._publisher: AckedPublisher | None = None
         self._in_flight = InFlight()
         self._closing = False
+        self._connecting = asyncio.Lock()
+        self._ever_connected = False
         #: Why the server closed the connection, if it did so by itself (then it is gone:
         #: nats-py does not reconnect after a protocol error from the server).
         self.lost: str | None = None
@@ -339,6 +341,17 @@ class Connection:
         """
         if self._nc is not None:
             return self
+        async with self._connecting:  # concurrent first calls share one connect
+            if self._nc is not None:
+                return self
+            return await self._connect(timeout)
+
+    @property
+    def dead(self) -> bool:
+        """True once a connection that was open is closed (never for one not opened yet)."""
+        return self._ever_connected and self.closed
+
+    async def _connect(self, timeout: float) -> Connection:
         settings = self.settings
         shown = redact_url(settings.nats_url)
         check_credentials(settings)
@@ -380,6 +393,7 @@ class Connection:
         # From now on reconnect forever (the initial attempt had to fail fast).
         nc.options["max_reconnect_attempts"] = -1
         self._nc = nc
+        self._ever_connected = True
         self._js = nc.jetstream(timeout=10.0)
         self._publisher = AckedPublisher(nc)
         await self._publisher.start()
