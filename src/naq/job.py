@@ -112,8 +112,8 @@ class JobOptions:
     def build(cls, raw: Mapping[str, Any]) -> JobOptions:
         """Validate option keywords; raises :class:`ConfigurationError` naming the bad one,
         or an option naq does not know (nothing is stored then)."""
-        unknown = sorted(set(raw) - OPTION_NAMES)
-        if unknown:
+        if not raw.keys() <= OPTION_NAMES:
+            unknown = sorted(set(raw) - OPTION_NAMES)
             raise ConfigurationError(
                 f"unknown job option(s) {', '.join(map(repr, unknown))}; "
                 f"known: {', '.join(sorted(OPTION_NAMES))}"

@@ -28,7 +28,13 @@ from .errors import (
 from .job import Job, JobInfo, JobOptions, iter_calls, new_job_id, split_options
 from .messages import job_header_block, job_headers
 from .models import JobEnvelope, JobRecord, JobStatus, encode, record_for
-from .results import ResultStore, absent_block, absent_headers, record_subject
+from .results import (
+    ResultStore,
+    absent_block,
+    absent_headers,
+    record_subject,
+    record_subject_of_valid_id,
+)
 from .serialization import warn_if_pickle
 from .settings import Settings, load_settings, validate_queue_name
 from .transport import Connection
@@ -209,8 +215,10 @@ class Queue:
         await store.ready()
         ttl = options.result_ttl or self.settings.result_ttl
         writes = enqueue_writes(self.settings, job, envelope, ttl)
+        max_payload = conn.max_payload
         for subject, header_block, payload in writes:  # nothing is sent if one cannot be
-            conn.check_message(subject, payload, header_block)
+            if len(payload) + len(header_block) > max_payload:
+                conn.check_message(subject, payload, header_block)  # raises, naming it
         if options.job_id is None:
             # both in flight at once (one round trip)
             acks = [
@@ -388,7 +396,7 @@ def enqueue_writes(
     payload = encode(envelope)
     record = encode(record_for(envelope, JobStatus.PENDING))
     return (
-        (record_subject(job.job_id), absent_block(ttl), record),
+        (record_subject_of_valid_id(job.job_id), absent_block(ttl), record),
         (c.queue_subject(job.queue_name), job_header_block(settings, job.job_id, payload), payload),
     )
 

@@ -34,6 +34,11 @@ def _is_final_payload(data: bytes) -> bool:
 _RECORD_PREFIX = kv.subject_prefix(c.RESULTS_BUCKET)
 
 
+def record_subject_of_valid_id(job_id: str) -> str:
+    """:func:`record_subject` for an id checked already (a job's own, on hot paths)."""
+    return _RECORD_PREFIX + job_id
+
+
 def record_subject(job_id: str) -> str:
     """The KV subject a job's record is stored on (the id is checked)."""
     return kv.subject(c.RESULTS_BUCKET, job_id)
@@ -86,7 +91,7 @@ class ResultStore:
         """:meth:`put_nowait` of a record encoded already. ``job_id`` must be a valid job
         id (the worker checked it; the boundary still refuses anything unsafe on the wire)."""
         block = _header_block(ttl, absent=False)
-        return self._conn.send_nowait(_RECORD_PREFIX + job_id, data, block)
+        return self._conn.send_nowait(record_subject_of_valid_id(job_id), data, block)
 
     async def update(self, record: JobRecord, revision: int, ttl: int) -> bool:
         """Compare-and-set: store ``record`` only if the key is still at ``revision``."""
