@@ -3,6 +3,7 @@ never stop a worker: they end up in the dead-letter stream with their reason."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -260,3 +261,28 @@ async def test_library_functions_are_refused_and_dead_lettered(
     assert "not allowed" in headers["Naq-Dlq-Reason"]
     assert path in headers["Naq-Dlq-Reason"]
     assert dead[0].data and job.job_id.encode() in dead[0].data  # the original job message
+
+
+def test_storage_laid_out_by_an_older_naq_is_refused_with_a_clear_message() -> None:
+    """Before one-off schedules had their own stream, NAQ_JOBS held them and allowed message
+    schedules, which the server cannot turn off: say what to do, do not fail obscurely."""
+    from nats.js.api import RetentionPolicy, StreamConfig
+
+    from naq.server import EmbeddedServer
+
+    async def scenario(url: str) -> None:
+        async with raw_nats(url) as nc:
+            await nc.jetstream().add_stream(
+                StreamConfig(
+                    name="NAQ_JOBS",
+                    subjects=["naq.queue.*", "naq.sched.>"],
+                    retention=RetentionPolicy.WORK_QUEUE,
+                    allow_msg_schedules=True,
+                )
+            )
+        with pytest.raises(naq.ConfigurationError, match="older naq"):
+            await naq.enqueue(jobs.add, 1, 2, nats_url=url)
+        await naq.close()
+
+    with EmbeddedServer() as server:
+        asyncio.run(scenario(server.url))

@@ -124,17 +124,14 @@ class Storage:
             js = self._conn.js
             try:
                 await self._call(js.add_stream(config), f"create stream {config.name}")
-            except nats.js.errors.BadRequestError:
+            except nats.js.errors.BadRequestError as exc:
+                if exc.err_code == _SUBJECTS_OVERLAP:
+                    raise _older_layout(str(config.name), exc.description) from None
                 # exists with another config: reconcile (update keeps messages)
                 try:
                     await self._call(js.update_stream(config), f"update stream {config.name}")
-                except nats.js.errors.BadRequestError as exc:
-                    raise ConfigurationError(
-                        f"stream {config.name} exists with a configuration naq cannot change "
-                        f"({exc.description}); it was probably created by an older naq "
-                        f"(before one-off schedules moved to {c.SCHEDULES_STREAM}): drain it, "
-                        f"then delete it (nats stream rm {config.name}) and start again"
-                    ) from None
+                except (nats.js.errors.BadRequestError, nats.js.errors.NotFoundError) as again:
+                    raise _older_layout(str(config.name), again.description) from None
             self._ensured.add(key)
 
     async def consumer(self, queue: str, settings: ConsumerSettings) -> str:
@@ -210,6 +207,21 @@ class Storage:
             ) from exc
         except (nats.errors.Error, OSError, TimeoutError) as exc:
             raise translate(exc, what) from exc
+
+
+#: JetStream error code: a new stream's subjects overlap an existing stream's.
+_SUBJECTS_OVERLAP = 10065
+
+
+def _older_layout(stream: str, detail: str | None) -> ConfigurationError:
+    """The error for storage laid out by an older naq (schedules inside the jobs stream),
+    which the server cannot change into today's."""
+    return ConfigurationError(
+        f"cannot set up stream {stream} ({detail}): the server holds naq streams laid out by "
+        f"an older naq (one-off schedules inside {c.JOBS_STREAM}, which the server cannot turn "
+        f"off); let its workers drain {c.JOBS_STREAM}, delete it "
+        f"('nats stream rm {c.JOBS_STREAM}') and start again"
+    )
 
 
 def _consumer_differs(current: Any, wanted: ConsumerConfig) -> bool:
