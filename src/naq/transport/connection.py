@@ -571,11 +571,15 @@ class Connection:
     # did not handle is translated here: nothing of nats-py leaves the boundary.
     async def ensure_jobs_stream(self) -> None:
         """Create or reconcile the WorkQueue stream of every queue's jobs and schedules."""
+        if self.storage.has("jobs"):  # every enqueue asks: the cheap answer first
+            return
         with translated("set-up of the jobs stream"):
             await self.storage.jobs_stream()
 
     async def ensure_dlq_stream(self) -> None:
         """Create or reconcile the dead-letter stream."""
+        if self.storage.has("dlq"):
+            return
         with translated("set-up of the dead-letter stream"):
             await self.storage.dlq_stream()
 

@@ -20,6 +20,7 @@ from nats.aio.msg import Msg
 
 from ..errors import NaqTimeoutError
 from .errors import api_error, no_stream
+from .names import check_subject
 from .wire import encode_headers, publish_now, subscribe_direct
 
 _NO_RESPONDERS = "503"
@@ -51,7 +52,7 @@ class AckedPublisher:
         async with self._lock:
             if self._started:
                 return
-            self._prefix = self._nc.new_inbox() + "."
+            self._prefix = check_subject(self._nc.new_inbox()) + "."  # replies: prefix + number
             await subscribe_direct(self._nc, self._prefix + "*", self._on_reply)
             self._started = True
 
@@ -97,7 +98,9 @@ class AckedPublisher:
         if self._sweeper is None:
             self._sweeper = asyncio.ensure_future(self._sweep())
         try:
-            publish_now(self._nc, subject, payload, self._prefix + token, header_block)
+            publish_now(
+                self._nc, subject, payload, self._prefix + token, header_block, reply_checked=True
+            )
         except BaseException:
             self._waiting.pop(token, None)
             raise

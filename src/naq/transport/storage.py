@@ -53,6 +53,10 @@ class Storage:
         self._ensured: set[str] = set()
         self._lock = asyncio.Lock()
 
+    def has(self, key: str) -> bool:
+        """True once the stream ``key`` (``"jobs"``, ``"dlq"``) was set up."""
+        return key in self._ensured
+
     def forget(self) -> None:
         """Drop what was looked up (the connection closed)."""
         self._kv.clear()
@@ -61,6 +65,8 @@ class Storage:
     async def jobs_stream(self) -> None:
         """The WorkQueue stream of every queue's jobs (no schedules, no rollups), taking
         over the jobs one-off schedules fire; and that schedules stream first."""
+        if self.has("jobs"):  # every enqueue asks: answer before building configs
+            return
         await self._stream(
             "schedules",
             self._work_queue(
@@ -101,6 +107,8 @@ class Storage:
 
     async def dlq_stream(self) -> None:
         """The dead-letter stream (``naq.dlq.<queue>``, kept 30 days)."""
+        if self.has("dlq"):
+            return
         await self._stream(
             "dlq",
             StreamConfig(

@@ -74,8 +74,13 @@ def publish_now(
     payload: bytes = b"",
     reply: str = "",
     header_block: bytes | None = None,
+    *,
+    reply_checked: bool = False,
 ) -> None:
     """Queue a publish on the connection without awaiting (same buffer nats-py uses).
+
+    ``reply_checked``: the reply subject is built by naq from a checked inbox prefix and a
+    number (the acked publisher's), so it is not checked again on every message.
 
     ``header_block`` comes from :func:`encode_headers`. Refuses what nats-py's publish
     refuses, and what would make the server close the connection: a subject or reply
@@ -83,7 +88,7 @@ def publish_now(
     over the server's ``max_payload`` (:class:`~naq.errors.PayloadTooLargeError`); a closed
     connection or a full reconnect buffer is a :class:`NaqConnectionError`.
     """
-    if not is_subject(subject) or (reply and not is_subject(reply)):
+    if not is_subject(subject) or (reply and not reply_checked and not is_subject(reply)):
         raise ConfigurationError(f"invalid NATS subject {subject[:80]!r} / reply {reply[:80]!r}")
     size = len(payload) + (len(header_block) if header_block is not None else 0)
     if size > nc.max_payload:
