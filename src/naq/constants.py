@@ -39,8 +39,6 @@ HEADER_MSG_ID = "Nats-Msg-Id"
 HEADER_TTL = "Nats-TTL"
 #: ``"0"`` makes a write succeed only if the subject has no message yet (create-if-absent).
 HEADER_EXPECTED_LAST_SUBJECT_SEQ = "Nats-Expected-Last-Subject-Sequence"
-#: JetStream error code for a failed expected-last-sequence check.
-ERR_WRONG_LAST_SEQUENCE = 10071
 HEADER_SIGNATURE = "Naq-Signature"
 
 #: Duplicate window of the jobs stream, seconds.

@@ -43,7 +43,6 @@ if TYPE_CHECKING:
 HEADER_SCHEDULE = "Nats-Schedule"
 HEADER_SCHEDULE_TARGET = "Nats-Schedule-Target"
 HEADER_ROLLUP = "Nats-Rollup"
-HEADER_EXPECTED_LAST_SUBJECT_SEQ = "Nats-Expected-Last-Subject-Sequence"
 #: While a one-off job is paused its message carries its due time here instead of a schedule.
 HEADER_PAUSED_DUE = "Naq-Paused-Due"
 _LIST_CONCURRENCY = 256
@@ -212,7 +211,7 @@ async def _republish(conn: Connection, one_off: OneOff, due: float, paused: bool
         headers[HEADER_SCHEDULE] = f"@at {rfc3339(due)}"
         headers[HEADER_SCHEDULE_TARGET] = c.due_subject(one_off.queue)
     headers[HEADER_ROLLUP] = "sub"
-    headers[HEADER_EXPECTED_LAST_SUBJECT_SEQ] = str(one_off.seq)
+    headers[c.HEADER_EXPECTED_LAST_SUBJECT_SEQ] = str(one_off.seq)
     subject = c.schedule_subject(one_off.queue, one_off.job_id)
     try:
         seq = await conn.publish(subject, one_off.data, headers)
@@ -220,7 +219,7 @@ async def _republish(conn: Connection, one_off: OneOff, due: float, paused: bool
         raise JobNotFoundError(
             f"scheduled job {one_off.job_id} changed or ran meanwhile; nothing was changed"
         ) from None
-    del headers[HEADER_EXPECTED_LAST_SUBJECT_SEQ]
+    del headers[c.HEADER_EXPECTED_LAST_SUBJECT_SEQ]
     return OneOff(one_off.job_id, one_off.queue, seq, one_off.data, headers, due, paused)
 
 

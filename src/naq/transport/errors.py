@@ -28,8 +28,6 @@ from ..errors import (
 
 #: JetStream error codes of a failed expected-last-sequence check (stream / KV subject).
 CONFLICT_CODES = frozenset({10071, 10164})
-#: JetStream error codes for "no message" / "no such key" lookups.
-NOT_FOUND_CODES = frozenset({10037, 10044, 10059, 10014})
 SERVER_HINT = "start one with 'naq server' or set NAQ_NATS_URL"
 
 

@@ -27,7 +27,6 @@ from .names import is_subject
 if TYPE_CHECKING:
     from .connection import Connection
 
-_EXPECTED_LAST_SUBJECT_SEQ = "Nats-Expected-Last-Subject-Sequence"
 _KV_OPERATION = "KV-Operation"
 _MARKER = "Nats-Marker-Reason"  # server-placed expiry/removal markers
 _SNAPSHOT_BATCH = 1000
@@ -80,7 +79,7 @@ def ttl_header(ttl: float | str) -> str:
 def _headers(last: int | None, ttl: float | str | None) -> dict[str, str]:
     headers: dict[str, str] = {}
     if last is not None:
-        headers[_EXPECTED_LAST_SUBJECT_SEQ] = str(int(last))
+        headers[c.HEADER_EXPECTED_LAST_SUBJECT_SEQ] = str(int(last))
     if ttl is not None:
         headers[c.HEADER_TTL] = ttl_header(ttl)
     return headers
@@ -150,7 +149,7 @@ async def delete(conn: Connection, bucket: str, key: str, last: int) -> None:
     """Delete ``key`` only if its latest revision is ``last``."""
     name = subject(bucket, key)
     await conn.storage.bucket(bucket)
-    headers = {_EXPECTED_LAST_SUBJECT_SEQ: str(int(last)), _KV_OPERATION: "DEL"}
+    headers = {c.HEADER_EXPECTED_LAST_SUBJECT_SEQ: str(int(last)), _KV_OPERATION: "DEL"}
     await conn.publish(name, b"", headers)
 
 
