@@ -48,8 +48,12 @@ class InFlight:
         self._pending: deque[tuple[str, asyncio.Future[Any]]] = deque(maxlen=TRACKED)
 
     def track(self, subject: str, future: asyncio.Future[Any]) -> None:
-        """Remember that ``future`` waits for the answer to a message sent to ``subject``."""
-        self._pending.append((subject, future))
+        """Remember that ``future`` waits for the answer to a message sent to ``subject``
+        (answered ones are dropped from the old end, so finished futures are not kept)."""
+        pending = self._pending
+        while pending and pending[0][1].done():
+            pending.popleft()
+        pending.append((subject, future))
 
     def refuse(self, error_text: str) -> int:
         """Fail the waiting operations on the subject a permissions violation names; returns
