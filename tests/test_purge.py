@@ -4,16 +4,13 @@ records say ``cancelled`` (purged), so nobody waits for them in vain."""
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
-import sys
 import time
 import uuid
-from pathlib import Path
 from typing import Any
 
 import pytest
 from tests import jobs
+from tests.cli_run import naq_cli
 
 import naq
 from conftest import JOBS_STREAM, WAIT, stream_count
@@ -22,8 +19,6 @@ from naq.models import JobEnvelope, encode
 from naq.purge import PURGED_ERROR_TYPE
 from naq.settings import load_settings
 from naq.transport import Connection
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 async def assert_purged(nats_url: str, queue: str, job_id: str) -> None:
@@ -144,18 +139,8 @@ def test_cli_purge_force_prints_the_count_and_cancels(nats_url: str) -> None:
             await naq.close()
 
     job_ids = asyncio.run(enqueue())
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NAQ_")}
-    proc = subprocess.run(
-        [sys.executable, "-m", "naq", "purge", queue, "--force", "-u", nats_url],
-        cwd=ROOT,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr
+    proc = naq_cli("purge", queue, "--force", "-u", nats_url)
+    assert proc.code == 0, proc.stderr
     assert proc.stdout.strip() == f"purged 3 jobs from {queue}"
 
     async def check() -> None:

@@ -5,16 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import io
-import os
-import subprocess
-import sys
 import uuid
-from pathlib import Path
 from typing import Any
 
 import pytest
 from rich.console import Console
 from tests import helpers, jobs
+from tests.cli_run import naq_cli
 
 import naq
 from conftest import WAIT, wait_for
@@ -25,7 +22,6 @@ from naq.job import QueueInfo
 from naq.settings import load_settings
 from naq.transport import Connection
 
-ROOT = Path(__file__).resolve().parent.parent
 HEADERS = ("queue", "waiting", "running", "scheduled", "completed", "failed", "dead")
 
 
@@ -183,18 +179,8 @@ def test_naq_queues_shows_scheduled_and_dead_counts(nats_url: str) -> None:
         await naq.close()
 
     asyncio.run(prepare())
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NAQ_")}
-    proc = subprocess.run(
-        [sys.executable, "-m", "naq", "queues", "-u", nats_url],
-        cwd=ROOT,
-        env={**env, "COLUMNS": "80"},
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr
+    proc = naq_cli("queues", "-u", nats_url, env={"COLUMNS": "80"})
+    assert proc.code == 0, proc.stderr
     lines = proc.stdout.splitlines()
     assert all(len(line) <= 80 for line in lines), proc.stdout
     header = next(line for line in lines if line.split()[:1] == ["queue"])
