@@ -124,17 +124,28 @@ class Queue:
         await self._publish_job(job, envelope, options)
         return job
 
-    async def enqueue_many(self, calls: Iterable[Any], **options: Any) -> list[Job]:
+    async def enqueue_many(
+        self, calls: Iterable[Any], *, atomic: bool = False, **options: Any
+    ) -> list[Job]:
         """Enqueue many ``(func, args, kwargs)`` calls at once (pipelined publishes).
 
         ``options`` apply to every job (except ``job_id``, which would collide). Everything
         is validated and serialized before the first publish. Jobs get ids
         ``<batch_id>-<n>``; their ``pending`` state is one batch record per chunk of
         jobs (see :mod:`naq.batches`), so a bulk enqueue costs one write per job.
+
+        ``atomic=True`` publishes the jobs as one JetStream atomic batch: NATS stores every
+        job or none. At most 1000 calls (the server's limit per batch), and not together
+        with ``depends_on`` (:class:`ConfigurationError`). When NATS refuses the batch,
+        nothing of it remains (its ``pending`` state is removed too) and a
+        :class:`ServerError` says why. Without it, a refusal midway leaves the jobs
+        published before it enqueued.
         """
         opts = JobOptions.build(options)
         if opts.job_id is not None:
             raise ConfigurationError("enqueue_many does not take job_id; ids are generated")
+        if atomic is not False:
+            return await self._enqueue_many_atomic(calls, opts, atomic)
         chunks: list[tuple[str, list[tuple[Job, JobEnvelope]]]] = []
         for n, (func, args, kwargs) in enumerate(iter_calls(calls)):
             if n % BATCH_SIZE == 0:
@@ -202,6 +213,67 @@ class Queue:
             if isinstance(outcome, NaqException):
                 raise outcome
             raise NaqConnectionError(f"NATS refused an enqueued job: {outcome}") from outcome
+
+    async def _enqueue_many_atomic(
+        self, calls: Iterable[Any], opts: JobOptions, atomic: object
+    ) -> list[Job]:
+        """``enqueue_many(..., atomic=True)``: the jobs as one JetStream atomic batch, after
+        their batch record; the record is removed again if NATS refuses the batch."""
+        from .transport.atomic import MAX_MESSAGES, AtomicBatch
+
+        if atomic is not True:
+            raise ConfigurationError(f"atomic must be True or False, got {atomic!r}")
+        if opts.depends_on:
+            raise ConfigurationError("atomic=True cannot be combined with depends_on")
+        triples = list(iter_calls(calls))
+        if len(triples) > MAX_MESSAGES:
+            raise ConfigurationError(
+                f"enqueue_many(atomic=True) takes at most {MAX_MESSAGES} calls (NATS' limit "
+                f"for one atomic batch), got {len(triples)}; split them or use atomic=False"
+            )
+        if not triples:
+            return []
+        batch_id = new_job_id()
+        prepared = [
+            prepare_call(self, func, args, kwargs, opts, job_id=batch_job_id(batch_id, n))
+            for n, (func, args, kwargs) in enumerate(triples)
+        ]
+        conn = await self.connection()
+        await conn.ensure_jobs_stream()
+        await (await self._store()).ready()
+        subject = c.queue_subject(self.name)
+        messages: list[tuple[str, bytes, bytes]] = []
+        for job, envelope in prepared:
+            payload = encode(envelope)
+            block = job_header_block(self.settings, job.job_id, payload)
+            messages.append((subject, payload, block))
+        batch = AtomicBatch(conn, messages, batch_id=batch_id)  # checks every message
+        record = BatchRecord.of(batch_id, [envelope for _, envelope in prepared])
+        key = record_subject(batch_key(batch_id))
+        ttl = opts.result_ttl or self.settings.result_ttl
+        # stored before its jobs: no job of the batch is ever without a status
+        await self._settle([await conn.send(key, encode(record), absent_headers(ttl))])
+        try:
+            await batch.commit()
+        except ServerError as exc:  # refused: nothing of the batch was stored
+            left = await self._remove_batch_record(conn, key)
+            raise ServerError(
+                f"the atomic batch of {len(prepared)} jobs was refused by NATS: {exc}{left}",
+                code=exc.code,
+                err_code=exc.err_code,
+            ) from None
+        return [job for job, _ in prepared]
+
+    async def _remove_batch_record(self, conn: Connection, key: str) -> str:
+        """Remove the batch record on ``key`` (its jobs were never stored); returns ``""``,
+        or a note saying why it could not be removed."""
+        from .transport import streams
+
+        try:
+            await streams.purge(conn, f"KV_{c.RESULTS_BUCKET}", key)
+        except NaqException as exc:
+            return f" (its pending record could not be removed: {exc})"
+        return ""
 
     def _prepare(
         self, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any], options: JobOptions

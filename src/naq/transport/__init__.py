@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from . import blocking, kv, streams
+from . import atomic, blocking, kv, streams
 from .connection import Connection, Subscription, describe_failure, tls_context
 from .errors import is_conflict
 from .kv import KvChange, KvEntry
@@ -70,6 +70,7 @@ __all__ = [
     "Message",
     "StoredMessage",
     "Subscription",
+    "atomic",
     "blocking",
     "check_subject",
     "delivery_info",

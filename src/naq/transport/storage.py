@@ -86,6 +86,7 @@ class Storage:
                 [f"{c.QUEUE_SUBJECT_PREFIX}*"],
                 allow_msg_schedules=False,
                 allow_rollup_hdrs=False,
+                allow_atomic=True,  # enqueue_many(atomic=True): all jobs stored, or none
                 sources=[StreamSource(name=c.SCHEDULES_STREAM, subject_transforms=[due_to_queue])],
             ),
         )
