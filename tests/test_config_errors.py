@@ -210,7 +210,7 @@ CALLS: list[tuple[Any, tuple[Any, ...], dict[str, Any]]] = [(print, (1,), {}), (
     ],
     ids=["naq.enqueue_many", "Queue.enqueue_many"],
 )
-@pytest.mark.parametrize("option", ["atomic", "max_retires"])
+@pytest.mark.parametrize("option", ["atomically", "max_retires"])
 async def test_enqueue_many_refuses_unknown_options(
     nats_url: str, queue: str, option: str, enqueue_many: Callable[..., Any]
 ) -> None:
@@ -222,7 +222,7 @@ async def test_enqueue_many_refuses_unknown_options(
     assert after == before, f"(jobs, records) before {before}, after {after}"
 
 
-@pytest.mark.parametrize("option", ["atomic", "max_retires"])
+@pytest.mark.parametrize("option", ["atomically", "max_retires"])
 async def test_enqueue_many_sync_refuses_unknown_options(
     nats_url: str, queue: str, option: str
 ) -> None:

@@ -234,7 +234,13 @@ BAD_INPUT = [
         lambda q, u: naq.enqueue_in(
             1, sched_jobs.record, "x", depends_on=["a"], queue_name=q, nats_url=u
         ),
-        "depends_on",
+        "depends_on: job a not found",
+    ),
+    (
+        lambda q, u: naq.schedule(
+            sched_jobs.record, "x", interval=5, depends_on=["a"], queue_name=q, nats_url=u
+        ),
+        "does not take depends_on",
     ),
     (
         lambda q, u: naq.schedule(
@@ -336,7 +342,8 @@ BAD_INPUT = [
 async def test_bad_input_fails_at_the_call_and_stores_nothing(
     nats_url: str, queue: str, call: Any, match: str
 ) -> None:
-    with pytest.raises((ConfigurationError, naq.SerializationError), match=match):
+    bad_input = (ConfigurationError, naq.SerializationError, naq.JobNotFoundError)
+    with pytest.raises(bad_input, match=match):
         await call(queue, nats_url)
     assert await naq.list_schedules(queue_name=queue, nats_url=nats_url) == []
     async with raw_nats(nats_url) as nc:

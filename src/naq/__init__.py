@@ -10,6 +10,7 @@ import loguru
 
 from .__about__ import __version__
 from .api import (
+    cancel_job,
     cancel_scheduled_job,
     close,
     enqueue,
@@ -58,6 +59,7 @@ from .queue import Queue
 from .scheduling import Schedule, Scheduler
 from .sync import (
     SyncClient,
+    cancel_job_sync,
     cancel_scheduled_job_sync,
     enqueue_at_sync,
     enqueue_in_sync,
@@ -115,6 +117,8 @@ __all__ = [
     "WorkerInfo",
     "WriteConflictError",
     "__version__",
+    "cancel_job",
+    "cancel_job_sync",
     "cancel_scheduled_job",
     "cancel_scheduled_job_sync",
     "close",

@@ -86,10 +86,13 @@ async def enqueue_many(
     *,
     queue_name: str | None = None,
     nats_url: str | None = None,
+    atomic: bool = False,
     **options: Any,
 ) -> list[Job]:
-    """Enqueue many ``(func, args, kwargs)`` calls with pipelined publishes."""
-    return await (await _queue(queue_name, nats_url)).enqueue_many(calls, **options)
+    """Enqueue many ``(func, args, kwargs)`` calls with pipelined publishes; ``atomic=True``
+    stores all of them or none (at most 1000)."""
+    queue = await _queue(queue_name, nats_url)
+    return await queue.enqueue_many(calls, atomic=atomic, **options)
 
 
 async def fetch_job_result(
@@ -202,6 +205,12 @@ async def schedule(
         misfire=misfire,
         **kwargs,
     )
+
+
+async def cancel_job(job_id: str, *, nats_url: str | None = None) -> bool:
+    """Cancel a job wherever it is (see :meth:`naq.Queue.cancel_job`); False if it had
+    finished already."""
+    return await (await _queue(None, nats_url)).cancel_job(job_id)
 
 
 async def cancel_scheduled_job(schedule_id: str, *, nats_url: str | None = None) -> bool:

@@ -39,6 +39,8 @@ HEADER_MSG_ID = "Nats-Msg-Id"
 HEADER_TTL = "Nats-TTL"
 #: ``"0"`` makes a write succeed only if the subject has no message yet (create-if-absent).
 HEADER_EXPECTED_LAST_SUBJECT_SEQ = "Nats-Expected-Last-Subject-Sequence"
+#: The subject whose last sequence the header above checks (instead of the message's own).
+HEADER_EXPECTED_LAST_SUBJECT_SEQ_SUBJECT = "Nats-Expected-Last-Subject-Sequence-Subject"
 HEADER_SIGNATURE = "Naq-Signature"
 
 #: Duplicate window of the jobs stream, seconds.

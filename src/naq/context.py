@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextvars
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from .errors import ConfigurationError, NaqException
 
@@ -23,6 +24,9 @@ class JobContext:
     queue_name: str
     progress: float = 0.0
     progress_message: str | None = None
+    #: The return values of the jobs this one depends on (``depends_on``), by job id; a
+    #: dependency that did not complete (``allow_failure=True``) is absent.
+    dependency_results: dict[str, Any] = field(default_factory=dict)
     _progress_sink: ProgressSink | None = field(default=None, repr=False)
     _cancel_requested: bool = field(default=False, repr=False)
 

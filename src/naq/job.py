@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ OPTION_NAMES = frozenset(
         "timeout",
         "result_ttl",
         "depends_on",
+        "allow_failure",
     }
 )
 
@@ -42,6 +44,10 @@ def new_job_id() -> str:
 def exception_path(exc_type: type[BaseException]) -> str:
     """``module:qualname`` of an exception class, as matched by ``retry_on``/``ignore_on``."""
     return f"{exc_type.__module__}:{exc_type.__qualname__}"
+
+
+#: The most jobs one job may depend on (its record lists them, and must stay small).
+MAX_DEPENDENCIES = 1000
 
 
 #: The longest delay, timeout or TTL naq accepts, seconds (a year: the server counts in
@@ -90,8 +96,19 @@ def _job_ids(value: object) -> tuple[str, ...]:
         job_id = item.job_id if isinstance(item, Job) else item
         if not isinstance(job_id, str) or not JOB_ID_RE.fullmatch(job_id):
             raise ConfigurationError(f"depends_on must hold job ids or Job objects, got {item!r}")
-        ids.append(job_id)
+        if job_id not in ids:
+            ids.append(job_id)
+    if len(ids) > MAX_DEPENDENCIES:
+        raise ConfigurationError(
+            f"depends_on holds {len(ids)} jobs; a job may depend on at most {MAX_DEPENDENCIES}"
+        )
     return tuple(ids)
+
+
+def _flag(name: str, value: object) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigurationError(f"{name} must be True or False, got {value!r}")
+    return value
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +124,7 @@ class JobOptions:
     timeout: float | None = None
     result_ttl: int | None = None
     depends_on: tuple[str, ...] = ()
+    allow_failure: bool = False
 
     @classmethod
     def build(cls, raw: Mapping[str, Any]) -> JobOptions:
@@ -160,6 +178,7 @@ class JobOptions:
             timeout=timeout,
             result_ttl=int(result_ttl) if result_ttl is not None else None,
             depends_on=_job_ids(raw.get("depends_on")),
+            allow_failure=_flag("allow_failure", raw.get("allow_failure", False)),
         )
 
 
@@ -210,6 +229,9 @@ class Job:
     timeout = property(lambda self: self.options.timeout, doc="Seconds the job may run.")
     result_ttl = property(lambda self: self.options.result_ttl, doc="Seconds its result is kept.")
     depends_on = property(lambda self: self.options.depends_on, doc="Ids of jobs it waits for.")
+    allow_failure = property(
+        lambda self: self.options.allow_failure, doc="Runs even if a dependency failed."
+    )
 
     async def result(self, timeout: float | None = None) -> Any:
         """The job's return value; same as ``fetch_job_result(job.job_id, timeout)``."""
@@ -276,6 +298,8 @@ class JobInfo:
     error: str | None = None
     max_retries: int = 0
     next_attempt_at: datetime | None = None
+    waiting_on: list[str] = dataclasses.field(default_factory=list)
+    allow_failure: bool = False
 
     @classmethod
     def from_record(cls, record: JobRecord) -> JobInfo:
@@ -298,6 +322,8 @@ class JobInfo:
             error=record.error,
             max_retries=record.max_retries,
             next_attempt_at=from_epoch(record.next_attempt_at),
+            waiting_on=list(record.waiting_on),
+            allow_failure=record.allow_failure,
         )
 
 

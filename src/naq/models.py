@@ -18,6 +18,7 @@ class JobStatus(StrEnum):
 
     PENDING = "pending"
     SCHEDULED = "scheduled"
+    DEFERRED = "deferred"  # waiting for the jobs it depends on
     RUNNING = "running"
     RETRYING = "retrying"
     COMPLETED = "completed"
@@ -61,8 +62,21 @@ class JobEnvelope(msgspec.Struct, omit_defaults=True, kw_only=True):
     timeout: float | None = None
     result_ttl: int | None = None
     depends_on: list[str] = msgspec.field(default_factory=list)
+    allow_failure: bool = False
     enqueued_at: float = msgspec.field(default_factory=time.time)
     schedule_id: str | None = None
+
+
+class HeldMessage(msgspec.Struct, omit_defaults=True, kw_only=True):
+    """The message of a ``deferred`` job, published as it is when the job is released:
+    to its queue (``status`` pending) or as its ``@at`` schedule (``status`` scheduled; the
+    subject follows from the status, never from stored data). Kept byte for byte, so a
+    signed job keeps its producer's signature."""
+
+    status: str
+    headers: dict[str, str] = msgspec.field(default_factory=dict)
+    payload: msgspec.Raw
+    released_at: float | None = None
 
 
 class AttemptRecord(msgspec.Struct, omit_defaults=True, kw_only=True):
@@ -92,6 +106,11 @@ class JobRecord(msgspec.Struct, omit_defaults=True, kw_only=True):
     attempts: list[AttemptRecord] = msgspec.field(default_factory=list)
     max_retries: int = 0
     depends_on: list[str] = msgspec.field(default_factory=list)
+    waiting_on: list[str] = msgspec.field(default_factory=list)  # dependencies not yet done
+    allow_failure: bool = False
+    held: HeldMessage | None = None  # a deferred job's message, until it is released
+    pinned: bool = False  # kept without expiry while jobs that depend on it are unsettled
+    result_ttl: int | None = None
     progress: float = 0.0
     progress_message: str | None = None
     schedule_id: str | None = None
@@ -131,9 +150,20 @@ def record_for(envelope: JobEnvelope, status: JobStatus, **fields: Any) -> JobRe
         enqueued_at=envelope.enqueued_at,
         max_retries=envelope.max_retries,
         depends_on=envelope.depends_on,
+        allow_failure=envelope.allow_failure,
+        result_ttl=envelope.result_ttl,
         schedule_id=envelope.schedule_id,
         **fields,
     )
+
+
+def mark_cancelled(record: JobRecord, error_type: str, reason: str) -> JobRecord:
+    """Turn ``record`` into the record of a job cancelled for ``reason``."""
+    record.status = JobStatus.CANCELLED.value
+    record.finished_at = time.time()
+    record.error_type, record.error = error_type, reason
+    record.waiting_on, record.held, record.next_attempt_at = [], None, None
+    return record
 
 
 _json_encoder = msgspec.json.Encoder()

@@ -9,10 +9,13 @@ from collections.abc import Iterable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+import msgspec
+
 from . import constants as c
 from . import deadletter
 from .batches import BATCH_SIZE, BatchRecord, batch_job_id, batch_key
 from .calls import prepare_call
+from .dependencies import Dependencies, bounded
 from .errors import (
     ConfigurationError,
     JobCancelledError,
@@ -27,7 +30,7 @@ from .errors import (
 )
 from .job import Job, JobInfo, JobOptions, iter_calls, new_job_id, split_options
 from .messages import job_header_block, job_headers
-from .models import JobEnvelope, JobRecord, JobStatus, encode, record_for
+from .models import HeldMessage, JobEnvelope, JobRecord, JobStatus, encode, record_for
 from .results import (
     ResultStore,
     absent_block,
@@ -146,6 +149,8 @@ class Queue:
             raise ConfigurationError("enqueue_many does not take job_id; ids are generated")
         if atomic is not False:
             return await self._enqueue_many_atomic(calls, opts, atomic)
+        if opts.depends_on:
+            return await self._enqueue_many_deferred(calls, opts)
         chunks: list[tuple[str, list[tuple[Job, JobEnvelope]]]] = []
         for n, (func, args, kwargs) in enumerate(iter_calls(calls)):
             if n % BATCH_SIZE == 0:
@@ -285,6 +290,9 @@ class Queue:
         await conn.ensure_jobs_stream()
         store = await self._store()
         await store.ready()
+        if envelope.depends_on:
+            await self._defer(job, envelope)
+            return
         ttl = options.result_ttl or self.settings.result_ttl
         writes = enqueue_writes(self.settings, job, envelope, ttl)
         max_payload = conn.max_payload
@@ -327,6 +335,34 @@ class Queue:
         job.function = existing.function
         job.queue_name = existing.queue_name
 
+    async def _enqueue_many_deferred(self, calls: Iterable[Any], opts: JobOptions) -> list[Job]:
+        """``enqueue_many`` of jobs that all wait for ``depends_on``: each is deferred on
+        its own (validated and serialized, every one, before the first is stored)."""
+        prepared = [prepare_call(self, f, a, k, opts) for f, a, k in iter_calls(calls)]
+        if not prepared:
+            return []
+        conn = await self.connection()
+        await conn.ensure_jobs_stream()
+        await (await self._store()).ready()
+        for _job, envelope in prepared:
+            conn.check_message(c.queue_subject(self.name), encode(envelope), None)
+        await bounded(self._defer(job, envelope) for job, envelope in prepared)
+        return [job for job, _ in prepared]
+
+    async def _defer(self, job: Job, envelope: JobEnvelope) -> None:
+        """Store a job with ``depends_on`` as deferred (see :mod:`naq.dependencies`)."""
+        payload = encode(envelope)
+        held = HeldMessage(
+            status=JobStatus.PENDING.value,
+            headers=job_headers(self.settings, job.job_id, payload),
+            payload=msgspec.Raw(payload),
+        )
+        conn = await self.connection()
+        conn.check_message(c.queue_subject(job.queue_name), payload, None)
+        deps = Dependencies(conn, await self._store(), self.settings.result_ttl)
+        record = await deps.defer(envelope, held)
+        job.function, job.queue_name = record.function, record.queue_name
+
     async def _publish(self, conn: Connection, job: Job, payload: bytes) -> None:
         await conn.publish_idempotent(
             c.queue_subject(job.queue_name),
@@ -363,6 +399,29 @@ class Queue:
         else:
             record = await store.get(job_id)
         return result_of(job_id, record)
+
+    async def cancel_job(self, job_id: str) -> bool:
+        """Cancel a job wherever it is: queued, deferred or scheduled, it never runs; running,
+        an async job's task is cancelled and a sync job sees ``current_job().cancelled``
+        (recorded ``cancelled`` when it returns). Jobs depending on it are cancelled too.
+        True if it was cancelled; False if it had finished already (nothing changes).
+        Unknown id -> :class:`JobNotFoundError`."""
+        from .cancellation import cancel_job
+        from .scheduling import oneoff
+
+        _check_id(job_id)
+        conn = await self.connection()
+        store = await self._store()
+        await store.ready()
+        deps = Dependencies(conn, store, self.settings.result_ttl)
+        return await cancel_job(
+            conn,
+            deps,
+            store,
+            job_id,
+            default_ttl=self.settings.result_ttl,
+            cancel_scheduled=lambda jid: oneoff.cancel(conn, jid),
+        )
 
     async def purge(self) -> int:
         """Remove every waiting job of this queue; returns how many were removed."""

@@ -32,6 +32,32 @@ def _is_final_payload(data: bytes) -> bool:
 
 
 _RECORD_PREFIX = kv.subject_prefix(c.RESULTS_BUCKET)
+#: Key prefix of the dependency keys in the results bucket (``deps.<P>``: "P has
+#: dependants"; ``deps.<P>.<C>``: "C depends on P"); a job id never contains a dot.
+DEPENDANTS_PREFIX = "deps."
+_FINAL_BLOCKS: dict[int | str, bytes] = {}
+_NEVER_BLOCK = encode_headers({c.HEADER_TTL: "never"})
+
+
+def dependants_marker_subject(job_id: str) -> str:
+    """The subject of the marker "others depend on ``job_id``" (``job_id`` checked already)."""
+    return _RECORD_PREFIX + DEPENDANTS_PREFIX + job_id
+
+
+def final_block(job_id: str, ttl: int) -> bytes:
+    """Headers of a job's final record write that goes through only while nobody depends on
+    the job: the server refuses it (wrong last sequence) once the dependants marker exists."""
+    prefix = _FINAL_BLOCKS.get(ttl)
+    if prefix is None:
+        head = encode_headers(
+            {
+                c.HEADER_TTL: str(int(ttl)),
+                c.HEADER_EXPECTED_LAST_SUBJECT_SEQ: "0",
+                c.HEADER_EXPECTED_LAST_SUBJECT_SEQ_SUBJECT: "-",
+            }
+        )
+        prefix = _FINAL_BLOCKS[ttl] = head[: -len(b"-\r\n\r\n")]
+    return prefix + dependants_marker_subject(job_id).encode() + b"\r\n\r\n"
 
 
 def record_subject_of_valid_id(job_id: str) -> str:
@@ -70,6 +96,11 @@ class ResultStore:
         self._conn = connection
         self._ready = False
 
+    @property
+    def connection(self) -> Connection:
+        """The connection the store borrows."""
+        return self._conn
+
     async def ready(self) -> None:
         """Make sure the bucket exists (looked up once per store)."""
         if not self._ready:
@@ -93,7 +124,20 @@ class ResultStore:
         block = _header_block(ttl, absent=False)
         return self._conn.send_nowait(record_subject_of_valid_id(job_id), data, block)
 
-    async def update(self, record: JobRecord, revision: int, ttl: int) -> bool:
+    def put_final_nowait(self, job_id: str, data: bytes, ttl: int) -> asyncio.Future[int]:
+        """Store a job's final record (encoded) unless others depend on the job: then the
+        future fails with :class:`WriteConflictError` and nothing is written (see
+        :mod:`naq.dependencies`). ``job_id`` must be a valid job id."""
+        return self._conn.send_nowait(
+            record_subject_of_valid_id(job_id), data, final_block(job_id, ttl)
+        )
+
+    async def put_pinned(self, job_id: str, data: bytes) -> None:
+        """Store a record (encoded) that never expires: a job others still depend on."""
+        await self.ready()
+        await self._conn.send_nowait(record_subject_of_valid_id(job_id), data, _NEVER_BLOCK)
+
+    async def update(self, record: JobRecord, revision: int, ttl: int | str) -> bool:
         """Compare-and-set: store ``record`` only if the key is still at ``revision``."""
         try:
             await kv.put(
@@ -103,7 +147,7 @@ class ResultStore:
             return False
         return True
 
-    async def create(self, record: JobRecord, ttl: int) -> JobRecord | None:
+    async def create(self, record: JobRecord, ttl: int | str) -> JobRecord | None:
         """Store ``record`` only if no record with its id exists; else return the existing one."""
         for _ in range(2):  # the second time: the old record expired between create and get
             try:

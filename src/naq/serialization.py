@@ -73,6 +73,7 @@ def build_envelope(
         timeout=options.timeout,
         result_ttl=options.result_ttl,
         depends_on=list(options.depends_on),
+        allow_failure=options.allow_failure,
         enqueued_at=time.time(),
         schedule_id=schedule_id,
     )

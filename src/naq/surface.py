@@ -89,6 +89,7 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation(api.list_dead_letters, takes_queue=True, queue_method="list_dead_letters"),
     Operation(api.requeue_dead_letter, takes_queue=False, queue_method=None),
     Operation(api.purge_dead_letters, takes_queue=True, queue_method="purge_dead_letters"),
+    Operation(api.cancel_job, takes_queue=False, queue_method="cancel_job"),
     Operation(api.cancel_scheduled_job, takes_queue=False, queue_method="cancel_scheduled_job"),
     Operation(api.pause_scheduled_job, takes_queue=False, queue_method="pause_scheduled_job"),
     Operation(api.resume_scheduled_job, takes_queue=False, queue_method="resume_scheduled_job"),

@@ -139,6 +139,7 @@ list_queues_sync = _blocking_twin(api.list_queues)
 list_dead_letters_sync = _blocking_twin(api.list_dead_letters)
 requeue_dead_letter_sync = _blocking_twin(api.requeue_dead_letter)
 purge_dead_letters_sync = _blocking_twin(api.purge_dead_letters)
+cancel_job_sync = _blocking_twin(api.cancel_job)
 cancel_scheduled_job_sync = _blocking_twin(api.cancel_scheduled_job)
 pause_scheduled_job_sync = _blocking_twin(api.pause_scheduled_job)
 resume_scheduled_job_sync = _blocking_twin(api.resume_scheduled_job)
@@ -211,10 +212,16 @@ class SyncClient:
         return _runner.run(self._queue(queue_name).enqueue(func, *args, **kwargs))
 
     def enqueue_many(
-        self, calls: Iterable[Any], *, queue_name: str | None = None, **options: Any
+        self,
+        calls: Iterable[Any],
+        *,
+        queue_name: str | None = None,
+        atomic: bool = False,
+        **options: Any,
     ) -> list[Job]:
-        """Enqueue many ``(func, args, kwargs)`` calls."""
-        return _runner.run(self._queue(queue_name).enqueue_many(list(calls), **options))
+        """Enqueue many ``(func, args, kwargs)`` calls (``atomic=True``: all or none)."""
+        queue = self._queue(queue_name)
+        return _runner.run(queue.enqueue_many(list(calls), atomic=atomic, **options))
 
     def enqueue_at(
         self, when: datetime, func: Any, *args: Any, queue_name: str | None = None, **kwargs: Any
@@ -309,6 +316,10 @@ class SyncClient:
         return _runner.run(deadletter.purge_dead_letters(self._connection(), name))
 
     # -- schedules ------------------------------------------------------------------------
+    def cancel_job(self, job_id: str) -> bool:
+        """Cancel a job wherever it is; False if it had finished already."""
+        return _runner.run(self._queue().cancel_job(job_id))
+
     def cancel_scheduled_job(self, schedule_id: str) -> bool:
         """Cancel a schedule or a waiting ``enqueue_at`` job."""
         return _runner.run(self._queue().cancel_scheduled_job(schedule_id))

@@ -26,10 +26,11 @@ import msgspec
 from .. import constants as c
 from ..admin import count_scheduled
 from ..calls import prepare_call, result_ttl
+from ..dependencies import Dependencies
 from ..errors import JobNotFoundError, WriteConflictError
 from ..job import Job, split_options
 from ..messages import job_headers
-from ..models import JobRecord, JobStatus, decode_envelope, encode
+from ..models import HeldMessage, JobRecord, JobStatus, decode_envelope, encode
 from ..results import ResultStore
 from ..settings import Settings
 from ..transport import Connection, encode_headers, streams
@@ -64,6 +65,15 @@ async def enqueue_at(
     headers = schedule_headers(queue.settings, job.queue_name, job.job_id, payload, due)
     subject = c.schedule_subject(job.queue_name, job.job_id)
     conn.check_message(subject, payload, encode_headers(headers))
+    if envelope.depends_on:
+        # deferred first; released as this same @at schedule (due now or later)
+        held = HeldMessage(
+            status=JobStatus.SCHEDULED.value, headers=headers, payload=msgspec.Raw(payload)
+        )
+        deps = Dependencies(conn, store, queue.settings.result_ttl)
+        stored = await deps.defer(envelope, held, next_attempt_at=due)
+        job.function, job.queue_name = stored.function, stored.queue_name
+        return job
     if options.job_id is None:
         await store.put(record, int(ttl) + 1)
     else:

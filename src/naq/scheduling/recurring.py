@@ -80,6 +80,11 @@ async def create(
         raise ConfigurationError(
             "schedule() takes schedule_id, not job_id: every run gets its own id"
         )
+    if options.depends_on or options.allow_failure:
+        raise ConfigurationError(
+            "schedule() does not take depends_on/allow_failure: a recurring run cannot wait "
+            "for one job; enqueue the dependent work from the scheduled job instead"
+        )
     sid = uuid.uuid4().hex if schedule_id is None else check_schedule_id(schedule_id)
     runs_wanted = check_repeat(repeat)
     policy = check_policy(misfire)

@@ -19,6 +19,7 @@ from loguru import logger
 from .. import constants as c
 from .. import eventloop
 from ..deadletter import DeadLetters
+from ..dependencies import Dependencies
 from ..errors import ConfigurationError, NaqConnectionError
 from ..functions import FunctionResolver, add_module_paths
 from ..models import FINAL_STATUSES, JobEnvelope, JobStatus
@@ -27,6 +28,7 @@ from ..serialization import warn_if_pickle
 from ..settings import Settings, load_settings, validate_queue_name
 from ..signals import install_stop_handlers, remove_stop_handlers
 from ..transport import Connection, ConsumerSettings, Message, delivery_info, nak_body, reply_to
+from .cancels import CancelRequests
 from .decide import decode
 from .delayed import DelayedCalls
 from .delivery import Delivery, State
@@ -156,6 +158,7 @@ class Worker:
         self._conn = conn
         self.executor = Executor(self.concurrency, on_release=self._schedule_fill)
         self.results = ResultStore(conn)
+        self.cancel_requests = CancelRequests(conn, self._cancel_running)
         self.running_marks = DelayedCalls(RUNNING_WRITE_DELAY)
         self.pipeline = JobPipeline(
             Parts(
@@ -170,6 +173,8 @@ class Worker:
                 max_crashes=self.max_crashes,
                 max_payload=lambda: conn.max_payload,
                 report_progress=self.report_progress,
+                dependencies=Dependencies(conn, self.results, self.settings.result_ttl),
+                cancel_requests=self.cancel_requests,
                 write_running=self.write_running,
                 exclusive=self.exclusive,
                 forget=self.forget,
@@ -236,6 +241,7 @@ class Worker:
 
         # connected already: a server restart or leader election now is waited out
         names = await with_retries("preparing streams and consumers", ensure_storage)
+        await with_retries("reading cancel requests", self.cancel_requests.start)
         for queue, name in zip(self.queues, names, strict=True):
             self._pullers.append(Puller(conn, queue, name, self._on_job, self._room))
         conn.add_reconnect_listener(self._on_reconnect)
@@ -339,11 +345,26 @@ class Worker:
                 if puller.wants_more():
                     puller.request_more()
 
+    def _cancel_running(self, job_id: str) -> None:
+        """``cancel_job`` was asked for ``job_id``: stop it if this worker runs it."""
+        for delivery in list(self._inflight.values()):
+            if delivery.job_id == job_id and delivery.state is State.RUNNING:
+                logger.bind(job_id=job_id).info("cancelling running job {}", job_id)
+                delivery.request_cancel()
+
+    async def _reload_cancel_requests(self) -> None:
+        try:
+            await self.cancel_requests.reload()
+        except Exception as exc:  # noqa: BLE001 - the next reconnect reads them again
+            logger.warning("could not read the cancel requests after reconnecting: {}", exc)
+
     async def _on_reconnect(self) -> None:
         # renew the leases of what we hold before asking for more
         for delivery in list(self._inflight.values()):
             if not delivery.settled:
                 renew_lease(delivery)
+        # cancel requests stored while we were away were pushed to nobody
+        self._spawn(self._reload_cancel_requests())
         for puller in self._pullers:
             puller.reset()
             puller.request_more()

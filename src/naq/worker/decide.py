@@ -9,7 +9,7 @@ exception: one bad message costs one dead letter.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from .. import constants as c
@@ -33,6 +33,7 @@ class Go:
     func: Any
     args: list[Any]
     kwargs: dict[str, Any]
+    dependency_results: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

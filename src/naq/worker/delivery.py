@@ -60,6 +60,17 @@ class Delivery:
     suspect_runs: int = 0  # times it was started alone after such a redelivery
     handed_back: int = 0  # from the job record: earlier deliveries returned at shutdown
     slot_handed: bool = False  # the executor now owns the slot taken for this delivery
+    cancel_requested: bool = False  # cancel_job was asked while its job ran
+
+    def request_cancel(self) -> None:
+        """Stop the job: an async job's task is cancelled, a sync job sees
+        ``current_job().cancelled``; either way it is recorded ``cancelled``."""
+        if self.settled or self.run is None:
+            return
+        self.cancel_requested = True
+        self.run.ctx.request_cancel()
+        if self.job_task is not None:
+            self.job_task.cancel()
 
     @property
     def settled(self) -> bool:

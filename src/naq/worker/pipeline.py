@@ -24,20 +24,37 @@ from typing import Any, TypeVar
 from loguru import logger
 
 from .. import stats
+from ..cancellation import CANCEL_REASON, CANCELLED_BY_REQUEST, remove_request
 from ..codec import to_wire
 from ..context import JobContext, ProgressSink
 from ..deadletter import DeadLetters
-from ..errors import JobTimeoutError, NaqConnectionError, SerializationError, ServerError
+from ..dependencies import Dependencies
+from ..errors import (
+    JobTimeoutError,
+    NaqConnectionError,
+    SerializationError,
+    ServerError,
+    WriteConflictError,
+)
 from ..functions import FunctionResolver
-from ..models import FINAL_STATUSES, AttemptRecord, JobStatus, encode
+from ..models import (
+    FINAL_STATUSES,
+    AttemptRecord,
+    JobEnvelope,
+    JobStatus,
+    encode,
+    mark_cancelled,
+    record_for,
+)
 from ..results import ResultStore
 from ..settings import Settings
 from ..transport import ACK, TERM, Connection, nak_body
+from .cancels import CancelRequests
 from .decide import Go, Refuse, decide
 from .delayed import DelayedCalls
 from .delivery import Delivery, Run, State
 from .executor import Executor
-from .outcomes import Records, check_fits, qualified
+from .outcomes import MAX_ATTEMPTS, Records, check_fits, qualified
 from .retry import decide as retry_decision
 
 T = TypeVar("T")
@@ -148,6 +165,8 @@ class Parts:
     max_crashes: int
     max_payload: Callable[[], int]
     report_progress: ProgressSink
+    dependencies: Dependencies
+    cancel_requests: CancelRequests
     write_running: Callable[[str, bytes, int], asyncio.Task[None]]
     exclusive: Callable[[], AbstractAsyncContextManager[None]]
     forget: Callable[[Delivery], None]
@@ -165,7 +184,11 @@ class JobPipeline:
         p = self.p
         if delivery.delivered == 1:
             verdict = decide(delivery.msg, delivery.queue, p.settings, p.resolver)
-            if isinstance(verdict, Go):
+            if (
+                isinstance(verdict, Go)
+                and not verdict.envelope.depends_on
+                and verdict.envelope.id not in p.cancel_requests
+            ):
                 delivery.job_id = verdict.envelope.id
                 if self._launch(delivery, verdict, 1, [], None):
                     return
@@ -186,6 +209,8 @@ class JobPipeline:
                 # its outcome is stored: the worker that stored it died (or lost the
                 # connection) before its ack arrived. Nothing to run again.
                 logger.info("job {} is {} already; acknowledging", envelope.id, previous.status)
+                # its worker may have died while handing the outcome to its dependants
+                await self._after_final(envelope, previous.status, redelivered=True)
                 delivery.settle(ACK)
                 return
             if previous is not None:
@@ -201,6 +226,9 @@ class JobPipeline:
         if isinstance(verdict, Refuse):
             await self._refuse(delivery, verdict, attempt)
             return
+        if verdict.envelope.id in p.cancel_requests:
+            await self._skip_cancelled(delivery, verdict.envelope, attempt, history)
+            return
         if delivery.suspect and delivery.suspect_runs >= p.max_crashes:
             reason = (
                 f"its worker died while running it {delivery.suspect_runs + 1} times "
@@ -209,6 +237,12 @@ class JobPipeline:
             await self._refuse(delivery, Refuse("crash_loop", reason, verdict.envelope), attempt)
             return
         finished = asyncio.get_running_loop().create_future()
+        go = verdict
+        if go.envelope.depends_on:
+            go.dependency_results = await with_retries(
+                f"reading the results job {go.envelope.id} depends on",
+                lambda: p.dependencies.results_of(go.envelope.depends_on),
+            )
         if not delivery.suspect:
             if self._launch(delivery, verdict, attempt, history, finished):
                 await finished
@@ -257,6 +291,7 @@ class JobPipeline:
             job_id=envelope.id,
             attempt=attempt,
             queue_name=envelope.queue,
+            dependency_results=go.dependency_results,
             _progress_sink=p.report_progress,
         )
         run = delivery.run = Run(envelope, attempt, history, ctx)
@@ -299,6 +334,10 @@ class JobPipeline:
         finished: asyncio.Future[None] | None,
     ) -> None:
         """The function ended (on the loop): store its outcome, then settle."""
+        if delivery.cancel_requested and not delivery.settled:
+            work = self._cancelled(delivery, run)
+            delivery.task = asyncio.create_task(self._finish_guarded(delivery, work, finished))
+            return
         if delivery.settled or isinstance(error, asyncio.CancelledError):
             # handed back at shutdown while it ran, or stopped with the worker: the next
             # delivery runs it
@@ -317,9 +356,7 @@ class JobPipeline:
             delivery.task = asyncio.create_task(self._finish_guarded(delivery, work, finished))
             return
         try:
-            stored = p.results.put_encoded_nowait(
-                run.envelope.id, data, p.records.ttl(run.envelope)
-            )
+            stored = p.results.put_final_nowait(run.envelope.id, data, p.records.ttl(run.envelope))
         except Exception:  # noqa: BLE001 - reconnecting: store with retries in a task
             work = self._finish(delivery, run, data, None)
             delivery.task = asyncio.create_task(self._finish_guarded(delivery, work, finished))
@@ -369,7 +406,7 @@ class JobPipeline:
                 failure = RuntimeError(f"job raised {type(failure).__name__}")
             await self._failed(delivery, run, failure)
             return
-        await self._store(run.envelope.id, data, self.p.records.ttl(run.envelope))
+        await self._store_final(run.envelope, data, JobStatus.COMPLETED)
         self._acknowledge(delivery)
 
     def _acknowledge(self, delivery: Delivery) -> None:
@@ -383,7 +420,10 @@ class JobPipeline:
         decision = retry_decision(envelope, attempt, exc)
         retry_at = time.time() + decision.delay if decision.retry else None
         record = p.records.failed(delivery, run, exc, retry_at)
-        await self._store(record.job_id, encode(record), p.records.ttl(envelope))
+        if decision.retry:
+            await self._store(record.job_id, encode(record), p.records.ttl(envelope))
+        else:
+            await self._store_final(envelope, encode(record), JobStatus.FAILED)
         last = record.attempts[-1]
         log = logger.bind(job_id=envelope.id, queue=envelope.queue, attempt=attempt)
         if decision.retry:
@@ -422,7 +462,7 @@ class JobPipeline:
         await self._dead_letter(delivery, refusal.reason, refusal.kind, job_id)
         if envelope is not None:
             record = p.records.dead(delivery, envelope, attempt or 1, refusal.kind, refusal.reason)
-            await self._store(record.job_id, encode(record), p.records.ttl(envelope))
+            await self._store_final(envelope, encode(record), JobStatus.DEAD)
         delivery.settle(TERM)
         p.counters.add_failed(delivery.queue)
 
@@ -461,6 +501,88 @@ class JobPipeline:
                 f"storing the outcome of {job_id}",
                 lambda: store.put_encoded_nowait(job_id, data, ttl),
             )
+
+    async def _cancelled(self, delivery: Delivery, run: Run) -> None:
+        """Record a run stopped by ``cancel_job`` as cancelled, and settle it."""
+        if delivery.running_write is not None:
+            await delivery.running_write  # the outcome must be the last write
+        record = mark_cancelled(
+            self.p.records.of_run(delivery, run, JobStatus.CANCELLED),
+            CANCELLED_BY_REQUEST,
+            CANCEL_REASON,
+        )
+        record.attempts[-1].finished_at = record.finished_at
+        await self._store_final(run.envelope, encode(record), JobStatus.CANCELLED)
+        logger.bind(job_id=run.envelope.id).info("job {} cancelled while running", record.job_id)
+        delivery.settle(ACK)
+        await self._forget_request(run.envelope.id)
+
+    async def _skip_cancelled(
+        self,
+        delivery: Delivery,
+        envelope: JobEnvelope,
+        attempt: int,
+        history: list[AttemptRecord],
+    ) -> None:
+        """A job whose cancellation was asked before it started: never run, recorded
+        ``cancelled``, acknowledged."""
+        record = mark_cancelled(
+            record_for(envelope, JobStatus.CANCELLED, attempts=history[-MAX_ATTEMPTS:]),
+            CANCELLED_BY_REQUEST,
+            CANCEL_REASON,
+        )
+        await self._store_final(envelope, encode(record), JobStatus.CANCELLED)
+        logger.bind(job_id=envelope.id).info("job {} was cancelled; not running it", envelope.id)
+        delivery.settle(ACK)
+        await self._forget_request(envelope.id)
+
+    async def _forget_request(self, job_id: str) -> None:
+        self.p.cancel_requests.forget(job_id)
+        try:
+            await remove_request(self.p.results.connection, job_id)
+        except Exception as exc:  # noqa: BLE001 - it expires by itself
+            logger.debug("could not remove the cancel request of {}: {}", job_id, exc)
+
+    async def _store_final(self, envelope: JobEnvelope, data: bytes, status: JobStatus) -> None:
+        """Store a job's final record (encoded). The write is refused when others depend on
+        the job: then its outcome is handed to them too (see :mod:`naq.dependencies`)."""
+        store, job_id, ttl = self.p.results, envelope.id, self.p.records.ttl(envelope)
+        try:
+            try:
+                await store.put_final_nowait(job_id, data, ttl)
+            except Exception as exc:
+                if not is_transient(exc):
+                    raise
+                await with_retries(
+                    f"storing the outcome of {job_id}",
+                    lambda: store.put_final_nowait(job_id, data, ttl),
+                )
+        except WriteConflictError:
+            await with_retries(
+                f"handing the outcome of {job_id} to its dependants",
+                lambda: self.p.dependencies.store_final(job_id, data, status.value),
+            )
+        if envelope.depends_on:
+            await self._after_final(envelope, status.value, redelivered=False)
+
+    async def _after_final(self, envelope: JobEnvelope, status: str, *, redelivered: bool) -> None:
+        """Dependency bookkeeping once a job's final record is stored: its edges go (its
+        dependencies may expire again) and, after a redelivery, its dependants are
+        handed its outcome again (its worker may have died half-way)."""
+        deps = self.p.dependencies
+        try:
+            if redelivered and await deps.has_dependants(envelope.id):
+                await with_retries(
+                    f"handing the outcome of {envelope.id} to its dependants",
+                    lambda: deps.finished(envelope.id, status),
+                )
+            if envelope.depends_on:
+                await with_retries(
+                    f"removing the dependency edges of {envelope.id}",
+                    lambda: deps.settled(envelope.id, envelope.depends_on),
+                )
+        except WriteConflictError as exc:
+            logger.warning("dependency bookkeeping of job {} failed: {}", envelope.id, exc)
 
     async def _dead_letter(
         self, delivery: Delivery, reason: str, kind: str, job_id: str | None
