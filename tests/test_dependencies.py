@@ -93,3 +93,26 @@ async def test_fan_out_each_child_once(nats_url: str, queue: str, running_worker
         for c in children:
             info = await q.get_job_info(c.job_id)
             assert len(info.attempts) == 1
+
+
+async def test_purged_dependency_cancels_dependants(nats_url: str, queue: str) -> None:
+    async with naq.Queue(queue, nats_url) as q:
+        parent = await q.enqueue(step, "p")
+        child = await q.enqueue(step, "c", depends_on=parent)
+        assert await q.purge() == 1
+        info = await q.get_job_info(child.job_id)
+        assert info.status == JobStatus.CANCELLED
+        assert parent.job_id in (info.error or "")
+
+
+async def test_cycle_and_self_dependency_cannot_be_built(nats_url: str, queue: str) -> None:
+    async with naq.Queue(queue, nats_url) as q:
+        with pytest.raises(naq.ConfigurationError, match="itself"):
+            await q.enqueue(step, "x", job_id="selfish", depends_on="selfish")
+        a = await q.enqueue(step, "a", job_id="cycle-a")
+        b = await q.enqueue(step, "b", job_id="cycle-b", depends_on=a)
+        # "a depends on b" would close a cycle: a exists, so this returns a, unchanged
+        again = await q.enqueue(step, "a", job_id="cycle-a", depends_on=b)
+        assert again.job_id == "cycle-a"
+        info = await q.get_job_info("cycle-a")
+        assert info.depends_on == [] and info.status == JobStatus.PENDING

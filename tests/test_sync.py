@@ -264,3 +264,15 @@ def test_an_unclosed_sync_client_exits_quietly(nats_url: str, queue: str) -> Non
     assert done.stderr == ""
     assert done.returncode == 0
     assert naq.purge_queue_sync(queue, nats_url=nats_url) == 1
+
+
+def test_sync_enqueue_defers_a_dependent_job(nats_url: str, queue: str) -> None:
+    from tests.dep_jobs import step
+
+    parent = naq.enqueue_sync(step, "p", queue_name=queue, nats_url=nats_url)
+    child = naq.enqueue_sync(step, "c", depends_on=parent, queue_name=queue, nats_url=nats_url)
+    status = naq.get_job_status_sync(child.job_id, nats_url=nats_url)
+    assert status == naq.JobStatus.DEFERRED
+    with naq.SyncClient(nats_url=nats_url) as client:
+        other = client.enqueue(step, "o", depends_on=[child], queue_name=queue)
+        assert client.get_job_info(other.job_id).waiting_on == [child.job_id]

@@ -335,3 +335,16 @@ class Dependencies:
                 except (msgspec.DecodeError, msgspec.ValidationError, ValueError):
                     continue
         return values
+
+
+async def cancel_dependants(conn: Connection, cancelled: Iterable[str]) -> None:
+    """Cancel the dependants of jobs that were just cancelled in bulk (a queue purge): one
+    listing of the dependants markers finds which of them others depend on."""
+    prefix = dependants_marker_subject("")
+    markers = await streams.subject_counts(conn, RESULTS_STREAM, prefix + "*")
+    parents = {subject[len(prefix) :] for subject in markers}
+    wanted = [job_id for job_id in cancelled if job_id in parents]
+    if not wanted:
+        return
+    deps = Dependencies(conn, ResultStore(conn), conn.settings.result_ttl)
+    await bounded(deps.finished(job_id, JobStatus.CANCELLED.value) for job_id in wanted)

@@ -19,6 +19,7 @@ from loguru import logger
 
 from . import constants as c
 from .batches import batch_key, decode_batch, split_batch_job_id
+from .dependencies import cancel_dependants
 from .errors import WriteConflictError
 from .job import MAX_SECONDS
 from .models import JobRecord, JobStatus, decode_envelope, decode_record, encode, record_for
@@ -155,6 +156,9 @@ async def _cancel_all(conn: Connection, queue: str, jobs: list[_Purged]) -> None
             await canceller.cancel(job)
 
     results = await asyncio.gather(*(cancel(job) for job in jobs), return_exceptions=True)
+    # jobs that others depend on: their dependants are cancelled too (one listing of the
+    # dependants markers, not one read per purged job)
+    await cancel_dependants(conn, canceller.cancelled)
     errors = [r for r in results if isinstance(r, BaseException)]
     if errors:
         logger.warning(
@@ -172,6 +176,8 @@ class _Canceller:
         self._now = time.time()
         #: per batch id, the read of its batch record's queue (one read per batch)
         self._batch_queues: dict[str, asyncio.Task[str | None]] = {}
+        #: ids of the jobs whose records were set to cancelled
+        self.cancelled: list[str] = []
 
     async def cancel(self, job: _Purged) -> None:
         """Set the record of ``job`` to ``cancelled`` if it is still waiting
@@ -228,6 +234,7 @@ class _Canceller:
             )
         except WriteConflictError:
             return False
+        self.cancelled.append(job.job_id)
         return True
 
     def _batch_queue(self, batch_id: str) -> asyncio.Task[str | None]:

@@ -104,8 +104,14 @@ def _enqueue_blocking(
     """Enqueue on the calling thread's blocking connection; ``None`` when this call needs
     the async path (nothing was sent then). Validation errors raise before anything."""
     settings = queue.settings
-    if not blocking.supports(settings) or kwargs.get("job_id") is not None:
-        return None  # a custom id is claimed by compare-and-set first: the async path
+    if (
+        not blocking.supports(settings)
+        or kwargs.get("job_id") is not None
+        or kwargs.get("depends_on") is not None
+    ):
+        # a custom id is claimed by compare-and-set first, a dependent job is deferred
+        # (see naq.dependencies): the async path
+        return None
     options, call_kwargs = split_options(kwargs)
     job, envelope = prepare_call(queue, func, args, call_kwargs, options)
     if settings.nats_urls not in _storage_ready:

@@ -351,7 +351,9 @@ class JobPipeline:
                 data = check_fits(p.records.completed(delivery, run, result), p.max_payload)
             except Exception as exc:  # noqa: BLE001 - an unstorable result fails the job
                 error = exc
-        if error is not None or delivery.running_write is not None:
+        if error is not None or delivery.running_write is not None or run.envelope.depends_on:
+            # the task path: a failure, a running record to wait for, or dependency edges
+            # to remove once the outcome is stored
             work = self._finish(delivery, run, data, error)
             delivery.task = asyncio.create_task(self._finish_guarded(delivery, work, finished))
             return
