@@ -116,3 +116,33 @@ async def test_cycle_and_self_dependency_cannot_be_built(nats_url: str, queue: s
         assert again.job_id == "cycle-a"
         info = await q.get_job_info("cycle-a")
         assert info.depends_on == [] and info.status == JobStatus.PENDING
+
+
+async def test_dependency_failed_before_enqueue(
+    nats_url: str, queue: str, running_worker: Any
+) -> None:
+    async with naq.Queue(queue, nats_url) as q:
+        async with running_worker([queue], nats_url, concurrency=2):
+            root = await q.enqueue(boom)
+            with pytest.raises(naq.JobExecutionError):
+                await root.result(timeout=10)
+            doomed = await q.enqueue(step, "never", depends_on=root)
+            cleanup = await q.enqueue(step, "cleanup", depends_on=root, allow_failure=True)
+            assert await cleanup.result(timeout=10) == "cleanup"
+        info = await q.get_job_info(doomed.job_id)
+        assert info.status == JobStatus.CANCELLED and info.started_at is None
+        assert f"dependency {root.job_id} ended failed" in (info.error or "")
+
+
+async def test_same_id_deferred_twice_runs_once(
+    nats_url: str, queue: str, running_worker: Any
+) -> None:
+    async with naq.Queue(queue, nats_url) as q:
+        parent = await q.enqueue(step, "p", 0.2)
+        first = await q.enqueue(step, "once", job_id="unique-child", depends_on=parent)
+        second = await q.enqueue(step, "twice", job_id="unique-child", depends_on=parent)
+        assert first.job_id == second.job_id == "unique-child"
+        async with running_worker([queue], nats_url, concurrency=2):
+            assert await second.result(timeout=10) == "once"
+        info = await q.get_job_info("unique-child")
+        assert len(info.attempts) == 1
