@@ -12,6 +12,7 @@ from .. import admin
 from ..__about__ import __version__
 from ..errors import JobNotFoundError
 from ..job import JobInfo
+from ..models import JobStatus
 from ..queue import Queue
 from ..server import default_store_dir, run_server_foreground
 from ..settings import load_settings
@@ -175,10 +176,24 @@ def queues(url: str = URL_OPTION, as_json: bool = JSON_OPTION) -> None:
     console.print(queues_table(infos))
 
 
+def _dependency_rows(info: JobInfo) -> list[tuple[str, str]]:
+    """The rows of ``naq job`` about dependencies: the jobs it depends on, those it still
+    waits for (while deferred), and whether it runs when one of them failed."""
+    rows: list[tuple[str, str]] = []
+    if info.depends_on:
+        rows.append(("depends on", ", ".join(info.depends_on)))
+    if info.status is JobStatus.DEFERRED:
+        rows.append(("waiting on", ", ".join(info.waiting_on) or "-"))
+    if info.allow_failure:
+        rows.append(("allow failure", "yes"))
+    return rows
+
+
 @app.command()
 @handle_errors
 def job(job_id: str, url: str = URL_OPTION, as_json: bool = JSON_OPTION) -> None:
-    """Show everything known about job JOB_ID."""
+    """Show everything known about job JOB_ID: status, times, attempts, its error (for a
+    cancelled job, why), the jobs it depends on and, while deferred, those it waits for."""
 
     async def body(conn: Connection) -> JobInfo:
         return await Queue(connection=conn).get_job_info(job_id)
@@ -206,6 +221,7 @@ def job(job_id: str, url: str = URL_OPTION, as_json: bool = JSON_OPTION) -> None
     ]
     if info.next_attempt_at is not None:
         rows.append(("next attempt", when_text(info.next_attempt_at)))
+    rows.extend(_dependency_rows(info))
     for key, value in rows:
         table.add_row(key, value)
     console.print(table)

@@ -8,12 +8,16 @@ from enum import StrEnum
 from typing import Any
 
 import typer
+from loguru import logger
 from rich.table import Table
 
-from ..errors import ConfigurationError
+from ..constants import JOB_ID_RE
+from ..errors import ConfigurationError, JobNotFoundError
+from ..models import JobStatus
 from ..queue import Queue
-from ..scheduling import Schedule, Scheduler, control
+from ..scheduling import Schedule, Scheduler, control, recurring
 from ..scheduling.misfire import DEFAULT_GRACE
+from ..scheduling.store import ScheduleStore
 from ..scheduling.timeutil import from_ts, parse_rfc3339
 from ..transport import Connection
 from .common import (
@@ -103,53 +107,117 @@ def list_scheduled(
     _print_schedules(schedules)
 
 
+#: ``naq job-control --help`` (single line breaks would be kept as they are).
+JOB_CONTROL_HELP = (
+    "Cancel any job or schedule; pause, resume or reschedule a schedule or scheduled job."
+    "\n\n"
+    "cancel: ID is a recurring schedule's id first; otherwise a job id, whatever the job's "
+    "state (queued, deferred, scheduled or running; see naq.cancel_job). Prints "
+    "'cancelled job ID' (or 'cancelled schedule ID')."
+    "\n\n"
+    "Exit code 0 when something was cancelled; 1 when the job had finished already "
+    "('job ID already completed; nothing to cancel', nothing changes), when the id is "
+    "unknown, or on any other error (one line on stderr)."
+)
+
+
 def job_control(
-    schedule_id: str = typer.Argument(..., help="Schedule id, or job id from enqueue_at/in."),
+    target_id: str = typer.Argument(
+        ..., metavar="ID", help="Schedule id, or job id (cancel: any job; others: enqueue_at/in)."
+    ),
     action: Action = typer.Argument(..., help="cancel | pause | resume | reschedule"),
-    at: str = typer.Option(None, "--at", help="reschedule: new time (ISO 8601; naive = UTC)."),
-    in_seconds: float = typer.Option(None, "--in", help="reschedule: seconds from now."),
+    at: str | None = typer.Option(
+        None, "--at", help="reschedule: new time (ISO 8601; naive = UTC)."
+    ),
+    in_seconds: float | None = typer.Option(None, "--in", help="reschedule: seconds from now."),
     url: str = URL_OPTION,
     as_json: bool = JSON_OPTION,
 ) -> None:
-    """Cancel, pause, resume or reschedule a schedule or a scheduled job."""
+    """Cancel any job or schedule; pause, resume or reschedule a schedule or scheduled job
+    (the command's help, with its exit codes, is :data:`JOB_CONTROL_HELP`)."""
     if action is not Action.reschedule and (at is not None or in_seconds is not None):
         raise ConfigurationError("--at/--in only apply to reschedule")
+    if action is Action.cancel:
+        _cancel(target_id, url, as_json)
+        return
     next_run: datetime | float | None = None
     if action is Action.reschedule:
         if (at is None) == (in_seconds is None):
             raise ConfigurationError("reschedule needs exactly one of --at ISO or --in SECONDS")
-        next_run = from_ts(parse_rfc3339(at)) if at is not None else float(in_seconds)
+        if at is not None:
+            next_run = from_ts(parse_rfc3339(at))
+        elif in_seconds is not None:
+            next_run = float(in_seconds)
 
     verb = str(action.value)
 
-    async def body(conn: Connection) -> Schedule | bool:
+    async def body(conn: Connection) -> Schedule:
         queue = Queue(connection=conn)
-        if verb == "cancel":
-            return await control.cancel_scheduled_job(queue, schedule_id)
         if verb == "pause":
-            return await control.pause_scheduled_job(queue, schedule_id)
+            return await control.pause_scheduled_job(queue, target_id)
         if verb == "resume":
-            return await control.resume_scheduled_job(queue, schedule_id)
-        return await control.modify_scheduled_job(queue, schedule_id, next_run=next_run)
+            return await control.resume_scheduled_job(queue, target_id)
+        return await control.modify_scheduled_job(queue, target_id, next_run=next_run)
 
     result = run(with_connection(url, body))
-    if isinstance(result, bool):
-        if not result:
-            raise fail(f"nothing to cancel: {schedule_id} is unknown, already ran, or finished")
-        if as_json:
-            print_json({"schedule_id": schedule_id, "cancelled": True})
-        else:
-            console.print(f"cancelled {schedule_id}")
-        return
     if as_json:
         print_json(_plain(result))
         return
     when = result.next_run.isoformat() if result.next_run else "-"
-    console.print(f"{schedule_id}: {result.status}, next run {when}")
+    console.print(f"{target_id}: {result.status}, next run {when}")
+
+
+@dataclasses.dataclass(frozen=True)
+class Cancelled:
+    """What ``naq job-control ID cancel`` cancelled: a ``schedule`` or a ``job``."""
+
+    kind: str
+
+    @property
+    def key(self) -> str:
+        """The JSON field naming the id (``schedule_id`` or ``job_id``)."""
+        return f"{self.kind}_id"
+
+
+def _cancel(target_id: str, url: str | None, as_json: bool) -> None:
+    """``naq job-control ID cancel``: a recurring schedule, else any job."""
+
+    async def body(conn: Connection) -> Cancelled | JobStatus:
+        # the command prints the outcome itself: naq.cancellation's record of it would
+        # repeat it (disabled here, after run() turned naq's records on)
+        logger.disable("naq.cancellation")
+        return await cancel_schedule_or_job(conn, target_id)
+
+    result = run(with_connection(url, body))
+    if isinstance(result, JobStatus):
+        raise fail(f"job {target_id} already {result.value}; nothing to cancel")
+    if as_json:
+        print_json({result.key: target_id, "cancelled": True})
+    else:
+        console.print(f"cancelled {result.kind} {target_id}")
+
+
+async def cancel_schedule_or_job(conn: Connection, target_id: str) -> Cancelled | JobStatus:
+    """Cancel the recurring schedule ``target_id``, or else the job ``target_id`` wherever
+    it is. Returns what was cancelled, or the final status of a job that had finished
+    already. Unknown id -> :class:`JobNotFoundError` saying there is nothing to cancel."""
+    if not isinstance(target_id, str) or not JOB_ID_RE.fullmatch(target_id):
+        raise JobNotFoundError(f"nothing to cancel: {target_id!r} is not a valid job id")
+    if await recurring.cancel(ScheduleStore(conn), target_id):
+        return Cancelled("schedule")
+    queue = Queue(connection=conn)
+    try:
+        if await queue.cancel_job(target_id):
+            return Cancelled("job")
+        return (await queue.get_job_info(target_id)).status
+    except JobNotFoundError:
+        raise JobNotFoundError(
+            f"nothing to cancel: no job or schedule {target_id} (unknown, or its record expired)"
+        ) from None
 
 
 def register(app: typer.Typer) -> None:
     """Add the scheduling commands to the ``naq`` app."""
     app.command("scheduler")(handle_errors(scheduler))
     app.command("list-scheduled")(handle_errors(list_scheduled))
-    app.command("job-control")(handle_errors(job_control))
+    app.command("job-control", help=JOB_CONTROL_HELP)(handle_errors(job_control))
