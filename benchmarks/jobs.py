@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import time
 
+import naq
+
 #: Wall-clock time (``time.time()``) at which the first sleep job of this process started.
 FIRST_START: float | None = None
 
@@ -49,3 +51,14 @@ def sleep10_sync() -> None:
     """Block a worker thread for 10 ms."""
     _mark_start()
     time.sleep(0.01)
+
+
+def hold(seconds: float) -> None:
+    """Block a worker thread for ``seconds`` (a dependency that is still running while its
+    dependant is enqueued)."""
+    time.sleep(seconds)
+
+
+def count_dependency_results() -> int:
+    """How many dependency results the job sees through ``naq.current_job()``."""
+    return len(naq.current_job().dependency_results)

@@ -32,7 +32,8 @@ class NaqBench:
         self.uvloop = use_uvloop
         self._purge_results = purge_results
 
-    async def _cleanup(self, queue: Queue) -> None:
+    async def cleanup(self, queue: Queue) -> None:
+        """Purge ``queue`` and naq's results bucket (the next scenario starts empty)."""
         await queue.purge()
         await self._purge_results()
 
@@ -46,7 +47,7 @@ class NaqBench:
             for i in range(n):
                 await queue.enqueue(jobs.noop, i)
             rate = n / (time.perf_counter() - t0)
-            await self._cleanup(queue)
+            await self.cleanup(queue)
         return rate
 
     def enqueue_sync_sequential(self, n: int) -> float:
@@ -69,11 +70,12 @@ class NaqBench:
             t0 = time.perf_counter()
             await queue.enqueue_many(calls)
             rate = n / (time.perf_counter() - t0)
-            await self._cleanup(queue)
+            await self.cleanup(queue)
         return rate
 
     # -- workers ---------------------------------------------------------------------------
-    def _worker_args(self, queue: str, concurrency: int, *extra: str) -> list[str]:
+    def worker_args(self, queue: str, concurrency: int, *extra: str) -> list[str]:
+        """``Child.start`` arguments of a :mod:`benchmarks.worker_proc` worker on ``queue``."""
         args = ["benchmarks.worker_proc", "--queue", queue, "--concurrency", str(concurrency)]
         args += list(extra)
         return [*args, "--uvloop"] if self.uvloop else args
@@ -86,7 +88,7 @@ class NaqBench:
         created = await queue.enqueue_many([(func, a) for a in args])
         spawned = time.time()
         child = await Child.start(
-            self._worker_args(queue_name, concurrency, "--burst", "--expect", str(len(args))),
+            self.worker_args(queue_name, concurrency, "--burst", "--expect", str(len(args))),
             self.url,
         )
         done = await child.finish("done", timeout=180)
@@ -104,8 +106,8 @@ class NaqBench:
             queue_name, func, [(i,) for i in range(n)], concurrency
         )
         try:
-            checked = await self._check_results(queue, random.sample(created, min(50, n)))
-            await self._cleanup(queue)
+            checked = await self.check_results(queue, random.sample(created, min(50, n)))
+            await self.cleanup(queue)
         finally:
             await queue.close()
         first, last = done["first_done"], done["last_done"]
@@ -121,7 +123,7 @@ class NaqBench:
         }
 
     @staticmethod
-    async def _check_results(queue: Queue, sample: list[naq.Job]) -> dict[str, Any]:
+    async def check_results(queue: Queue, sample: list[naq.Job]) -> dict[str, Any]:
         """Spot-check stored outcomes: status ``completed`` and the right return value."""
         statuses: Counter[str] = Counter()
         wrong = 0
@@ -142,7 +144,7 @@ class NaqBench:
         start to the last job's stored result (``with_startup``: from spawning the worker)."""
         done, spawned, _created, queue = await self._burst(queue_name, func, [()] * n, concurrency)
         try:
-            await self._cleanup(queue)
+            await self.cleanup(queue)
         finally:
             await queue.close()
         return {
@@ -157,13 +159,13 @@ class NaqBench:
         """An idle worker process (concurrency 10); one job at a time: ms from just before
         ``enqueue`` to the job's start (``func`` returns ``time.time()``) and to
         ``await job.result()`` returning. Also the worker's idle RSS."""
-        child = await Child.start(self._worker_args("bench-lat", 10), self.url)
+        child = await Child.start(self.worker_args("bench-lat", 10), self.url)
         to_start: list[float] = []
         to_result: list[float] = []
         error: str | None = None
         try:
             started = await child.wait_event("started", timeout=30)
-            await self._wait_registered(started["worker_id"])
+            await self.wait_registered(started["worker_id"])
             await asyncio.sleep(1.0)
             idle_rss = proc_status_mib("VmRSS", child.pid)
             async with Queue("bench-lat", nats_url=self.url) as queue:
@@ -182,7 +184,7 @@ class NaqBench:
                         to_result.append((t1 - t0) * 1000)
                 await asyncio.sleep(0.5)
                 after_rss = proc_status_mib("VmRSS", child.pid)
-                await self._cleanup(queue)
+                await self.cleanup(queue)
         finally:
             await child.stop("done")
         return {
@@ -196,7 +198,8 @@ class NaqBench:
             "error": error,
         }
 
-    async def _wait_registered(self, worker_id: str, timeout: float = 30.0) -> None:
+    async def wait_registered(self, worker_id: str, timeout: float = 30.0) -> None:
+        """Wait until the worker ``worker_id`` is listed (it consumes from then on)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             workers = await naq.list_workers(nats_url=self.url)

@@ -11,12 +11,13 @@ from typing import Any, Literal
 from rich.console import Console
 from rich.table import Table
 
-TargetKind = Literal["min", "max", "min_ratio"]
+TargetKind = Literal["min", "max", "min_ratio", "max_ratio"]
 
 
 @dataclass(frozen=True)
 class Target:
-    """``min``/``max``: bound on the naq value; ``min_ratio``: bound on naq / raw."""
+    """``min``/``max``: bound on the naq value; ``min_ratio``/``max_ratio``: bound on
+    naq / baseline (raw nats-py, or the row's other baseline)."""
 
     kind: TargetKind
     value: float
@@ -30,11 +31,15 @@ class Target:
             return naq <= self.value
         if raw is None or raw <= 0:
             return None
+        if self.kind == "max_ratio":
+            return naq / raw <= self.value
         return naq / raw >= self.value
 
-    def text(self, unit: str) -> str:
+    def text(self, unit: str, base: str = "raw") -> str:
         if self.kind == "min_ratio":
-            return f"≥ {self.value:g}x raw"
+            return f"≥ {self.value:g}x {base}"
+        if self.kind == "max_ratio":
+            return f"≤ {self.value:g}x {base}"
         sign = "≥" if self.kind == "min" else "≤"
         return f"{sign} {fmt(self.value, unit)} {unit}"
 
@@ -51,6 +56,9 @@ class Row:
     targets: list[Target] = field(default_factory=list)
     note: str = ""
     error: str = ""  # the measurement is not valid (e.g. results were not stored)
+    #: What the baseline column holds: raw nats-py, or (e.g. ``"plain naq"``) a naq number
+    #: without the feature the row measures; shown next to the baseline value.
+    base: str = "raw"
 
     @property
     def ratio(self) -> float | None:
@@ -68,7 +76,7 @@ class Row:
         return all(results)
 
     def target_text(self) -> str:
-        return " and ".join(t.text(self.unit) for t in self.targets) or "-"
+        return " and ".join(t.text(self.unit, self.base) for t in self.targets) or "-"
 
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -105,12 +113,13 @@ HEADERS = ("metric", "naq", "raw nats-py", "naq / raw", "target", "result")
 
 def cells(row: Row) -> tuple[str, ...]:
     unit = f" {row.unit}"
+    base = f" ({row.base})" if row.base != "raw" else ""
     naq = fmt(row.naq, row.unit)
     raw = fmt(row.raw, row.unit)
     return (
         row.label,
         naq + (unit if naq != "-" else ""),
-        raw + (unit if raw != "-" else ""),
+        raw + (unit + base if raw != "-" else ""),
         _ratio(row),
         row.target_text(),
         _verdict(row),
@@ -189,6 +198,7 @@ def load_json(path: Path) -> tuple[dict[str, Any], list[Row]]:
             targets=[Target(t["kind"], t["value"]) for t in r["targets"]],
             note=r.get("note", ""),
             error=r.get("error", ""),
+            base=r.get("base", "raw"),
         )
         for r in body["rows"]
     ]

@@ -29,6 +29,7 @@ from naq.server import EmbeddedServer, find_nats_server
 
 from . import jobs
 from .common import ROOT, run_async
+from .deps_bench import DepsBench
 from .naq_bench import RESULTS_STREAM, NaqBench
 from .raw import ASYNC_WINDOW, PAYLOAD_SIZE, Raw
 from .report import Row, Target, load_json, markdown_table, print_table, save_json
@@ -51,10 +52,23 @@ class Sizes:
     raw_process: int = 50000  # raw consumers are fast: more messages for a steadier rate
     latency: int = 300
     sleep: int = 1000
+    dep_latency: int = 200  # parent → dependant pairs
+    fan_in: int = 1000  # parents of one job (the most a job may depend on)
+    fan_out: int = 10000  # children of one parent
 
     @classmethod
     def quick(cls) -> Sizes:
-        return cls(enqueue=300, many=2000, process=2000, raw_process=5000, latency=50, sleep=1000)
+        return cls(
+            enqueue=300,
+            many=2000,
+            process=2000,
+            raw_process=5000,
+            latency=50,
+            sleep=1000,
+            dep_latency=20,
+            fan_in=50,
+            fan_out=200,
+        )
 
 
 class Runner:
@@ -65,6 +79,7 @@ class Runner:
         self.repeat = repeat
         self.raw = Raw(url, use_uvloop)
         self.naq = NaqBench(url, self._purge_naq_results, use_uvloop)
+        self.deps = DepsBench(url, self.naq)
         self.details: dict[str, Any] = {}
         self.console = Console(stderr=True)
 
@@ -179,10 +194,23 @@ class Runner:
                 )
             )
             r["naq_cli_idle_rss_mib"] = await self._once("naq_cli_idle_rss_mib", nb.cli_idle_rss())
+            r.update(await self._dependencies())
         finally:
             await naq.close()
             await raw.close()
         return r
+
+    async def _dependencies(self) -> dict[str, Any]:
+        """The ``depends_on`` scenarios, one run each (see :mod:`benchmarks.deps_bench`)."""
+        s, deps = self.sizes, self.deps
+        return {
+            "naq_dep_release": await self._once(
+                "naq_dep_release", deps.release_latency(s.dep_latency)
+            ),
+            "naq_fan_in": await self._once("naq_fan_in", deps.fan_in(s.fan_in)),
+            "naq_fan_in_plain": await self._once("naq_fan_in_plain", deps.plain_burst(s.fan_in)),
+            "naq_fan_out": await self._once("naq_fan_out", deps.fan_out(s.fan_out)),
+        }
 
 
 def _process_error(result: dict[str, Any]) -> str:
@@ -240,6 +268,7 @@ def build_rows(s: Sizes, r: dict[str, Any]) -> list[Row]:
             alat["result_p50"], raw_lat["result_p50"], [], "", alat["error"] or ""),
         Row("latency_async_result_p99", "latency enqueue → result p99, async fn", "ms",
             alat["result_p99"], raw_lat["result_p99"], [], "", alat["error"] or ""),
+        *_dependency_rows(s, r),
         Row("sleep_async", f"{s.sleep:,} × 10 ms `asyncio.sleep` jobs, c=100: drain", "s",
             sleep["drain_s"], None, [Target("max", 0.4)],
             f"first job start → last result stored; ideal {sleep['ideal_s']:g} s"),
@@ -251,6 +280,43 @@ def build_rows(s: Sizes, r: dict[str, Any]) -> list[Row]:
             r["naq_cli_idle_rss_mib"], None),
         Row("rss_load", "worker peak RSS, no-op load (sync fn, c=200)", "MiB",
             noop["peak_rss_mib"], store["peak_rss_mib"], [], "raw: the raw store consumer's peak"),
+    ]  # fmt: skip
+
+
+def _dependency_rows(s: Sizes, r: dict[str, Any]) -> list[Row]:
+    """Rows of the ``depends_on`` scenarios; their baseline is naq without dependencies."""
+    rel, lat = r["naq_dep_release"], r["naq_latency_sync"]
+    fan_in, plain, fan_out = r["naq_fan_in"], r["naq_fan_in_plain"], r["naq_fan_out"]
+    base = "plain naq"
+    return [
+        Row("dep_release_p50", "latency dependency done → dependant start p50",
+            "ms", rel["release_p50"], lat["start_p50"], [Target("max_ratio", 2.0)],
+            "plain naq: enqueue → start of a job without dependencies (above); naq: the "
+            "parent's `finished_at` → the dependant's own start time",
+            rel["error"] or "", base),
+        Row("dep_release_p99", "latency dependency done → dependant start p99", "ms",
+            rel["release_p99"], lat["start_p99"], [Target("max_ratio", 2.0)], "",
+            rel["error"] or "", base),
+        Row("dep_fan_in", f"fan-in: 1 job depending on {s.fan_in:,} jobs, enqueue + run", "s",
+            fan_in["wall_s"], None, [],
+            f"enqueue {fan_in['enqueue_parents_s'] + fan_in['enqueue_fan_in_job_s']:.3f} s "
+            f"(of which the dependant {fan_in['enqueue_fan_in_job_s']:.3f} s) + first parent "
+            f"start → dependant finished {fan_in['run_s']:.3f} s; worker start-up not counted",
+            fan_in["error"]),
+        Row("dep_fan_in_rate", f"fan-in: the {s.fan_in:,} parents processed (sync fn, c=200)",
+            "jobs/s", fan_in["parents_rate"], plain["rate"], [],
+            f"plain naq: {s.fan_in:,} no-op jobs nobody depends on, same worker and timing",
+            "; ".join(e for e in (fan_in["error"], plain["error"]) if e), base),
+        Row("dep_fan_out_enqueue", f"`q.enqueue_many(depends_on=parent)`, {s.fan_out:,} jobs",
+            "jobs/s", fan_out["enqueue_rate"], r["naq_enqueue_many"], [],
+            f"plain naq: `q.enqueue_many()` of {s.many:,} jobs (above)", "", base),
+        Row("dep_fan_out", f"fan-out: parent done → last of {s.fan_out:,} children done (c=200)",
+            "s", fan_out["drain_s"], None, [],
+            f"parent done → first child start {fan_out['first_release_s'] * 1000:.1f} ms",
+            fan_out["error"]),
+        Row("dep_fan_out_rate", "fan-out: children processed (sync fn, c=200)", "jobs/s",
+            fan_out["rate"], r["naq_process_noop_sync"]["rate"], [],
+            "plain naq: the no-op processing row (sync fn, c=200)", fan_out["error"], base),
     ]  # fmt: skip
 
 
