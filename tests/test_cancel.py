@@ -91,3 +91,50 @@ async def test_finished_job_is_left_alone(nats_url: str, queue: str, running_wor
         assert await q.fetch_job_result(job.job_id) == "done"
         with pytest.raises(naq.JobNotFoundError):
             await q.cancel_job("no-such-job")
+
+
+async def test_fired_one_off_without_a_worker_is_cancelled(
+    nats_url: str, queue: str, running_worker: Any
+) -> None:
+    async with naq.Queue(queue, nats_url) as q:
+        job = await q.enqueue_in(0.05, step, "late")
+        await asyncio.sleep(1.0)  # fired: its message waits in the queue, its record says so
+        assert await q.get_job_status(job.job_id) == JobStatus.SCHEDULED
+        started = time.monotonic()
+        assert await q.cancel_job(job.job_id) is True
+        assert time.monotonic() - started < 2
+        async with running_worker([queue], nats_url, concurrency=2):
+            after = await q.enqueue(step, "after")
+            assert await after.result(timeout=10) == "after"
+        info = await q.get_job_info(job.job_id)
+        assert info.status == JobStatus.CANCELLED and info.started_at is None
+
+
+async def test_cancel_while_a_dependant_is_being_prepared(
+    nats_url: str, queue: str, running_worker: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A request that arrives after the worker's check but before the function starts (it
+    reads the results of the job's dependencies meanwhile) still stops the run."""
+    from naq.dependencies import Dependencies
+
+    reading, go_on = asyncio.Event(), asyncio.Event()
+    real = Dependencies.results_of
+
+    async def slow_results_of(self: Dependencies, job_ids: Any) -> dict[str, Any]:
+        reading.set()
+        await go_on.wait()
+        return await real(self, job_ids)
+
+    monkeypatch.setattr(Dependencies, "results_of", slow_results_of)
+    async with naq.Queue(queue, nats_url) as q:
+        async with running_worker([queue], nats_url, concurrency=2):
+            parent = await q.enqueue(step, "p")
+            child = await q.enqueue(spin_until_cancelled, 5.0, depends_on=parent)
+            await asyncio.wait_for(reading.wait(), 10)
+            assert await q.cancel_job(child.job_id) is True
+            await asyncio.sleep(0.3)  # the request reaches the worker
+            go_on.set()
+            await eventually(lambda: _status(q, child.job_id, JobStatus.CANCELLED))
+            await asyncio.sleep(0.5)
+        info = await q.get_job_info(child.job_id)
+        assert info.status == JobStatus.CANCELLED

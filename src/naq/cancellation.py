@@ -76,17 +76,17 @@ async def cancel_job(
         status = record.status
         ttl = int(record.result_ttl or default_ttl)
         if status in _FINAL_VALUES:
-            logger.info("job {} is {} already; nothing to cancel", job_id, status)
+            logger.debug("job {} is {} already; nothing to cancel", job_id, status)
             return False
-        if status == JobStatus.SCHEDULED.value:
-            if not await cancel_scheduled(job_id):
-                continue  # it fired meanwhile: cancel it as a queued job
+        if status == JobStatus.SCHEDULED.value and await cancel_scheduled(job_id):
+            pass  # its schedule is gone and its record says cancelled
         elif status == JobStatus.DEFERRED.value:
             mark_cancelled(record, CANCELLED_BY_REQUEST, CANCEL_REASON)
             if not await results.update(record, revision, ttl):
                 continue  # released or changed meanwhile: look again
             await deps.settled(job_id, record.depends_on)
-        elif status in _RUNNABLE:
+        elif status in _RUNNABLE or status == JobStatus.SCHEDULED.value:
+            # (a scheduled job whose schedule fired already is a queued job by now)
             await kv.put(conn, c.RESULTS_BUCKET, cancel_key(job_id), b"1", ttl=ttl)
             if status != JobStatus.RUNNING.value:
                 # queued or waiting for a retry: it is cancelled now (a worker holding it

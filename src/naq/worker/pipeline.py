@@ -315,6 +315,8 @@ class JobPipeline:
             delivery.slot_handed = False
             delivery.state = State.HELD
             return False
+        if envelope.id in p.cancel_requests:  # asked while it was being prepared
+            delivery.request_cancel()
         return True
 
     def _mark_running(self, delivery: Delivery, run: Run) -> None:
