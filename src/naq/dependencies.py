@@ -9,21 +9,28 @@ Keys in the results bucket, next to the job records (``<id>``; a job id has no d
   with ``...-Subject``): nobody depends on most jobs, so the write simply goes through and
   costs nothing more than before. Refused, it means P has dependants.
 * ``deps.<P>.<C>``, the edge "C depends on P": one key per edge, so ten thousand children
-  of one parent never contend for one key.
+  of one parent never contend for one key. Listing them finds P's dependants.
+* ``wait.<C>.<P>``, "C still waits for P", only for a C with two or more dependencies: a
+  finished P purges its key and counts what is left, so a thousand parents finishing at
+  once never rewrite one shared record (each purge and count is independent; the one that
+  purges the last key counts zero).
 
-A deferred job's record holds ``waiting_on`` (its dependencies not yet done) and ``held``,
-its message. Applying "P finished" to C is one compare-and-set of C's record: P leaves
-``waiting_on``; the write that empties it also sets the status the message gets (pending or
-scheduled), and only its writer publishes the message (with the job's ``Nats-Msg-Id``, so
-a repeat is dropped). Two workers finishing C's last two dependencies at the same instant
-both try; one write wins, the other re-reads and finds nothing left to do: released once.
-A dependency that failed for good (failed, dead, cancelled) cancels C instead, unless C
-was enqueued with ``allow_failure=True``, and the cancellation goes on down C's own edges.
+A deferred job's record holds its ``held`` message and is written twice at most: stored
+``deferred``, then released (status ``pending`` or ``scheduled``, its message published
+with the job's ``Nats-Msg-Id``) or cancelled, each by compare-and-set. Two workers that
+both count zero (or, for one dependency, both see it done) race on that one write; the
+loser re-reads and finds nothing left to do: released once. A dependency that failed for
+good (failed, dead, cancelled) cancels C instead, unless C was enqueued with
+``allow_failure=True``, and the cancellation goes on down C's own edges.
 
-Nothing is missed between producer and worker: the producer stores the marker and the edge
-*before* reading P's record, the worker stores P's final record *before* listing P's edges.
-Whichever comes second sees the other's write (one stream orders them), so at least one of
-them applies P's outcome to C, and applying it twice changes nothing.
+Nothing is missed between producer and worker. The producer stores C's wait keys, then
+its edges, then the markers, and only then reads P's record; the worker writes P's final
+record conditionally and, if refused, writes it again unconditionally and only then lists
+P's edges. An accepted conditional write was stored before the marker, so the producer's
+read after the marker sees P finished and applies it itself. After a refused one, an edge
+stored before the listing is listed, and an edge stored after it is followed by the
+producer's read, which sees the final record written before the listing. Applying P's
+outcome twice changes nothing.
 
 A crash is covered by redelivery: a worker acks P only after every child was handled; if it
 dies first, the next delivery of P finds P's final record, sees the marker, and goes over
@@ -32,7 +39,8 @@ duplicate window still drops a repeat).
 
 Records of jobs others depend on are kept without expiry (``pinned``) until every
 dependant is settled: a dependant removes its edges when it reaches a final status, and
-whoever removes the last edge of P gives P's record its normal TTL back.
+once no edge leads to P (checked a moment later, once for a burst of dependants settling)
+P's record gets its normal TTL back.
 """
 
 from __future__ import annotations
@@ -76,6 +84,11 @@ _FINAL_VALUES = frozenset(status.value for status in FINAL_STATUSES)
 FAN_OUT_CONCURRENCY = 64
 #: Compare-and-set attempts on one record before giving up (each loss means progress).
 CAS_ATTEMPTS = 10_000
+#: Key prefix of "still waits for" keys (see the module docstring).
+WAIT_PREFIX = "wait."
+#: Seconds between a dependant settling and the check whether its dependency may expire
+#: again (one count for a burst of dependants settling, not one per dependant).
+UNPIN_DELAY = 0.5
 #: Error type of a job cancelled because a dependency failed.
 DEPENDENCY_FAILED = "naq:dependency_failed"
 
@@ -92,6 +105,15 @@ def edge_key(parent: str, child: str) -> str:
 
 def _edges_filter(parent: str) -> str:
     return dependants_marker_subject(parent) + ".*"
+
+
+def wait_key(child: str, parent: str) -> str:
+    """Key of "``child`` still waits for ``parent``" (children of two or more parents)."""
+    return f"{WAIT_PREFIX}{child}.{parent}"
+
+
+def _wait_filter(child: str) -> str:
+    return kv.subject_prefix(c.RESULTS_BUCKET) + WAIT_PREFIX + child + ".*"
 
 
 def succeeded(status: str) -> bool:
@@ -111,12 +133,25 @@ async def bounded(jobs: Iterable[Awaitable[T]], limit: int = FAN_OUT_CONCURRENCY
 
 
 class Dependencies:
-    """Deferred jobs and their release; borrows a connection (never closes it)."""
+    """Deferred jobs and their release; borrows a connection (never closes it).
 
-    def __init__(self, conn: Connection, results: ResultStore, default_ttl: int) -> None:
+    ``unpin_delay``: with a number, checks whether a dependency may expire again are
+    gathered for that many seconds (a long-lived worker); ``None`` checks at once."""
+
+    def __init__(
+        self,
+        conn: Connection,
+        results: ResultStore,
+        default_ttl: int,
+        *,
+        unpin_delay: float | None = None,
+    ) -> None:
         self._conn = conn
         self._results = results
         self._default_ttl = default_ttl
+        self._unpin_delay = unpin_delay
+        self._unpin_due: set[str] = set()
+        self._unpinning: asyncio.Task[None] | None = None
 
     def _ttl(self, record: JobRecord) -> int:
         return int(record.result_ttl or self._default_ttl)
@@ -139,7 +174,7 @@ class Dependencies:
                 f"depends_on: job {missing[0]} not found (unknown, or its record expired); "
                 "nothing was enqueued"
             )
-        record = record_for(envelope, JobStatus.DEFERRED, waiting_on=parents, held=held, **fields)
+        record = record_for(envelope, JobStatus.DEFERRED, held=held, **fields)
         data = encode(record)
         self._conn.check_message(record_subject(envelope.id), data, None)  # fits, or raises
         existing = await self._results.create(record, "never")
@@ -151,15 +186,14 @@ class Dependencies:
         return record
 
     async def link(self, child: JobRecord) -> None:
-        """Store the marker and edge for each job ``child`` waits on, then apply the outcome
-        of those that finished already (the worker of one finishing later sees the edge)."""
-        parents = list(child.waiting_on)
-        writes = []
-        for parent in parents:
-            for key in (marker_key(parent), edge_key(parent, child.job_id)):
-                write = kv.put_nowait(self._conn, c.RESULTS_BUCKET, key, b"1", ttl="never")
-                writes.append(await write)
-        await asyncio.gather(*writes)
+        """Store the wait keys, edges and markers of ``child`` (in that order, see the
+        module docstring), then apply the outcome of the dependencies that finished
+        already (the worker of one finishing later lists the edge)."""
+        parents = list(child.depends_on)
+        if len(parents) > 1:
+            await self._put_all(wait_key(child.job_id, p) for p in parents)
+        await self._put_all(edge_key(p, child.job_id) for p in parents)
+        await self._put_all(marker_key(p) for p in parents)
         records = await asyncio.gather(*(self._results.get(p) for p in parents))
         for parent, record in zip(parents, records, strict=True):
             if record is None:
@@ -169,6 +203,13 @@ class Dependencies:
             elif record.status in _FINAL_VALUES:
                 await self.pin(parent)
                 await self._apply_and_follow(parent, record.status, child.job_id)
+
+    async def _put_all(self, keys: Iterable[str]) -> None:
+        writes = [
+            await kv.put_nowait(self._conn, c.RESULTS_BUCKET, key, b"1", ttl="never")
+            for key in keys
+        ]
+        await asyncio.gather(*writes)
 
     async def pin(self, job_id: str) -> None:
         """Keep the final record of ``job_id`` without expiry (a new dependant needs it)."""
@@ -181,10 +222,25 @@ class Dependencies:
             if await self._results.update(record, revision, "never"):
                 return
 
+    async def waiting_on(self, record: JobRecord) -> list[str]:
+        """The dependencies a ``deferred`` job still waits for (none for other statuses)."""
+        if record.status != JobStatus.DEFERRED.value:
+            return []
+        if len(record.depends_on) < 2:
+            return list(record.depends_on)
+        counts = await streams.subject_counts(
+            self._conn, RESULTS_STREAM, _wait_filter(record.job_id)
+        )
+        left = {subject.rsplit(".", 1)[-1] for subject in counts}
+        return [p for p in record.depends_on if p in left]
+
     # -- worker ---------------------------------------------------------------------------
     async def store_final(self, job_id: str, data: bytes, status: str) -> None:
         """Store the final record (encoded) of a job others depend on, pinned, then apply
-        its outcome to every dependant (called when the conditional write was refused)."""
+        its outcome to every dependant (called when the conditional write was refused).
+
+        The pinned write is stored *before* the edges are listed: a producer whose edge
+        the listing misses reads the record after writing that edge, and finds it final."""
         record = decode_record(data)
         record.pinned = True
         await self._results.put_pinned(job_id, encode(record))
@@ -196,12 +252,12 @@ class Dependencies:
         todo = [(job_id, status)]
         while todo:
             parent, parent_status = todo.pop()
-            children = await self.children(parent)
-            outcomes = await bounded(self.apply(parent, parent_status, child) for child in children)
-            pairs = zip(children, outcomes, strict=True)
-            cancelled = [child for child, outcome in pairs if outcome == "cancelled"]
-            todo.extend((child, JobStatus.CANCELLED.value) for child in cancelled)
-            await bounded(self._settled_after_cancel(child) for child in cancelled)
+            kids = await self.children(parent)
+            outcomes = await bounded(self.apply(parent, parent_status, kid) for kid in kids)
+            pairs = zip(kids, outcomes, strict=True)
+            cancelled = [kid for kid, outcome in pairs if outcome == "cancelled"]
+            todo.extend((kid, JobStatus.CANCELLED.value) for kid in cancelled)
+            await bounded(self._settled_after_cancel(kid) for kid in cancelled)
         await self.unpin_if_free(job_id)
 
     async def _settled_after_cancel(self, child: str) -> None:
@@ -226,25 +282,46 @@ class Dependencies:
     async def apply(
         self, parent: str, status: str, child: str, *, missing: bool = False
     ) -> str | None:
-        """Apply "``parent`` ended in ``status``" to ``child`` (compare-and-set on its
-        record). Returns ``"released"``, ``"cancelled"``, or ``None`` (nothing to do)."""
+        """Apply "``parent`` ended in ``status``" to ``child``. Returns ``"released"``,
+        ``"cancelled"``, or ``None`` (nothing to do, or still waiting for others)."""
+        entry = await self._results.get_entry(child)
+        if entry is None:
+            return None
+        record, revision = entry
+        if record.status != JobStatus.DEFERRED.value:
+            await self._republish(record)
+            return None
+        if parent not in record.depends_on:
+            return None  # an edge that does not match the record: nothing to apply
+        if not (succeeded(status) or (record.allow_failure and not missing)):
+            reason = (
+                f"dependency {parent} was not found"
+                if missing
+                else f"dependency {parent} ended {status}; this job never ran"
+            )
+            return await self._settle_deferred(record, revision, reason)
+        if len(record.depends_on) > 1:
+            await streams.purge(
+                self._conn, RESULTS_STREAM, kv.subject(c.RESULTS_BUCKET, wait_key(child, parent))
+            )
+            if await streams.count_subjects(self._conn, RESULTS_STREAM, _wait_filter(child)):
+                return None  # others still to finish; the last one releases it
+        return await self._settle_deferred(record, revision, None)
+
+    async def _settle_deferred(
+        self, record: JobRecord, revision: int, cancel_reason: str | None
+    ) -> str | None:
+        """Release (``cancel_reason`` None) or cancel a deferred job, by compare-and-set;
+        whoever loses the race finds it settled and does nothing."""
         for _ in range(CAS_ATTEMPTS):
-            entry = await self._results.get_entry(child)
-            if entry is None:
-                return None
-            record, revision = entry
-            if record.status != JobStatus.DEFERRED.value:
-                await self._republish(record)
-                return None
-            if parent not in record.waiting_on:
-                return None
-            if succeeded(status) or (record.allow_failure and not missing):
-                waiting = [p for p in record.waiting_on if p != parent]
-                record.waiting_on = waiting
-                if waiting:
-                    if await self._results.update(record, revision, "never"):
-                        return None
-                    continue
+            if cancel_reason is not None:
+                mark_cancelled(record, DEPENDENCY_FAILED, cancel_reason)
+                if await self._results.update(record, revision, self._ttl(record)):
+                    logger.bind(job_id=record.job_id).info(
+                        "job {} cancelled: {}", record.job_id, cancel_reason
+                    )
+                    return "cancelled"
+            else:
                 held = record.held
                 if held is None:  # a record written by hand: nothing to publish
                     return None
@@ -253,17 +330,13 @@ class Dependencies:
                 if await self._results.update(record, revision, self._released_ttl(record)):
                     await self._publish(record, held)
                     return "released"
-                continue
-            reason = (
-                f"dependency {parent} was not found"
-                if missing
-                else f"dependency {parent} ended {status}; this job never ran"
-            )
-            mark_cancelled(record, DEPENDENCY_FAILED, reason)
-            if await self._results.update(record, revision, self._ttl(record)):
-                logger.bind(job_id=child).info("job {} cancelled: {}", child, record.error)
-                return "cancelled"
-        raise WriteConflictError(f"could not update the record of job {child}: too much contention")
+            entry = await self._results.get_entry(record.job_id)
+            if entry is None or entry[0].status != JobStatus.DEFERRED.value:
+                return None
+            record, revision = entry
+        raise WriteConflictError(
+            f"could not update the record of job {record.job_id}: too much contention"
+        )
 
     def _released_ttl(self, record: JobRecord) -> int:
         ttl = self._ttl(record)
@@ -290,18 +363,39 @@ class Dependencies:
         )
 
     async def settled(self, job_id: str, depends_on: Iterable[str]) -> None:
-        """``job_id`` reached a final status: remove its edges, and unpin each dependency
-        nobody else waits on."""
+        """``job_id`` reached a final status: remove its wait keys and edges, and unpin
+        each dependency nobody else waits on (a moment later, with ``unpin_delay``)."""
         parents = list(depends_on)
+        subjects = [kv.subject(c.RESULTS_BUCKET, edge_key(p, job_id)) for p in parents]
+        if len(parents) > 1:
+            subjects.append(_wait_filter(job_id))
         await asyncio.gather(
-            *(
-                streams.purge(
-                    self._conn, RESULTS_STREAM, kv.subject(c.RESULTS_BUCKET, edge_key(p, job_id))
-                )
-                for p in parents
-            )
+            *(streams.purge(self._conn, RESULTS_STREAM, subject) for subject in subjects)
         )
-        await asyncio.gather(*(self.unpin_if_free(p) for p in parents))
+        if self._unpin_delay is None:
+            await asyncio.gather(*(self.unpin_if_free(p) for p in parents))
+            return
+        self._unpin_due.update(parents)
+        if self._unpinning is None or self._unpinning.done():
+            self._unpinning = asyncio.create_task(self._unpin_later(self._unpin_delay))
+
+    async def _unpin_later(self, delay: float) -> None:
+        while self._unpin_due:
+            await asyncio.sleep(delay)
+            await self.flush()
+
+    async def flush(self) -> None:
+        """Run the unpin checks gathered so far (a worker calls this as it stops); a check
+        that fails is logged (the record then keeps no expiry)."""
+        due, self._unpin_due = self._unpin_due, set()
+
+        async def check(job_id: str) -> None:
+            try:
+                await self.unpin_if_free(job_id)
+            except Exception as exc:  # noqa: BLE001 - one failed check must not stop others
+                logger.warning("could not restore the expiry of job {}: {}", job_id, exc)
+
+        await bounded((check(job_id) for job_id in due), 16)
 
     async def unpin_if_free(self, job_id: str) -> None:
         """Give a finished job's record its normal TTL back once no edge leads to it."""

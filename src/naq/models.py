@@ -106,7 +106,7 @@ class JobRecord(msgspec.Struct, omit_defaults=True, kw_only=True):
     attempts: list[AttemptRecord] = msgspec.field(default_factory=list)
     max_retries: int = 0
     depends_on: list[str] = msgspec.field(default_factory=list)
-    waiting_on: list[str] = msgspec.field(default_factory=list)  # dependencies not yet done
+    waiting_on: list[str] = msgspec.field(default_factory=list)  # filled when read (deferred)
     allow_failure: bool = False
     held: HeldMessage | None = None  # a deferred job's message, until it is released
     pinned: bool = False  # kept without expiry while jobs that depend on it are unsettled

@@ -374,9 +374,13 @@ class Queue:
     # -- results and status ---------------------------------------------------------------
     async def get_job_info(self, job_id: str) -> JobInfo:
         """Everything known about ``job_id``; raises :class:`JobNotFoundError` if unknown."""
-        record = await (await self._store()).get(_check_id(job_id))
+        store = await self._store()
+        record = await store.get(_check_id(job_id))
         if record is None:
             raise JobNotFoundError(f"job {job_id} not found (unknown, or its record expired)")
+        if record.status == JobStatus.DEFERRED.value:
+            deps = Dependencies(await self.connection(), store, self.settings.result_ttl)
+            record.waiting_on = await deps.waiting_on(record)
         return JobInfo.from_record(record)
 
     async def get_job_status(self, job_id: str) -> JobStatus:

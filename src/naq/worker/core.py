@@ -19,7 +19,7 @@ from loguru import logger
 from .. import constants as c
 from .. import eventloop
 from ..deadletter import DeadLetters
-from ..dependencies import Dependencies
+from ..dependencies import UNPIN_DELAY, Dependencies
 from ..errors import ConfigurationError, NaqConnectionError
 from ..functions import FunctionResolver, add_module_paths
 from ..models import FINAL_STATUSES, JobEnvelope, JobStatus
@@ -159,6 +159,9 @@ class Worker:
         self.executor = Executor(self.concurrency, on_release=self._schedule_fill)
         self.results = ResultStore(conn)
         self.cancel_requests = CancelRequests(conn, self._cancel_running)
+        self.dependencies = Dependencies(
+            conn, self.results, self.settings.result_ttl, unpin_delay=UNPIN_DELAY
+        )
         self.running_marks = DelayedCalls(RUNNING_WRITE_DELAY)
         self.pipeline = JobPipeline(
             Parts(
@@ -173,7 +176,7 @@ class Worker:
                 max_crashes=self.max_crashes,
                 max_payload=lambda: conn.max_payload,
                 report_progress=self.report_progress,
-                dependencies=Dependencies(conn, self.results, self.settings.result_ttl),
+                dependencies=self.dependencies,
                 cancel_requests=self.cancel_requests,
                 write_running=self.write_running,
                 exclusive=self.exclusive,
@@ -212,6 +215,8 @@ class Worker:
             remove_stop_handlers(self._loop)
             # the jobs finished since the last heartbeat count too (bounded: NATS may be gone)
             await _quiet(asyncio.wait_for(self.counters.flush(conn), 5.0))
+            # dependencies whose last dependant settled here get their expiry back
+            await _quiet(asyncio.wait_for(self.dependencies.flush(), 5.0))
             await self.status.remove()
             for puller in self._pullers:
                 await puller.close()

@@ -376,7 +376,9 @@ class JobPipeline:
         finished: asyncio.Future[None] | None,
     ) -> None:
         if stored.cancelled() or stored.exception() is not None:
-            work = self._finish(delivery, run, data, None)  # retried, or reported there
+            # refused because others depend on it, or to be retried (or reported) there
+            refused = not stored.cancelled() and isinstance(stored.exception(), WriteConflictError)
+            work = self._finish(delivery, run, data, None, refused=refused)
             delivery.task = asyncio.create_task(self._finish_guarded(delivery, work, finished))
             return
         try:
@@ -399,10 +401,17 @@ class JobPipeline:
         self.p.forget(delivery)
 
     async def _finish(
-        self, delivery: Delivery, run: Run, data: bytes, failure: BaseException | None
+        self,
+        delivery: Delivery,
+        run: Run,
+        data: bytes,
+        failure: BaseException | None,
+        *,
+        refused: bool = False,
     ) -> None:
         """Store the outcome of a run (after its ``running`` record, if one was written)
-        and settle the message."""
+        and settle the message. ``refused``: its conditional write was refused already
+        (others depend on it)."""
         if delivery.running_write is not None:
             await delivery.running_write  # the outcome must be the last write
         if failure is not None:
@@ -410,7 +419,7 @@ class JobPipeline:
                 failure = RuntimeError(f"job raised {type(failure).__name__}")
             await self._failed(delivery, run, failure)
             return
-        await self._store_final(run.envelope, data, JobStatus.COMPLETED)
+        await self._store_final(run.envelope, data, JobStatus.COMPLETED, refused=refused)
         self._acknowledge(delivery)
 
     def _acknowledge(self, delivery: Delivery) -> None:
@@ -547,11 +556,16 @@ class JobPipeline:
         except Exception as exc:  # noqa: BLE001 - it expires by itself
             logger.debug("could not remove the cancel request of {}: {}", job_id, exc)
 
-    async def _store_final(self, envelope: JobEnvelope, data: bytes, status: JobStatus) -> None:
+    async def _store_final(
+        self, envelope: JobEnvelope, data: bytes, status: JobStatus, *, refused: bool = False
+    ) -> None:
         """Store a job's final record (encoded). The write is refused when others depend on
-        the job: then its outcome is handed to them too (see :mod:`naq.dependencies`)."""
+        the job: then its outcome is handed to them too (see :mod:`naq.dependencies`).
+        ``refused``: the conditional write was tried and refused already."""
         store, job_id, ttl = self.p.results, envelope.id, self.p.records.ttl(envelope)
         try:
+            if refused:
+                raise WriteConflictError(f"others depend on job {job_id}")
             try:
                 await store.put_final_nowait(job_id, data, ttl)
             except Exception as exc:
