@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -51,3 +52,44 @@ def spin_until_cancelled(seconds: float = 30.0) -> str:
             return "stopped"
         time.sleep(0.01)
     return "timed out"
+
+
+# -- run-logged jobs (tests/test_workflows_e2e.py) --------------------------------------------
+# Each appends one line ``<job id> <pid> <start time>`` to a run-log file when it starts
+# (``O_APPEND``, one ``write`` per line: concurrent runs in threads and processes never
+# interleave), so a test counts how many times each job ran, where and when.
+
+
+def _log_start(log: str) -> None:
+    line = f"{naq.current_job().job_id} {os.getpid()} {time.time():.6f}\n"
+    fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, line.encode())
+    finally:
+        os.close(fd)
+
+
+def logged(log: str, value: Any = None, delay: float = 0.0) -> Any:
+    """Log this run's start to ``log``, sleep ``delay`` seconds, return ``value``."""
+    _log_start(log)
+    if delay:
+        time.sleep(delay)
+    return value
+
+
+def logged_collect(log: str) -> dict[str, Any]:
+    """Log this run's start to ``log``; return the results of the jobs it depends on."""
+    _log_start(log)
+    return dict(naq.current_job().dependency_results)
+
+
+def logged_gate(log: str, gate: str, value: Any = None, timeout: float = 30.0) -> Any:
+    """Log this run's start to ``log``, then return ``value`` once the file ``gate``
+    exists (the test decides when this job completes); fail after ``timeout`` seconds."""
+    _log_start(log)
+    deadline = time.monotonic() + timeout
+    while not os.path.exists(gate):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{gate} never appeared")
+        time.sleep(0.01)
+    return value
