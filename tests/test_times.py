@@ -197,7 +197,7 @@ async def test_cli_json_writes_times_in_iso_8601_utc(
 async def test_list_workers_reads_well_in_80_columns(nats_url: str, running_worker: Any) -> None:
     queue = f"cols-{uuid.uuid4().hex[:8]}"  # a short name, as queues usually have
     async with running_worker(
-        [queue], nats_url, heartbeat_interval=0.2, worker_name="eighty-columns"
+        [queue], nats_url, heartbeat_interval=1.0, worker_name="eighty-columns"
     ) as worker:
 
         async def listed() -> bool:

@@ -195,7 +195,8 @@ class Dependencies:
         await self._put_all(edge_key(p, child.job_id) for p in parents)
         await self._put_all(marker_key(p) for p in parents)
         records = await asyncio.gather(*(self._results.get(p) for p in parents))
-        for parent, record in zip(parents, records, strict=True):
+
+        async def finished_already(parent: str, record: JobRecord | None) -> None:
             if record is None:
                 # its record expired between our two reads: it cannot be waited for
                 status = JobStatus.DEAD.value
@@ -203,6 +204,12 @@ class Dependencies:
             elif record.status in _FINAL_VALUES:
                 await self.pin(parent)
                 await self._apply_and_follow(parent, record.status, child.job_id)
+
+        await bounded(
+            finished_already(parent, record)
+            for parent, record in zip(parents, records, strict=True)
+            if record is None or record.status in _FINAL_VALUES
+        )
 
     async def _put_all(self, keys: Iterable[str]) -> None:
         writes = [
