@@ -33,6 +33,7 @@ if ROOT not in sys.path:
     sys.path.append(ROOT)
 
 from tests import helpers  # noqa: E402 - needs ROOT on sys.path
+from tests.worker_procs import WorkerProcesses  # noqa: E402
 
 T = TypeVar("T")
 
@@ -147,20 +148,25 @@ async def raw_nats(nats_url: str) -> AsyncIterator[nats.NATS]:
         await nc.close()
 
 
-async def dlq_messages(nats_url: str, queue: str) -> list[RawStreamMsg]:
-    """Every dead letter stored for ``queue`` (subject ``naq.dlq.<queue>``), oldest first."""
+async def stream_messages(nats_url: str, stream: str, subject: str) -> list[RawStreamMsg]:
+    """Every message stored in ``stream`` on ``subject``, oldest first."""
     found: list[RawStreamMsg] = []
     async with raw_nats(nats_url) as nc:
         js = nc.jetstream()
         seq = 1
         while True:
             try:
-                msg = await js.get_msg(DLQ_STREAM, seq=seq, subject=f"naq.dlq.{queue}", next=True)
+                msg = await js.get_msg(stream, seq=seq, subject=subject, next=True)
             except nats.js.errors.NotFoundError:
                 return found
             found.append(msg)
             assert msg.seq is not None
             seq = msg.seq + 1
+
+
+async def dlq_messages(nats_url: str, queue: str) -> list[RawStreamMsg]:
+    """Every dead letter stored for ``queue`` (subject ``naq.dlq.<queue>``), oldest first."""
+    return await stream_messages(nats_url, DLQ_STREAM, f"naq.dlq.{queue}")
 
 
 async def stream_count(nats_url: str, stream: str, subject: str | None = None) -> int:
@@ -174,3 +180,13 @@ async def stream_count(nats_url: str, stream: str, subject: str | None = None) -
         if subject is None:
             return int(info.state.messages)
         return int((info.state.subjects or {}).get(subject, 0))
+
+
+@pytest.fixture
+def workers(tmp_path: Path) -> Iterator[WorkerProcesses]:
+    """``workers.start([queue], url, "-c", "4")``: worker subprocesses killed at teardown."""
+    found = WorkerProcesses(tmp_path)
+    try:
+        yield found
+    finally:
+        found.close()

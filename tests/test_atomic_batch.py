@@ -8,14 +8,13 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
-import nats.js.errors
 import pytest
 from nats.js.api import RawStreamMsg, StreamConfig
 from tests import jobs
 
 import naq
 import naq.queue
-from conftest import JOBS_STREAM, RESULTS_STREAM, WAIT, raw_nats, stream_count
+from conftest import JOBS_STREAM, RESULTS_STREAM, WAIT, raw_nats, stream_count, stream_messages
 from naq import JobStatus
 from naq.settings import load_settings
 from naq.transport import Connection, atomic
@@ -27,18 +26,7 @@ def subject_of(queue: str) -> str:
 
 async def stored_jobs(nats_url: str, queue: str) -> list[RawStreamMsg]:
     """Every job message stored for ``queue``, oldest first."""
-    found: list[RawStreamMsg] = []
-    async with raw_nats(nats_url) as nc:
-        js = nc.jetstream()
-        seq = 1
-        while True:
-            try:
-                msg = await js.get_msg(JOBS_STREAM, seq=seq, subject=subject_of(queue), next=True)
-            except nats.js.errors.NotFoundError:
-                return found
-            found.append(msg)
-            assert msg.seq is not None
-            seq = msg.seq + 1
+    return await stream_messages(nats_url, JOBS_STREAM, subject_of(queue))
 
 
 async def stored_counts(nats_url: str) -> tuple[int, int]:

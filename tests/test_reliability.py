@@ -13,18 +13,17 @@ Every job appends ``<tag> <pid>`` to a per-test run-log when it *starts* (see
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
 import nats
 import pytest
+from tests.worker_procs import WorkerProcesses, wait_until
 
 import naq
 from naq.server import EmbeddedServer, free_port
@@ -39,65 +38,6 @@ T = TypeVar("T")
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def _env() -> dict[str, str]:
-    """The parent's environment without any ``NAQ_*`` variable (the URL is passed with -u)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NAQ_")}
-    env["NAQ_LOG_LEVEL"] = "DEBUG"
-    return env
-
-
-class Workers:
-    """Starts ``naq worker`` subprocesses and always reaps them (SIGKILL at teardown)."""
-
-    def __init__(self, tmp_path: Path) -> None:
-        self.tmp_path = tmp_path
-        self.procs: list[subprocess.Popen[bytes]] = []
-        self.logs: dict[int, Path] = {}
-
-    def start(self, queue: str, url: str, *options: str) -> subprocess.Popen[bytes]:
-        log = self.tmp_path / f"worker-{len(self.procs)}.log"
-        with log.open("wb") as out:
-            proc = subprocess.Popen(
-                [*NAQ, "worker", queue, *options, "-u", url],
-                cwd=ROOT,
-                env=_env(),
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
-        self.procs.append(proc)
-        self.logs[proc.pid] = log
-        return proc
-
-    def log(self, proc: subprocess.Popen[bytes]) -> str:
-        return self.logs[proc.pid].read_text(errors="replace")
-
-    def all_logs(self) -> str:
-        return "\n".join(
-            f"--- worker pid {pid}\n{path.read_text(errors='replace')[-6000:]}"
-            for pid, path in self.logs.items()
-        )
-
-    def kill(self, proc: subprocess.Popen[bytes]) -> None:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGKILL)
-        proc.wait(10)
-
-    def close(self) -> None:
-        for proc in self.procs:
-            self.kill(proc)
-
-
-@pytest.fixture
-def workers(tmp_path: Path) -> Iterator[Workers]:
-    """``workers.start(queue, url, "-c", "4")``: worker subprocesses killed at teardown."""
-    found = Workers(tmp_path)
-    try:
-        yield found
-    finally:
-        found.close()
 
 
 @pytest.fixture
@@ -117,23 +57,11 @@ def runs(log: Path) -> list[tuple[str, int]]:
     return found
 
 
-def wait_until(check: Callable[[], T], timeout: float, what: str, interval: float = 0.02) -> T:
-    """Poll ``check`` until it returns something truthy; fail with ``what`` after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {timeout} s")
-        time.sleep(interval)
-
-
 def listed_pids(url: str) -> set[int]:
     return {w.pid for w in naq.list_workers_sync(nats_url=url)}
 
 
-def wait_listed(url: str, proc: subprocess.Popen[bytes], workers: Workers) -> None:
+def wait_listed(url: str, proc: subprocess.Popen[bytes], workers: WorkerProcesses) -> None:
     """Wait until the worker process has written its first heartbeat (it is consuming)."""
 
     def ready() -> bool:
@@ -158,7 +86,7 @@ def consumer_info(url: str, queue: str) -> Any:
 
 
 def test_kill_9_mid_run_every_job_completes_duplicates_bounded_by_in_flight(
-    nats_url: str, queue: str, run_log: Path, workers: Workers
+    nats_url: str, queue: str, run_log: Path, workers: WorkerProcesses
 ) -> None:
     n, concurrency = 2000, 20
     done_log = run_log.with_name("done.log")
@@ -204,7 +132,7 @@ def test_kill_9_mid_run_every_job_completes_duplicates_bounded_by_in_flight(
 
 @pytest.mark.parametrize("kill", [False, True], ids=["sigterm", "sigkill"])
 def test_server_restart_mid_run_loses_nothing(
-    tmp_path: Path, queue: str, run_log: Path, workers: Workers, kill: bool
+    tmp_path: Path, queue: str, run_log: Path, workers: WorkerProcesses, kill: bool
 ) -> None:
     n, outage = 1000, 2.0
     server = EmbeddedServer(port=free_port(), store_dir=tmp_path / "jetstream")
@@ -255,7 +183,7 @@ def test_server_restart_mid_run_loses_nothing(
 
 
 def test_long_job_with_short_ack_wait_runs_once(
-    nats_url: str, queue: str, run_log: Path, workers: Workers
+    nats_url: str, queue: str, run_log: Path, workers: WorkerProcesses
 ) -> None:
     proc = workers.start(queue, nats_url, "-c", "2", "--ack-wait", "2")
     job = naq.enqueue_sync(RECORD, str(run_log), "long", 10, queue_name=queue, nats_url=nats_url)
@@ -274,7 +202,7 @@ def test_long_job_with_short_ack_wait_runs_once(
 
 
 def test_killed_workers_long_job_runs_again_elsewhere_soon(
-    nats_url: str, queue: str, run_log: Path, workers: Workers
+    nats_url: str, queue: str, run_log: Path, workers: WorkerProcesses
 ) -> None:
     first = workers.start(queue, nats_url, "-c", "2", "--ack-wait", "2")
     job = naq.enqueue_sync(RECORD, str(run_log), "long", 60, queue_name=queue, nats_url=nats_url)
@@ -310,7 +238,7 @@ def test_killed_workers_long_job_runs_again_elsewhere_soon(
 
 
 def test_crash_loop_goes_to_dead_letters_and_queue_moves_on(
-    nats_url: str, queue: str, run_log: Path, workers: Workers
+    nats_url: str, queue: str, run_log: Path, workers: WorkerProcesses
 ) -> None:
     bad = naq.enqueue_sync(CRASH, str(run_log), "bad", queue_name=queue, nats_url=nats_url)
     good = naq.enqueue_sync(RECORD, str(run_log), "good", queue_name=queue, nats_url=nats_url)
@@ -358,7 +286,7 @@ def test_crash_loop_goes_to_dead_letters_and_queue_moves_on(
 
 
 def test_healthy_job_sharing_a_worker_with_a_crashing_job_is_not_dead_lettered(
-    nats_url: str, queue: str, run_log: Path, workers: Workers
+    nats_url: str, queue: str, run_log: Path, workers: WorkerProcesses
 ) -> None:
     # Both start on one worker (-c 2) and die together when the bad one calls os._exit.
     # Redelivered jobs without an outcome run alone, so only the bad one is blamed.
@@ -389,7 +317,7 @@ def test_healthy_job_sharing_a_worker_with_a_crashing_job_is_not_dead_lettered(
 
 
 def test_sigterm_finishes_short_job_hands_back_long_one_and_exits_in_time(
-    nats_url: str, queue: str, run_log: Path, workers: Workers
+    nats_url: str, queue: str, run_log: Path, workers: WorkerProcesses
 ) -> None:
     first = workers.start(queue, nats_url, "-c", "4", "--ack-wait", "30", "--shutdown-timeout", "2")
     wait_listed(nats_url, first, workers)
@@ -425,7 +353,7 @@ def test_sigterm_finishes_short_job_hands_back_long_one_and_exits_in_time(
 
 @pytest.mark.parametrize("second_signal", [signal.SIGTERM, signal.SIGINT])
 def test_second_signal_during_graceful_wait_exits_at_once(
-    nats_url: str, queue: str, run_log: Path, workers: Workers, second_signal: int
+    nats_url: str, queue: str, run_log: Path, workers: WorkerProcesses, second_signal: int
 ) -> None:
     shutdown_timeout = 6
     proc = workers.start(
@@ -458,7 +386,7 @@ def test_second_signal_during_graceful_wait_exits_at_once(
 
 
 def test_killed_workers_record_expires_within_three_heartbeats(
-    nats_url: str, queue: str, workers: Workers
+    nats_url: str, queue: str, workers: WorkerProcesses
 ) -> None:
     proc = workers.start(queue, nats_url, "--heartbeat-interval", "0.5")
     wait_listed(nats_url, proc, workers)
@@ -475,7 +403,7 @@ def test_killed_workers_record_expires_within_three_heartbeats(
 
 
 def test_consumer_ack_wait_follows_the_worker_option(
-    nats_url: str, queue: str, workers: Workers
+    nats_url: str, queue: str, workers: WorkerProcesses
 ) -> None:
     for ack_wait in (5, 2):
         proc = workers.start(queue, nats_url, "--ack-wait", str(ack_wait))
@@ -489,7 +417,7 @@ def test_consumer_ack_wait_follows_the_worker_option(
 
 
 def test_job_not_run_twice_by_its_own_worker_across_server_outage(
-    tmp_path: Path, queue: str, run_log: Path, workers: Workers
+    tmp_path: Path, queue: str, run_log: Path, workers: WorkerProcesses
 ) -> None:
     server = EmbeddedServer(port=free_port(), store_dir=tmp_path / "jetstream")
     with server:

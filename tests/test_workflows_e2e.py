@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -33,6 +32,8 @@ from typing import Any, TypeVar
 
 import nats
 import pytest
+from tests.worker_procs import WorkerProcesses, worker_env
+from tests.worker_procs import wait_until as poll
 
 import naq
 from naq import JobStatus
@@ -50,13 +51,6 @@ T = TypeVar("T")
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def _env() -> dict[str, str]:
-    """The test's environment without ``NAQ_*`` (URLs are passed explicitly)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NAQ_")}
-    env["NAQ_LOG_LEVEL"] = "DEBUG"
-    return env
 
 
 @dataclass(frozen=True)
@@ -86,83 +80,7 @@ def run_counts(log: Path) -> Counter[str]:
 
 def wait_until(check: Callable[[], T], what: str, timeout: float = WAIT) -> T:
     """Poll ``check`` until it returns something truthy; fail naming ``what``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {timeout} s (last: {value!r})")
-        time.sleep(0.02)
-
-
-class WorkerProcesses:
-    """Starts ``naq worker`` subprocesses and always reaps them (SIGKILL at teardown)."""
-
-    def __init__(self, tmp_path: Path) -> None:
-        self._tmp_path = tmp_path
-        self._logs: dict[int, Path] = {}
-        self.procs: list[subprocess.Popen[bytes]] = []
-
-    def start(self, queues: list[str], url: str, *options: str) -> subprocess.Popen[bytes]:
-        """A worker on ``queues`` (its output goes to a log file of its own)."""
-        log = self._tmp_path / f"worker-{len(self.procs)}.log"
-        with log.open("wb") as out:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "naq", "worker", *queues, *options, "-u", url],
-                cwd=ROOT,
-                env=_env(),
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
-        self.procs.append(proc)
-        self._logs[proc.pid] = log
-        return proc
-
-    def log(self, proc: subprocess.Popen[bytes]) -> str:
-        """What the worker printed so far."""
-        return self._logs[proc.pid].read_text(errors="replace")
-
-    def all_logs(self) -> str:
-        """The end of every worker's output (for failure messages)."""
-        return "\n".join(
-            f"--- worker pid {pid}\n{path.read_text(errors='replace')[-4000:]}"
-            for pid, path in self._logs.items()
-        )
-
-    def wait_listed(self, url: str, *procs: subprocess.Popen[bytes]) -> None:
-        """Wait until each worker wrote its first heartbeat (it is consuming)."""
-
-        def listed() -> bool:
-            for proc in procs:
-                assert proc.poll() is None, f"worker exited early:\n{self.log(proc)}"
-            pids = {w.pid for w in naq.list_workers_sync(nats_url=url)}
-            return all(proc.pid in pids for proc in procs)
-
-        wait_until(listed, "workers listed")
-
-    @staticmethod
-    def kill(proc: subprocess.Popen[bytes]) -> None:
-        """SIGKILL ``proc`` (no cleanup of any kind) and reap it."""
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGKILL)
-        proc.wait(10)
-
-    def close(self) -> None:
-        """Kill every worker still running."""
-        for proc in self.procs:
-            self.kill(proc)
-
-
-@pytest.fixture
-def workers(tmp_path: Path) -> Iterator[WorkerProcesses]:
-    """``workers.start([queue], url, "-c", "4")``: worker subprocesses killed at teardown."""
-    found = WorkerProcesses(tmp_path)
-    try:
-        yield found
-    finally:
-        found.close()
+    return poll(check, timeout, what)
 
 
 @pytest.fixture(autouse=True)
@@ -293,7 +211,7 @@ def enqueue_from_two_processes(
         subprocess.Popen(
             [sys.executable, "-c", _ENQUEUE_AT_INSTANT, url, queue, job_id, str(log), parent],
             cwd=ROOT,
-            env=_env(),
+            env=worker_env(),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,

@@ -90,6 +90,17 @@ async def with_retries(what: str, attempt: Callable[[], Awaitable[T]]) -> T:
             delay = min(delay * 2, 2.0)
 
 
+async def _write(what: str, write: Callable[[], Awaitable[Any]]) -> None:
+    """A record write: straight onto the wire (the common case), retried only after a
+    failure that may go away by itself."""
+    try:
+        await write()
+    except Exception as exc:
+        if not is_transient(exc):
+            raise
+        await with_retries(what, write)
+
+
 @dataclass(slots=True)
 class Counters:
     """Jobs a worker finished: completed, and failed or dead; in all and per queue.
@@ -504,16 +515,10 @@ class JobPipeline:
 
     async def _store(self, job_id: str, data: bytes, ttl: int) -> None:
         store = self.p.results
-        try:
-            # the common case: straight onto the wire, without the retry machinery
-            await store.put_encoded_nowait(job_id, data, ttl)
-        except Exception as exc:
-            if not is_transient(exc):
-                raise
-            await with_retries(
-                f"storing the outcome of {job_id}",
-                lambda: store.put_encoded_nowait(job_id, data, ttl),
-            )
+        await _write(
+            f"storing the outcome of {job_id}",
+            lambda: store.put_encoded_nowait(job_id, data, ttl),
+        )
 
     async def _cancelled(self, delivery: Delivery, run: Run) -> None:
         """Record a run stopped by ``cancel_job`` as cancelled, and settle it."""
@@ -566,15 +571,10 @@ class JobPipeline:
         try:
             if refused:
                 raise WriteConflictError(f"others depend on job {job_id}")
-            try:
-                await store.put_final_nowait(job_id, data, ttl)
-            except Exception as exc:
-                if not is_transient(exc):
-                    raise
-                await with_retries(
-                    f"storing the outcome of {job_id}",
-                    lambda: store.put_final_nowait(job_id, data, ttl),
-                )
+            await _write(
+                f"storing the outcome of {job_id}",
+                lambda: store.put_final_nowait(job_id, data, ttl),
+            )
         except WriteConflictError:
             await with_retries(
                 f"handing the outcome of {job_id} to its dependants",
