@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import re
+import time
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -32,8 +34,18 @@ OPTION_NAMES = frozenset(
         "result_ttl",
         "depends_on",
         "allow_failure",
+        "priority",
+        "limits",
+        "expires",
     }
 )
+
+#: Priorities a job may have: higher starts first.
+MIN_PRIORITY, MAX_PRIORITY = 0, 9
+#: A limit name a job may take: letters, digits, ``_``, ``-`` and ``:`` (``user:42``).
+LIMIT_NAME_RE = re.compile(r"[A-Za-z0-9_:-]{1,128}")
+#: The most limits one job may take.
+MAX_JOB_LIMITS = 16
 
 
 def new_job_id() -> str:
@@ -105,6 +117,55 @@ def _job_ids(value: object) -> tuple[str, ...]:
     return tuple(ids)
 
 
+def _priority(value: object) -> int:
+    if value is None:
+        return MIN_PRIORITY
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigurationError(f"priority must be an integer 0 to 9, got {value!r}")
+    if not MIN_PRIORITY <= value <= MAX_PRIORITY:
+        raise ConfigurationError(f"priority must be an integer 0 to 9, got {value!r}")
+    return value
+
+
+def _limit_names(value: object) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        value = (value,)
+    if not isinstance(value, list | tuple | set | frozenset):
+        raise ConfigurationError(f"limits must be a list of limit names, got {value!r}")
+    names: list[str] = []
+    for item in value:
+        if not isinstance(item, str) or not LIMIT_NAME_RE.fullmatch(item):
+            raise ConfigurationError(
+                f"limit name {item!r} is invalid: 1-128 letters, digits, '_', '-' or ':' "
+                "(a job names a concrete limit, e.g. 'user:42'; '*' is for set_limit)"
+            )
+        if item not in names:
+            names.append(item)
+    if len(names) > MAX_JOB_LIMITS:
+        raise ConfigurationError(f"a job may take at most {MAX_JOB_LIMITS} limits")
+    return tuple(names)
+
+
+def _expires_at(value: object) -> float | None:
+    """``expires`` (seconds from now, timedelta or aware datetime) as an epoch time."""
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ConfigurationError(
+                f"expires must be an aware datetime (with a time zone), got {value!r}"
+            )
+        at = value.timestamp()
+        if at > time.time() + MAX_SECONDS:
+            raise ConfigurationError("expires must be at most a year from now")
+        return at
+    seconds = _seconds("expires", value, allow_none=False)
+    assert seconds is not None
+    return time.time() + seconds
+
+
 def _flag(name: str, value: object) -> bool:
     if not isinstance(value, bool):
         raise ConfigurationError(f"{name} must be True or False, got {value!r}")
@@ -125,6 +186,9 @@ class JobOptions:
     result_ttl: int | None = None
     depends_on: tuple[str, ...] = ()
     allow_failure: bool = False
+    priority: int = 0
+    limits: tuple[str, ...] = ()
+    expires_at: float | None = None  # epoch seconds: not started by then, never runs
 
     @classmethod
     def build(cls, raw: Mapping[str, Any]) -> JobOptions:
@@ -179,6 +243,9 @@ class JobOptions:
             result_ttl=int(result_ttl) if result_ttl is not None else None,
             depends_on=_job_ids(raw.get("depends_on")),
             allow_failure=_flag("allow_failure", raw.get("allow_failure", False)),
+            priority=_priority(raw.get("priority")),
+            limits=_limit_names(raw.get("limits")),
+            expires_at=_expires_at(raw.get("expires")),
         )
 
 

@@ -63,6 +63,9 @@ class JobEnvelope(msgspec.Struct, omit_defaults=True, kw_only=True):
     result_ttl: int | None = None
     depends_on: list[str] = msgspec.field(default_factory=list)
     allow_failure: bool = False
+    priority: int = 0
+    limits: list[str] = msgspec.field(default_factory=list)
+    expires_at: float | None = None
     enqueued_at: float = msgspec.field(default_factory=time.time)
     schedule_id: str | None = None
 
@@ -108,6 +111,8 @@ class JobRecord(msgspec.Struct, omit_defaults=True, kw_only=True):
     depends_on: list[str] = msgspec.field(default_factory=list)
     waiting_on: list[str] = msgspec.field(default_factory=list)  # filled when read (deferred)
     allow_failure: bool = False
+    priority: int = 0
+    expires_at: float | None = None
     held: HeldMessage | None = None  # a deferred job's message, until it is released
     pinned: bool = False  # kept without expiry while jobs that depend on it are unsettled
     result_ttl: int | None = None
@@ -151,6 +156,8 @@ def record_for(envelope: JobEnvelope, status: JobStatus, **fields: Any) -> JobRe
         max_retries=envelope.max_retries,
         depends_on=envelope.depends_on,
         allow_failure=envelope.allow_failure,
+        priority=envelope.priority,
+        expires_at=envelope.expires_at,
         result_ttl=envelope.result_ttl,
         schedule_id=envelope.schedule_id,
         **fields,

@@ -74,6 +74,9 @@ def build_envelope(
         result_ttl=options.result_ttl,
         depends_on=list(options.depends_on),
         allow_failure=options.allow_failure,
+        priority=options.priority,
+        limits=list(options.limits),
+        expires_at=options.expires_at,
         enqueued_at=time.time(),
         schedule_id=schedule_id,
     )

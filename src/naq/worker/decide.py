@@ -14,7 +14,14 @@ from typing import Any
 
 from .. import constants as c
 from ..functions import FunctionNotAllowedError, FunctionNotFoundError, FunctionResolver
-from ..job import MAX_SECONDS, RETRY_STRATEGIES
+from ..job import (
+    LIMIT_NAME_RE,
+    MAX_JOB_LIMITS,
+    MAX_PRIORITY,
+    MAX_SECONDS,
+    MIN_PRIORITY,
+    RETRY_STRATEGIES,
+)
 from ..models import JobEnvelope, decode_envelope
 from ..serialization import decode_call, signature_valid
 from ..settings import Settings
@@ -125,6 +132,15 @@ def invalid_field(envelope: JobEnvelope, queue: str) -> str | None:
         return "enqueued_at is not a time"
     if envelope.schedule_id is not None and not is_token(envelope.schedule_id):
         return f"schedule id {envelope.schedule_id[:80]!r} is invalid"
+    if not MIN_PRIORITY <= envelope.priority <= MAX_PRIORITY:
+        return f"priority {envelope.priority} is not 0 to 9"
+    if envelope.expires_at is not None and not 0 <= envelope.expires_at < 1e11:
+        return "expires_at is not a time"
+    if envelope.limits and (
+        len(envelope.limits) > MAX_JOB_LIMITS
+        or not all(LIMIT_NAME_RE.fullmatch(name) for name in envelope.limits)
+    ):
+        return "limits holds an invalid limit name"
     if envelope.retry_on or envelope.ignore_on or envelope.depends_on:
         lists = (envelope.retry_on, envelope.ignore_on, envelope.depends_on)
         if any(len(items) > MAX_LIST_ITEMS for items in lists):
