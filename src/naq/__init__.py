@@ -13,6 +13,7 @@ from .api import (
     cancel_job,
     cancel_scheduled_job,
     close,
+    delete_limit,
     enqueue,
     enqueue_at,
     enqueue_in,
@@ -21,6 +22,7 @@ from .api import (
     get_job_info,
     get_job_status,
     list_dead_letters,
+    list_limits,
     list_queues,
     list_schedules,
     list_workers,
@@ -31,6 +33,7 @@ from .api import (
     requeue_dead_letter,
     resume_scheduled_job,
     schedule,
+    set_limit,
 )
 from .context import JobContext, current_job
 from .deadletter import DeadLetter
@@ -53,6 +56,7 @@ from .errors import (
 )
 from .functions import task
 from .job import Job, JobInfo, QueueInfo, WorkerInfo
+from .limits import LimitSpec
 from .log import log_to_stdlib, setup_logging
 from .models import JOB_STATUS, JobStatus
 from .queue import Queue
@@ -61,6 +65,7 @@ from .sync import (
     SyncClient,
     cancel_job_sync,
     cancel_scheduled_job_sync,
+    delete_limit_sync,
     enqueue_at_sync,
     enqueue_in_sync,
     enqueue_many_sync,
@@ -69,6 +74,7 @@ from .sync import (
     get_job_info_sync,
     get_job_status_sync,
     list_dead_letters_sync,
+    list_limits_sync,
     list_queues_sync,
     list_schedules_sync,
     list_workers_sync,
@@ -80,6 +86,7 @@ from .sync import (
     resume_scheduled_job_sync,
     run_sync,
     schedule_sync,
+    set_limit_sync,
 )
 from .worker import Worker
 
@@ -101,6 +108,7 @@ __all__ = [
     "JobNotFoundError",
     "JobStatus",
     "JobTimeoutError",
+    "LimitSpec",
     "NaqConnectionError",
     "NaqError",
     "NaqException",
@@ -123,6 +131,8 @@ __all__ = [
     "cancel_scheduled_job_sync",
     "close",
     "current_job",
+    "delete_limit",
+    "delete_limit_sync",
     "enqueue",
     "enqueue_at",
     "enqueue_at_sync",
@@ -139,6 +149,8 @@ __all__ = [
     "get_job_status_sync",
     "list_dead_letters",
     "list_dead_letters_sync",
+    "list_limits",
+    "list_limits_sync",
     "list_queues",
     "list_queues_sync",
     "list_schedules",
@@ -161,6 +173,8 @@ __all__ = [
     "run_sync",
     "schedule",
     "schedule_sync",
+    "set_limit",
+    "set_limit_sync",
     "setup_logging",
     "task",
 ]

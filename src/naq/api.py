@@ -10,9 +10,10 @@ import weakref
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from . import admin, deadletter
+from . import admin, deadletter, limits
 from .deadletter import DeadLetter
 from .job import Job, JobInfo, QueueInfo, WorkerInfo
+from .limits import LimitSpec
 from .models import JobStatus
 from .queue import Queue
 from .settings import Settings, load_settings, validate_queue_name
@@ -150,6 +151,32 @@ async def purge_dead_letters(queue_name: str | None = None, *, nats_url: str | N
     returns how many."""
     name = _queue_filter(queue_name)
     return await deadletter.purge_dead_letters(await shared_connection(nats_url), name)
+
+
+# -- shared limits (see naq.limits) --------------------------------------------------------
+async def set_limit(
+    name: str,
+    concurrency: int | None = None,
+    rate: str | None = None,
+    *,
+    nats_url: str | None = None,
+) -> LimitSpec:
+    """Define (or redefine) the limit ``name``, shared by every worker: at most
+    ``concurrency`` jobs taking it run at once, at most ``rate`` (``"100/s"``, ``"10/m"``,
+    ``"500/h"``) start per time unit. ``"user:*"`` defines a family (each ``user:<x>`` its
+    own limit); ``"queue:<name>"`` limits a whole queue. Bad input raises
+    :class:`~naq.ConfigurationError` and stores nothing."""
+    return await limits.set_limit(await shared_connection(nats_url), name, concurrency, rate)
+
+
+async def delete_limit(name: str, *, nats_url: str | None = None) -> bool:
+    """Delete the limit ``name`` (jobs taking it run unlimited by it); False if undefined."""
+    return await limits.delete_limit(await shared_connection(nats_url), name)
+
+
+async def list_limits(*, nats_url: str | None = None) -> list[LimitSpec]:
+    """Every defined limit, sorted by name."""
+    return await limits.list_limits(await shared_connection(nats_url))
 
 
 # -- scheduling (see naq.scheduling) ------------------------------------------------------

@@ -30,6 +30,8 @@ SCHEDULER_BUCKET = "naq_scheduler"
 SCHEDULER_LOCK_KEY = "leader"
 #: Completed and failed totals per queue (JSON, one key per queue), added to by every worker.
 STATS_BUCKET = "naq_stats"
+#: Shared limit definitions (JSON, one key per definition: ``one.<name>``, ``fam.<prefix>``).
+LIMITS_BUCKET = "naq_limits"
 
 #: Durable consumer for queue ``q`` is ``naq-q``.
 CONSUMER_PREFIX = "naq-"

@@ -95,6 +95,9 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation(api.resume_scheduled_job, takes_queue=False, queue_method="resume_scheduled_job"),
     Operation(api.modify_scheduled_job, takes_queue=False, queue_method="modify_scheduled_job"),
     Operation(api.list_schedules, takes_queue=True, queue_method="list_schedules"),
+    Operation(api.set_limit, takes_queue=False, queue_method=None),
+    Operation(api.delete_limit, takes_queue=False, queue_method=None),
+    Operation(api.list_limits, takes_queue=False, queue_method=None),
 )
 
 #: Public coroutine functions of :mod:`naq.api` that are plumbing, not operations, and so

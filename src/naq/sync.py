@@ -23,10 +23,11 @@ from collections.abc import Callable, Coroutine, Iterable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
-from . import admin, api, deadletter
+from . import admin, api, deadletter, limits
 from .calls import prepare_call
 from .errors import WriteConflictError
 from .job import Job, JobInfo, QueueInfo, WorkerInfo, split_options
+from .limits import LimitSpec
 from .models import JobStatus
 from .queue import Queue, enqueue_writes
 from .results import ResultStore
@@ -151,6 +152,9 @@ pause_scheduled_job_sync = _blocking_twin(api.pause_scheduled_job)
 resume_scheduled_job_sync = _blocking_twin(api.resume_scheduled_job)
 modify_scheduled_job_sync = _blocking_twin(api.modify_scheduled_job)
 list_schedules_sync = _blocking_twin(api.list_schedules)
+set_limit_sync = _blocking_twin(api.set_limit)
+delete_limit_sync = _blocking_twin(api.delete_limit)
+list_limits_sync = _blocking_twin(api.list_limits)
 
 
 class SyncClient:
@@ -350,6 +354,21 @@ class SyncClient:
 
         queue = self._queue(queue_name)
         return _runner.run(list_schedules(queue, all_queues=queue_name is None, limit=limit))
+
+    # -- shared limits --------------------------------------------------------------------
+    def set_limit(
+        self, name: str, concurrency: int | None = None, rate: str | None = None
+    ) -> LimitSpec:
+        """Define (or redefine) the shared limit ``name`` (see :func:`naq.set_limit`)."""
+        return _runner.run(limits.set_limit(self._connection(), name, concurrency, rate))
+
+    def delete_limit(self, name: str) -> bool:
+        """Delete the limit ``name``; False if it was not defined."""
+        return _runner.run(limits.delete_limit(self._connection(), name))
+
+    def list_limits(self) -> list[LimitSpec]:
+        """Every defined limit, sorted by name."""
+        return _runner.run(limits.list_limits(self._connection()))
 
 
 class _OpenClients:

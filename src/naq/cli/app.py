@@ -230,9 +230,11 @@ def job(job_id: str, url: str = URL_OPTION, as_json: bool = JSON_OPTION) -> None
 app.add_typer(dlq_app, name="dlq")
 
 
+from .limits_cmds import register as _register_limits_cmds  # noqa: E402
 from .schedule_cmds import register as _register_schedule_cmds  # noqa: E402
 
 _register_schedule_cmds(app)
+_register_limits_cmds(app)
 
 
 def main() -> None:
