@@ -56,6 +56,7 @@ from loguru import logger
 from . import constants as c
 from .codec import from_wire
 from .errors import ConfigurationError, JobNotFoundError, WriteConflictError
+from .expiry import has_expired, mark_expired
 from .models import (
     FINAL_STATUSES,
     HeldMessage,
@@ -300,6 +301,8 @@ class Dependencies:
             return None
         if parent not in record.depends_on:
             return None  # an edge that does not match the record: nothing to apply
+        if has_expired(record.expires_at):  # it can never start now: cancelled as expired
+            return await self._settle_deferred(record, revision, None)
         if not (succeeded(status) or (record.allow_failure and not missing)):
             reason = (
                 f"dependency {parent} was not found"
@@ -319,13 +322,17 @@ class Dependencies:
         self, record: JobRecord, revision: int, cancel_reason: str | None
     ) -> str | None:
         """Release (``cancel_reason`` None) or cancel a deferred job, by compare-and-set;
-        whoever loses the race finds it settled and does nothing."""
+        whoever loses the race finds it settled and does nothing. A job past its
+        ``expires_at`` is cancelled as expired instead (it was never started in time)."""
         for _ in range(CAS_ATTEMPTS):
-            if cancel_reason is not None:
+            if has_expired(record.expires_at):
+                mark_expired(record)
+            elif cancel_reason is not None:
                 mark_cancelled(record, DEPENDENCY_FAILED, cancel_reason)
+            if record.status == JobStatus.CANCELLED.value:
                 if await self._results.update(record, revision, self._ttl(record)):
                     logger.bind(job_id=record.job_id).info(
-                        "job {} cancelled: {}", record.job_id, cancel_reason
+                        "job {} cancelled: {}", record.job_id, record.error
                     )
                     return "cancelled"
             else:

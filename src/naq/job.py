@@ -345,7 +345,8 @@ class JobInfo:
     """Everything naq knows about a job (``get_job_info``).
 
     Times are aware UTC datetimes (``None`` when it has not happened); ``next_attempt_at`` is
-    when a scheduled job or a retry is due.
+    when a scheduled job or a retry is due; ``expires_at`` is when a job not started by then
+    is cancelled as expired (``None``: never).
     """
 
     job_id: str
@@ -367,6 +368,7 @@ class JobInfo:
     next_attempt_at: datetime | None = None
     waiting_on: list[str] = dataclasses.field(default_factory=list)
     allow_failure: bool = False
+    expires_at: datetime | None = None
 
     @classmethod
     def from_record(cls, record: JobRecord) -> JobInfo:
@@ -391,6 +393,7 @@ class JobInfo:
             next_attempt_at=from_epoch(record.next_attempt_at),
             waiting_on=list(record.waiting_on),
             allow_failure=record.allow_failure,
+            expires_at=from_epoch(record.expires_at),
         )
 
 

@@ -28,6 +28,7 @@ from .errors import (
     ServerError,
     WriteConflictError,
 )
+from .expiry import as_read
 from .job import Job, JobInfo, JobOptions, iter_calls, new_job_id, split_options
 from .messages import job_header_block, job_headers
 from .models import HeldMessage, JobEnvelope, JobRecord, JobStatus, encode, record_for
@@ -375,7 +376,7 @@ class Queue:
     async def get_job_info(self, job_id: str) -> JobInfo:
         """Everything known about ``job_id``; raises :class:`JobNotFoundError` if unknown."""
         store = await self._store()
-        record = await store.get(_check_id(job_id))
+        record = as_read(await store.get(_check_id(job_id)))
         if record is None:
             raise JobNotFoundError(f"job {job_id} not found (unknown, or its record expired)")
         if record.status == JobStatus.DEFERRED.value:
@@ -391,7 +392,8 @@ class Queue:
         """The return value of a completed job.
 
         With ``timeout`` waits up to that many seconds for the job to finish (pushed by a KV
-        watch). Failed -> :class:`JobExecutionError`; cancelled -> :class:`JobCancelledError`;
+        watch). Failed -> :class:`JobExecutionError`; cancelled -> :class:`JobCancelledError`,
+        also at once for a job not started by its ``expires`` (no waiting for the timeout);
         unknown or unfinished -> :class:`JobNotFoundError`.
         """
         store = await self._store()
@@ -402,7 +404,7 @@ class Queue:
             record = await store.wait_final(job_id, float(timeout))
         else:
             record = await store.get(job_id)
-        return result_of(job_id, record)
+        return result_of(job_id, as_read(record))
 
     async def cancel_job(self, job_id: str) -> bool:
         """Cancel a job wherever it is: queued, deferred or scheduled, it never runs; running,
@@ -560,7 +562,8 @@ def result_of(job_id: str, record: JobRecord | None) -> Any:
             traceback=record.traceback,
         )
     if status == JobStatus.CANCELLED.value:
-        raise JobCancelledError(f"job {job_id} was cancelled", error_type=record.error_type)
+        why = f" ({record.error})" if record.error else ""
+        raise JobCancelledError(f"job {job_id} was cancelled{why}", error_type=record.error_type)
     if status == JobStatus.DEAD.value:
         raise JobExecutionError(
             f"job {job_id} is dead (never ran properly): {detail}",

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 
 import msgspec
 
 from . import constants as c
 from .batches import batch_key, decode_batch, split_batch_job_id
 from .errors import WriteConflictError
+from .expiry import read_deadline
 from .models import FINAL_STATUSES, JobRecord, decode_record, encode
 from .transport import Connection, Message, encode_headers, kv
 
@@ -196,7 +198,8 @@ class ResultStore:
         Pushed, not polled: a core subscription on the record's subject wakes the waiter on
         every write. The push can arrive a moment before the stream has stored the write, so
         a final status seen in a push is confirmed by re-reading the stored record (briefly
-        retried); a write the stream refused never counts.
+        retried); a write the stream refused never counts. A job that has not started by its
+        ``expires_at`` never will: the wait ends then (see :func:`naq.expiry.as_read`).
         """
         changed = asyncio.Event()
         pushed_final = False
@@ -229,6 +232,9 @@ class ResultStore:
                     continue
                 first = False
                 remaining = deadline - loop.time()
+                expiry = read_deadline(record) if record is not None else None
+                if expiry is not None:  # a job not started by then never will be: stop then
+                    remaining = min(remaining, expiry - time.time())
                 if remaining <= 0:
                     return record
                 # and re-read now and then as well, should the stream be slower than that

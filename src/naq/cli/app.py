@@ -221,6 +221,8 @@ def job(job_id: str, url: str = URL_OPTION, as_json: bool = JSON_OPTION) -> None
     ]
     if info.next_attempt_at is not None:
         rows.append(("next attempt", when_text(info.next_attempt_at)))
+    if info.expires_at is not None:
+        rows.append(("expires", when_text(info.expires_at)))
     rows.extend(_dependency_rows(info))
     for key, value in rows:
         table.add_row(key, value)

@@ -36,6 +36,7 @@ from ..errors import (
     ServerError,
     WriteConflictError,
 )
+from ..expiry import has_expired, mark_expired
 from ..functions import FunctionResolver
 from ..models import (
     FINAL_STATUSES,
@@ -199,6 +200,10 @@ class JobPipeline:
                 isinstance(verdict, Go)
                 and not verdict.envelope.depends_on
                 and verdict.envelope.id not in p.cancel_requests
+                and (
+                    verdict.envelope.expires_at is None
+                    or not has_expired(verdict.envelope.expires_at)
+                )
             ):
                 delivery.job_id = verdict.envelope.id
                 if self._launch(delivery, verdict, 1, [], None):
@@ -240,6 +245,9 @@ class JobPipeline:
         if verdict.envelope.id in p.cancel_requests:
             await self._skip_cancelled(delivery, verdict.envelope, attempt, history)
             return
+        if has_expired(verdict.envelope.expires_at):
+            await self._skip_expired(delivery, verdict.envelope, history)
+            return
         if delivery.suspect and delivery.suspect_runs >= p.max_crashes:
             reason = (
                 f"its worker died while running it {delivery.suspect_runs + 1} times "
@@ -259,6 +267,9 @@ class JobPipeline:
                 await finished
             return
         async with p.exclusive():
+            if has_expired(verdict.envelope.expires_at):  # it waited for the others to end
+                await self._skip_expired(delivery, verdict.envelope, history)
+                return
             # counted before it runs: if it kills this worker too, the next one knows
             delivery.suspect_runs += 1
             now = time.time()
@@ -553,6 +564,20 @@ class JobPipeline:
         logger.bind(job_id=envelope.id).info("job {} was cancelled; not running it", envelope.id)
         delivery.settle(ACK)
         await self._forget_request(envelope.id)
+
+    async def _skip_expired(
+        self, delivery: Delivery, envelope: JobEnvelope, history: list[AttemptRecord]
+    ) -> None:
+        """A job not started by its ``expires_at``: never run (nor run again), recorded
+        ``cancelled`` as expired (its dependants are cancelled too), acknowledged."""
+        record = mark_expired(
+            record_for(envelope, JobStatus.CANCELLED, attempts=history[-MAX_ATTEMPTS:])
+        )
+        await self._store_final(envelope, encode(record), JobStatus.CANCELLED)
+        logger.bind(job_id=envelope.id).info(
+            "job {} was not started in time ({}); not running it", envelope.id, record.error
+        )
+        delivery.settle(ACK)
 
     async def _forget_request(self, job_id: str) -> None:
         self.p.cancel_requests.forget(job_id)
