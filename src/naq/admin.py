@@ -53,23 +53,46 @@ async def list_queues(conn: Connection) -> list[QueueInfo]:
     workers = await list_workers(conn)
     dead = await _dead_letter_counts(conn)
     totals = await stats.read_all(conn)
-    infos: list[QueueInfo] = []
-    for consumer in await streams.consumers(conn, c.JOBS_STREAM):
-        if not consumer.name.startswith(c.CONSUMER_PREFIX):
+    consumers = await streams.consumers(conn, c.JOBS_STREAM)
+    # jobs stored on each priority subject (waiting, or held by a worker), all queues at once
+    stored = await streams.subject_counts(conn, c.JOBS_STREAM, f"{c.QUEUE_SUBJECT_PREFIX}*.*")
+    # per queue and priority: (waiting, running); priority 0 is the queue's own consumer
+    levels: dict[str, dict[int, tuple[int, int]]] = {}
+    paused: dict[str, bool] = {}
+    for consumer in consumers:
+        found = c.PRIORITY_CONSUMER_RE.fullmatch(consumer.name)
+        if found is not None:
+            queue, priority = found.group(2), int(found.group(1))
+        elif consumer.name.startswith(c.CONSUMER_PREFIX):
+            queue, priority = consumer.name.removeprefix(c.CONSUMER_PREFIX), 0
+            paused[queue] = consumer.paused
+        else:
             continue
-        queue = consumer.name.removeprefix(c.CONSUMER_PREFIX)
+        levels.setdefault(queue, {})[priority] = (consumer.pending, consumer.ack_pending)
+    for queue, by_priority in levels.items():
+        for priority in c.PRIORITY_LEVELS:
+            # a priority no worker pulls yet has no consumer: its jobs all wait
+            count = stored.get(c.queue_subject(queue, priority), 0)
+            running = by_priority.get(priority, (0, 0))[1]
+            if count or priority in by_priority:
+                by_priority[priority] = (max(0, count - running), running)
+    infos: list[QueueInfo] = []
+    for queue, by_priority in levels.items():
         completed, failed = totals.get(queue, (0, 0))
         infos.append(
             QueueInfo(
                 name=queue,
-                waiting=consumer.pending,
-                running=consumer.ack_pending,
+                waiting=sum(waiting for waiting, _ in by_priority.values()),
+                running=sum(running for _, running in by_priority.values()),
                 scheduled=await count_scheduled(conn, queue),
                 completed=completed,
                 failed=failed,
                 dead=dead.get(queue, 0),
                 workers=sum(1 for w in workers if queue in w.queues),
-                paused=consumer.paused,
+                paused=paused.get(queue, False),
+                waiting_by_priority={
+                    p: waiting for p, (waiting, _) in sorted(by_priority.items()) if waiting
+                },
             )
         )
     return sorted(infos, key=lambda q: q.name)

@@ -52,13 +52,29 @@ QUEUE_NAME_RE = re.compile(r"[A-Za-z0-9_-]{1,100}")
 JOB_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,128}")
 
 
-def queue_subject(queue: str) -> str:
-    """Subject jobs of ``queue`` are published on."""
+#: Priorities above the default, each with a subject and a consumer of its own.
+PRIORITY_LEVELS = tuple(range(1, 10))
+#: Durable consumer names of priority ``p`` start ``naqp<p>-`` (never ``naq-<queue>``).
+PRIORITY_CONSUMER_RE = re.compile(r"naqp([1-9])-([A-Za-z0-9_-]{1,100})")
+
+
+def queue_subject(queue: str, priority: int = 0) -> str:
+    """Subject jobs of ``queue`` with ``priority`` are published on: ``naq.queue.<queue>``
+    for the default 0, ``naq.queue.<queue>.<priority>`` above it."""
+    if priority:
+        return f"{QUEUE_SUBJECT_PREFIX}{queue}.{priority}"
     return f"{QUEUE_SUBJECT_PREFIX}{queue}"
 
 
-def consumer_name(queue: str) -> str:
-    """Durable consumer name of ``queue``."""
+def queue_subjects(queue: str) -> list[str]:
+    """Every subject jobs of ``queue`` may wait on, highest priority first."""
+    return [queue_subject(queue, p) for p in reversed(PRIORITY_LEVELS)] + [queue_subject(queue)]
+
+
+def consumer_name(queue: str, priority: int = 0) -> str:
+    """Durable consumer name of ``queue`` (of its jobs with ``priority``)."""
+    if priority:
+        return f"naqp{priority}-{queue}"
     return f"{CONSUMER_PREFIX}{queue}"
 
 
@@ -67,8 +83,11 @@ def dlq_subject(queue: str) -> str:
     return f"{DLQ_SUBJECT_PREFIX}{queue}"
 
 
-def due_subject(queue: str) -> str:
-    """Subject a one-off schedule of ``queue`` fires its job on (moved to the queue)."""
+def due_subject(queue: str, priority: int = 0) -> str:
+    """Subject a one-off schedule of ``queue`` fires its job on (moved to the queue, to the
+    subject of the job's priority)."""
+    if priority:
+        return f"{DUE_SUBJECT_PREFIX}{queue}.{priority}"
     return f"{DUE_SUBJECT_PREFIX}{queue}"
 
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from . import constants as c
 from .errors import JobNotFoundError
-from .models import JobStatus
+from .models import JobStatus, decode_envelope
 from .settings import validate_queue_name
 from .transport import (
     Connection,
@@ -199,7 +199,8 @@ async def requeue_dead_letter(conn: Connection, entry_id: int) -> str | None:
         await _reset_record(conn, entry.job_id)
     headers = dict(entry.original_headers)
     headers[c.HEADER_MSG_ID] = f"requeue-{entry.id}"
-    await conn.publish(c.queue_subject(validate_queue_name(entry.queue)), entry.payload, headers)
+    subject = c.queue_subject(validate_queue_name(entry.queue), _priority_of(entry.payload))
+    await conn.publish(subject, entry.payload, headers)
     await streams.delete_message(conn, c.DLQ_STREAM, entry.id)
     return entry.job_id
 
@@ -226,3 +227,12 @@ async def purge_dead_letters(conn: Connection, queue: str | None = None) -> int:
     """Remove dead letters (of one queue, or all); returns how many."""
     await conn.ensure_dlq_stream()
     return await streams.purge(conn, c.DLQ_STREAM, _filter(queue))
+
+
+def _priority_of(payload: bytes) -> int:
+    """The priority a dead job's payload asks for (0 when it cannot say)."""
+    try:
+        priority = decode_envelope(payload).priority
+    except Exception:  # noqa: BLE001 - undecodable: requeued as it is, on the default subject
+        return 0
+    return priority if priority in c.PRIORITY_LEVELS else 0

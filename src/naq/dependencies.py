@@ -371,7 +371,7 @@ class Dependencies:
         if held.status == JobStatus.SCHEDULED.value:
             subject = c.schedule_subject(record.queue_name, record.job_id)
         else:
-            subject = c.queue_subject(record.queue_name)
+            subject = c.queue_subject(record.queue_name, record.priority)
         await self._conn.publish_idempotent(
             subject, bytes(held.payload), dict(held.headers), f"released job {record.job_id}"
         )

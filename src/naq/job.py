@@ -444,6 +444,8 @@ class QueueInfo:
     dead: int = 0
     workers: int = 0
     paused: bool = False
+    #: waiting jobs by priority (0 to 9), only the priorities with jobs waiting
+    waiting_by_priority: dict[int, int] = dataclasses.field(default_factory=dict)
 
 
 def iter_calls(calls: Iterable[Any]) -> Iterable[tuple[Any, tuple[Any, ...], dict[str, Any]]]:

@@ -62,13 +62,22 @@ async def purge_waiting_jobs(conn: Connection, queue: str) -> int:
     validate_queue_name(queue)
     await conn.ensure_jobs_stream()
     await conn.ensure_bucket(c.RESULTS_BUCKET)
-    subject = c.queue_subject(queue)
+    counts = await streams.subject_counts(conn, c.JOBS_STREAM, c.queue_subject(queue) + ".*")
+    purged = 0
+    for subject in c.queue_subjects(queue):  # every priority's subject that holds jobs
+        if subject == c.queue_subject(queue) or subject in counts:
+            purged += await _purge_subject(conn, queue, subject)
+    return purged
+
+
+async def _purge_subject(conn: Connection, queue: str, subject: str) -> int:
+    """:func:`purge_waiting_jobs` for the jobs of one subject (one priority) of ``queue``."""
     newest = await streams.get_message(conn, c.JOBS_STREAM, subject=subject)
     if newest is None:
         return 0
     purged, start = 0, 1
     while True:
-        page = await _read_page(conn, queue, start, newest.seq)
+        page = await _read_page(conn, queue, subject, start, newest.seq)
         if page is None:
             return purged
         jobs, end = page
@@ -78,12 +87,11 @@ async def purge_waiting_jobs(conn: Connection, queue: str) -> int:
 
 
 async def _read_page(
-    conn: Connection, queue: str, start: int, bound: int
+    conn: Connection, queue: str, subject: str, start: int, bound: int
 ) -> tuple[list[_Purged], int] | None:
     """The jobs of about ``_PAGE`` messages of ``queue`` from sequence ``start`` on, read
     by many readers at once, and the last sequence the page covers (at most ``bound``);
     ``None`` when no message is left up to ``bound``."""
-    subject = c.queue_subject(queue)
     first = await streams.get_message(conn, c.JOBS_STREAM, next_from=start, subject=subject)
     if first is None or first.seq > bound:
         return None
@@ -97,16 +105,17 @@ async def _read_page(
     ranges = [
         (first.seq + 1 + i * span, min(end, first.seq + (i + 1) * span)) for i in range(parts)
     ]
-    found = await asyncio.gather(*(_walk(conn, queue, lo, hi) for lo, hi in ranges if lo <= hi))
+    found = await asyncio.gather(
+        *(_walk(conn, queue, subject, lo, hi) for lo, hi in ranges if lo <= hi)
+    )
     jobs = [job for job in (_job_of(conn, queue, first),) if job is not None]
     for part in found:
         jobs.extend(part)
     return jobs, end
 
 
-async def _walk(conn: Connection, queue: str, lo: int, hi: int) -> list[_Purged]:
-    """The jobs of ``queue``'s messages with sequences ``lo`` to ``hi``."""
-    subject = c.queue_subject(queue)
+async def _walk(conn: Connection, queue: str, subject: str, lo: int, hi: int) -> list[_Purged]:
+    """The jobs of ``queue``'s messages on ``subject`` with sequences ``lo`` to ``hi``."""
     jobs: list[_Purged] = []
     seq = lo
     while seq <= hi:

@@ -165,7 +165,7 @@ class Queue:
         await conn.ensure_jobs_stream()
         await (await self._store()).ready()
         ttl = opts.result_ttl or self.settings.result_ttl
-        subject = c.queue_subject(self.name)
+        subject = c.queue_subject(self.name, opts.priority)
         # every job encoded and checked before the first is sent
         conn.check_message(subject, b"", None)
         max_payload = conn.max_payload
@@ -247,7 +247,7 @@ class Queue:
         conn = await self.connection()
         await conn.ensure_jobs_stream()
         await (await self._store()).ready()
-        subject = c.queue_subject(self.name)
+        subject = c.queue_subject(self.name, opts.priority)
         messages: list[tuple[str, bytes, bytes]] = []
         for job, envelope in prepared:
             payload = encode(envelope)
@@ -359,14 +359,14 @@ class Queue:
             payload=msgspec.Raw(payload),
         )
         conn = await self.connection()
-        conn.check_message(c.queue_subject(job.queue_name), payload, None)
+        conn.check_message(c.queue_subject(job.queue_name, envelope.priority), payload, None)
         deps = Dependencies(conn, await self._store(), self.settings.result_ttl)
         record = await deps.defer(envelope, held)
         job.function, job.queue_name = record.function, record.queue_name
 
     async def _publish(self, conn: Connection, job: Job, payload: bytes) -> None:
         await conn.publish_idempotent(
-            c.queue_subject(job.queue_name),
+            c.queue_subject(job.queue_name, job.options.priority),
             payload,
             job_headers(self.settings, job.job_id, payload),
             f"job {job.job_id}",
@@ -534,7 +534,11 @@ def enqueue_writes(
     record = encode(record_for(envelope, JobStatus.PENDING))
     return (
         (record_subject_of_valid_id(job.job_id), absent_block(ttl), record),
-        (c.queue_subject(job.queue_name), job_header_block(settings, job.job_id, payload), payload),
+        (
+            c.queue_subject(job.queue_name, envelope.priority),
+            job_header_block(settings, job.job_id, payload),
+            payload,
+        ),
     )
 
 

@@ -62,7 +62,9 @@ async def enqueue_at(
     record = scheduled_record(job, envelope, due)
     payload = encode(envelope)
     # refuse an over-size job before its record is written (nothing half-stored)
-    headers = schedule_headers(queue.settings, job.queue_name, job.job_id, payload, due)
+    headers = schedule_headers(
+        queue.settings, job.queue_name, job.job_id, payload, due, envelope.priority
+    )
     subject = c.schedule_subject(job.queue_name, job.job_id)
     conn.check_message(subject, payload, encode_headers(headers))
     if envelope.depends_on:
@@ -89,25 +91,35 @@ async def enqueue_at(
             if not retry:
                 job.function, job.queue_name = existing.function, existing.queue_name
                 return job
-    await publish_schedule(conn, queue.settings, job.queue_name, job.job_id, payload, due)
+    await publish_schedule(conn, headers, job.queue_name, job.job_id, payload)
     return job
 
 
 def schedule_headers(
-    settings: Settings, queue_name: str, job_id: str, payload: bytes, due: float
+    settings: Settings,
+    queue_name: str,
+    job_id: str,
+    payload: bytes,
+    due: float,
+    priority: int = 0,
 ) -> dict[str, str]:
-    """Headers that make the server deliver ``payload`` to the queue at ``due``."""
+    """Headers that make the server deliver ``payload`` to the queue (to the subject of its
+    ``priority``) at ``due``."""
     headers = job_headers(settings, job_id, payload)
     headers[HEADER_SCHEDULE] = f"@at {rfc3339(due)}"
-    headers[HEADER_SCHEDULE_TARGET] = c.due_subject(queue_name)
+    headers[HEADER_SCHEDULE_TARGET] = c.due_subject(queue_name, priority)
     return headers
 
 
 async def publish_schedule(
-    conn: Connection, settings: Settings, queue_name: str, job_id: str, payload: bytes, due: float
+    conn: Connection,
+    headers: dict[str, str],
+    queue_name: str,
+    job_id: str,
+    payload: bytes,
 ) -> None:
-    """Publish the ``@at`` schedule (retried with the same ``Nats-Msg-Id``: stored once)."""
-    headers = schedule_headers(settings, queue_name, job_id, payload, due)
+    """Publish the ``@at`` schedule (``headers`` from :func:`schedule_headers`), retried with
+    the same ``Nats-Msg-Id``: stored once."""
     await conn.publish_idempotent(
         c.schedule_subject(queue_name, job_id), payload, headers, f"scheduled job {job_id}"
     )
@@ -124,6 +136,15 @@ class OneOff:
     headers: dict[str, str]
     due: float
     paused: bool
+
+    @property
+    def priority(self) -> int:
+        """The job's priority (0 when its payload cannot say)."""
+        try:
+            priority = decode_envelope(self.data).priority
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            return 0
+        return priority if priority in c.PRIORITY_LEVELS else 0
 
     def view(self) -> Schedule:
         """The public :class:`Schedule` view."""
@@ -219,7 +240,7 @@ async def _republish(conn: Connection, one_off: OneOff, due: float, paused: bool
         headers[HEADER_PAUSED_DUE] = rfc3339(due)
     else:
         headers[HEADER_SCHEDULE] = f"@at {rfc3339(due)}"
-        headers[HEADER_SCHEDULE_TARGET] = c.due_subject(one_off.queue)
+        headers[HEADER_SCHEDULE_TARGET] = c.due_subject(one_off.queue, one_off.priority)
     headers[HEADER_ROLLUP] = "sub"
     headers[c.HEADER_EXPECTED_LAST_SUBJECT_SEQ] = str(one_off.seq)
     subject = c.schedule_subject(one_off.queue, one_off.job_id)

@@ -73,7 +73,7 @@ class RunPublisher:
             # The record is created without waiting for it: if the worker wrote its own
             # record first, this create fails harmlessly (it never overwrites).
             await self._create_record_nowait(envelope.id, encode(job_record), ttl)
-            await self._send(envelope.id, record.queue, payload)
+            await self._send(envelope.id, c.queue_subject(record.queue, envelope.priority), payload)
             return envelope.id
         existing = await self.results.create(job_record, ttl)
         if existing is None or (
@@ -81,7 +81,7 @@ class RunPublisher:
             and existing.enqueued_at is not None
             and now - existing.enqueued_at < c.DUPLICATE_WINDOW - 10
         ):
-            await self._send(envelope.id, record.queue, payload)
+            await self._send(envelope.id, c.queue_subject(record.queue, envelope.priority), payload)
         return envelope.id
 
     async def send_nowait(
@@ -94,7 +94,9 @@ class RunPublisher:
         ttl = result_ttl(envelope, self.settings.result_ttl)
         await self._create_record_nowait(envelope.id, encode(pending_run_record(envelope)), ttl)
         future = await self.conn.send(
-            c.queue_subject(record.queue), payload, job_headers(self.settings, envelope.id, payload)
+            c.queue_subject(record.queue, envelope.priority),
+            payload,
+            job_headers(self.settings, envelope.id, payload),
         )
         return envelope.id, future
 
@@ -102,9 +104,9 @@ class RunPublisher:
         future = await self.conn.send(record_subject(job_id), payload, absent_headers(ttl))
         future.add_done_callback(_ignore_outcome)
 
-    async def _send(self, job_id: str, queue: str, payload: bytes) -> None:
+    async def _send(self, job_id: str, subject: str, payload: bytes) -> None:
         await self.conn.publish_idempotent(
-            c.queue_subject(queue),
+            subject,
             payload,
             job_headers(self.settings, job_id, payload),
             f"run {job_id}",

@@ -583,10 +583,13 @@ class Connection:
         with translated("set-up of the dead-letter stream"):
             await self.storage.dlq_stream()
 
-    async def ensure_consumer(self, queue: str, settings: ConsumerSettings) -> str:
-        """Create or reconcile the durable consumer of ``queue``; returns its name."""
+    async def ensure_consumer(
+        self, queue: str, settings: ConsumerSettings, priority: int = 0
+    ) -> str:
+        """Create or reconcile the durable consumer of ``queue`` (of its jobs with
+        ``priority``); returns its name."""
         with translated(f"set-up of the consumer of queue {queue}"):
-            return await self.storage.consumer(queue, settings)
+            return await self.storage.consumer(queue, settings, priority)
 
     async def ensure_bucket(self, bucket: str) -> None:
         """Create the key-value bucket ``bucket`` if it does not exist (looked up once)."""

@@ -71,7 +71,11 @@ class Storage:
             "schedules",
             self._work_queue(
                 c.SCHEDULES_STREAM,
-                [f"{c.SCHEDULE_SUBJECT_PREFIX}>", f"{c.DUE_SUBJECT_PREFIX}*"],
+                [
+                    f"{c.SCHEDULE_SUBJECT_PREFIX}>",
+                    f"{c.DUE_SUBJECT_PREFIX}*",
+                    f"{c.DUE_SUBJECT_PREFIX}*.*",
+                ],
                 allow_msg_schedules=True,
                 allow_rollup_hdrs=True,
             ),
@@ -79,15 +83,25 @@ class Storage:
         due_to_queue = SubjectTransform(
             src=f"{c.DUE_SUBJECT_PREFIX}*", dest=c.QUEUE_SUBJECT_PREFIX + "{{wildcard(1)}}"
         )
+        due_to_priority = SubjectTransform(
+            src=f"{c.DUE_SUBJECT_PREFIX}*.*",
+            dest=c.QUEUE_SUBJECT_PREFIX + "{{wildcard(1)}}.{{wildcard(2)}}",
+        )
         await self._stream(
             "jobs",
             self._work_queue(
                 c.JOBS_STREAM,
-                [f"{c.QUEUE_SUBJECT_PREFIX}*"],
+                # naq.queue.<queue> (priority 0) and naq.queue.<queue>.<1-9>
+                [f"{c.QUEUE_SUBJECT_PREFIX}*", f"{c.QUEUE_SUBJECT_PREFIX}*.*"],
                 allow_msg_schedules=False,
                 allow_rollup_hdrs=False,
                 allow_atomic=True,  # enqueue_many(atomic=True): all jobs stored, or none
-                sources=[StreamSource(name=c.SCHEDULES_STREAM, subject_transforms=[due_to_queue])],
+                sources=[
+                    StreamSource(
+                        name=c.SCHEDULES_STREAM,
+                        subject_transforms=[due_to_queue, due_to_priority],
+                    )
+                ],
             ),
         )
 
@@ -143,17 +157,18 @@ class Storage:
                     raise _older_layout(str(config.name), again.description) from None
             self._ensured.add(key)
 
-    async def consumer(self, queue: str, settings: ConsumerSettings) -> str:
-        """The durable consumer of ``queue``, created or reconciled; returns its name."""
-        name = c.consumer_name(queue)
-        key = f"consumer:{queue}:{settings}"
+    async def consumer(self, queue: str, settings: ConsumerSettings, priority: int = 0) -> str:
+        """The durable consumer of ``queue``'s jobs with ``priority``, created or reconciled;
+        returns its name."""
+        name = c.consumer_name(queue, priority)
+        key = f"consumer:{queue}:{priority}:{settings}"
         if key in self._ensured:
             return name
         await self.jobs_stream()
         config = ConsumerConfig(
             durable_name=name,
             name=name,
-            filter_subject=c.queue_subject(queue),
+            filter_subject=c.queue_subject(queue, priority),
             ack_policy=AckPolicy.EXPLICIT,
             ack_wait=settings.ack_wait,
             max_deliver=settings.max_deliver,

@@ -10,8 +10,7 @@ import os
 import signal
 import threading
 import uuid
-from collections import deque
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 from loguru import logger
@@ -27,7 +26,17 @@ from ..results import ResultStore, record_subject
 from ..serialization import warn_if_pickle
 from ..settings import Settings, load_settings, validate_queue_name
 from ..signals import install_stop_handlers, remove_stop_handlers
-from ..transport import Connection, ConsumerSettings, Message, delivery_info, nak_body, reply_to
+from ..transport import (
+    Connection,
+    ConsumerSettings,
+    Message,
+    Subscription,
+    delivery_info,
+    nak_body,
+    reply_to,
+    streams,
+)
+from .backlog import Backlog
 from .cancels import CancelRequests
 from .decide import decode
 from .delayed import DelayedCalls
@@ -95,7 +104,12 @@ class Worker:
             )
         self.counters = Counters()
         self._inflight: dict[int, Delivery] = {}
-        self._backlog: deque[Delivery] = deque()
+        self._backlog = Backlog()
+        #: (queue, priority) levels whose consumer this worker pulls from (0 always)
+        self._levels: set[tuple[str, int]] = set()
+        self._level_watches: dict[str, Subscription] = {}  # by queue
+        self._priority_pullers: dict[tuple[str, int], Puller] = {}
+        self._consumer_settings = ConsumerSettings()
         self._pullers: list[Puller] = []
         self._stop: asyncio.Event | None = None
         self._forced = asyncio.Event()
@@ -235,7 +249,7 @@ class Worker:
 
     # -- start-up -------------------------------------------------------------------------
     async def _prepare(self, conn: Connection) -> None:
-        consumer_settings = ConsumerSettings(ack_wait=self.ack_wait)
+        consumer_settings = self._consumer_settings = ConsumerSettings(ack_wait=self.ack_wait)
 
         async def ensure_storage() -> list[str]:
             await conn.ensure_jobs_stream()
@@ -248,7 +262,9 @@ class Worker:
         names = await with_retries("preparing streams and consumers", ensure_storage)
         await with_retries("reading cancel requests", self.cancel_requests.start)
         for queue, name in zip(self.queues, names, strict=True):
-            self._pullers.append(Puller(conn, queue, name, self._on_job, self._room))
+            self._pullers.append(Puller(conn, queue, name, self._on_job, self._room_for(0)))
+            self._levels.add((queue, 0))
+        await with_retries("watching priorities", lambda: self._watch_priorities(conn))
         conn.add_reconnect_listener(self._on_reconnect)
         await with_retries("writing the worker record", self._beat)
         for puller in self._pullers:
@@ -262,7 +278,87 @@ class Worker:
         # still running past their timeout: never more than `concurrency` jobs held at once
         return self.concurrency - len(self._inflight) - self.executor.orphaned
 
-    def _on_job(self, queue: str, msg: Message) -> None:
+    # -- priorities -----------------------------------------------------------------------
+    async def _watch_priorities(self, conn: Connection) -> None:
+        """Pull from the consumer of a priority above 0 once it has jobs: those waiting now,
+        and those that arrive later (a core subscription on each priority subject tells the
+        worker at once). A queue that never uses a priority costs no consumer for it."""
+        for queue in self.queues:
+            prefix = c.queue_subject(queue) + "."
+            if queue not in self._level_watches:
+                self._level_watches[queue] = await conn.subscribe(
+                    prefix + "*", self._level_seen(queue)
+                )
+        await self._scan_priorities(conn)
+
+    async def _scan_priorities(self, conn: Connection) -> None:
+        """Start pulling each priority that has jobs waiting; at start, and at every
+        heartbeat while some priority is not pulled yet (a job fired by a schedule lands
+        on its subject without a publish the watch would see)."""
+        for queue in self.queues:
+            if all((queue, p) in self._levels for p in c.PRIORITY_LEVELS):
+                continue
+            prefix = c.queue_subject(queue) + "."
+            waiting = await streams.subject_counts(conn, c.JOBS_STREAM, prefix + "*")
+            for subject in waiting:
+                level = subject.removeprefix(prefix)
+                if level.isdigit() and int(level) in c.PRIORITY_LEVELS:
+                    await self._add_level(queue, int(level))
+
+    def _level_seen(self, queue: str) -> Callable[[Message], None]:
+        """The handler of the watch of ``queue``'s priority subjects: a job was published."""
+        cut = len(c.queue_subject(queue)) + 1
+
+        def seen(msg: Message) -> None:
+            level = msg.subject[cut:]
+            if not level.isdigit() or int(level) not in c.PRIORITY_LEVELS:
+                return
+            priority = int(level)
+            puller = self._priority_pullers.get((queue, priority))
+            if puller is not None:
+                puller.notify()
+            else:
+                self._spawn(self._add_level(queue, priority))
+
+        return seen
+
+    def _room_for(self, priority: int) -> Callable[[], int]:
+        """Room for the consumers of ``priority``: what the requests to higher priorities
+        in flight may bring in is kept for them (they are answered at once)."""
+
+        def room() -> int:
+            above = self._priority_pullers.values()
+            return self._room() - sum(p.outstanding for p in above if p.priority > priority)
+
+        return room
+
+    async def _add_level(self, queue: str, priority: int) -> None:
+        """Start pulling ``queue``'s jobs of ``priority`` (its consumer is created if need be)."""
+        key = (queue, priority)
+        if key in self._levels:
+            return
+        self._levels.add(key)
+        conn = self._conn_or_raise()
+        try:
+            name = await with_retries(
+                f"preparing the priority {priority} consumer of {queue}",
+                lambda: conn.ensure_consumer(queue, self._consumer_settings, priority),
+            )
+        except Exception as exc:  # noqa: BLE001 - tried again when the next such job arrives
+            self._levels.discard(key)
+            logger.warning("cannot pull priority {} jobs of {}: {}", priority, queue, exc)
+            return
+        room = self._room_for(priority)
+        puller = Puller(
+            conn, queue, name, self._on_job, room, priority, on_answer=self._schedule_fill
+        )
+        self._priority_pullers[key] = puller
+        self._pullers.append(puller)
+        self._pullers.sort(key=lambda p: -p.priority)  # higher priorities are asked first
+        logger.debug("pulling priority {} jobs of queue {}", priority, queue)
+        await puller.start()
+
+    def _on_job(self, queue: str, msg: Message, priority: int = 0) -> None:
         try:
             seq, delivered = delivery_info(msg.reply)
         except ValueError:  # not a JetStream delivery: nothing to answer
@@ -275,7 +371,7 @@ class Worker:
             held.msg, held.delivered = msg, delivered
             renew_lease(held)
             return
-        delivery = Delivery(msg, queue, seq, delivered)
+        delivery = Delivery(msg, queue, seq, delivered, priority=priority)
         self._inflight[seq] = delivery
         if self._stop is not None and self._stop.is_set():
             # arrived while stopping: hand it straight back
@@ -379,6 +475,7 @@ class Worker:
 
     # -- background loops -----------------------------------------------------------------
     async def _beat(self) -> None:
+        await self._scan_priorities(self._conn_or_raise())
         running = [d.job_id for d in self._inflight.values() if d.job_id and not d.settled]
         status = "stopping" if self._stop is not None and self._stop.is_set() else "running"
         await self.status.beat(running, self.jobs_done, self.jobs_failed, status)

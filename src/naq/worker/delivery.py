@@ -49,6 +49,7 @@ class Delivery:
     queue: str  # the queue it was pulled from (a valid name, unlike what its bytes say)
     seq: int  # stream sequence: the message's identity across redeliveries
     delivered: int  # how many times the server delivered it (this one included)
+    priority: int = 0  # the priority of the subject it came from (0 to 9)
     received_at: float = field(default_factory=time.monotonic)
     state: State = State.HELD
     job_id: str | None = None

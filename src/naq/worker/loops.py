@@ -107,6 +107,7 @@ class Loops:
             for puller in self._pullers:
                 if puller.stale():
                     puller.reset()
+                puller.refresh()
                 puller.request_more()
 
     async def _burst_loop(self) -> None:
@@ -128,5 +129,9 @@ class Loops:
                 self._conn, c.JOBS_STREAM, c.consumer_name(queue)
             )
             if counts is not None and (counts.pending or counts.ack_pending):
+                return False
+            # jobs of a priority above 0, pulled by another consumer or by none yet
+            priorities = c.queue_subject(queue) + ".*"
+            if await streams.count_subjects(self._conn, c.JOBS_STREAM, priorities):
                 return False
         return True

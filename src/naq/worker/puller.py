@@ -23,17 +23,30 @@ _PENDING_MSGS = "Nats-Pending-Messages"
 
 
 class Puller:
-    """Keeps pull requests outstanding for one queue's durable consumer."""
+    """Keeps pull requests outstanding for one queue's durable consumer.
+
+    The consumer of a priority above 0 is asked with ``no_wait`` requests instead (answered
+    at once, messages or "none"), and only while it may have jobs: at every fill, after the
+    worker was told a job was published on its subject (:meth:`notify`), and once a second
+    (:meth:`refresh`, for retries coming due). ``on_answer`` is called when such a request
+    is answered, so the worker can then ask the lower priorities for the rest."""
 
     def __init__(
         self,
         conn: Connection,
         queue: str,
         consumer: str,
-        on_job: Callable[[str, Message], None],
+        on_job: Callable[[str, Message, int], None],
         room: Callable[[], int],
+        priority: int = 0,
+        on_answer: Callable[[], None] | None = None,
     ) -> None:
         self.queue = queue
+        self.priority = priority
+        self.consumer = consumer
+        self.no_wait = priority > 0
+        self.maybe_waiting = True  # (no_wait) jobs may be waiting: worth asking
+        self._on_answer = on_answer
         self._conn = conn
         self._next_subject = streams.pull_subject(c.JOBS_STREAM, consumer)
         self._on_job = on_job
@@ -46,7 +59,9 @@ class Puller:
         self.idle = asyncio.Event()  # set when the server said there is nothing to deliver
 
     async def start(self) -> None:
-        """Subscribe the inbox and send the first request."""
+        """Subscribe the inbox and send the first request (once)."""
+        if self._sub is not None:
+            return
         self._inbox = self._conn.new_inbox()
         self._sub = await self._conn.subscribe(self._inbox, self._on_message)
         self.request_more()
@@ -67,9 +82,25 @@ class Puller:
         """Forget outstanding requests (after a reconnect the server may have dropped them)."""
         self._outstanding = 0
 
+    @property
+    def outstanding(self) -> int:
+        """Jobs asked for and not delivered yet."""
+        return self._outstanding
+
+    def notify(self) -> None:
+        """A job was published on this consumer's subject: ask for it (no_wait mode)."""
+        self.maybe_waiting = True
+        self.request_more()
+
+    def refresh(self) -> None:
+        """Assume jobs may be waiting again (a retry may have come due since)."""
+        self.maybe_waiting = True
+
     def _wanted(self) -> int:
         """How many jobs to ask for now (0: enough are on the way)."""
         if self._stopped:
+            return 0
+        if self.no_wait and (not self.maybe_waiting or self._outstanding):
             return 0
         room = self._room()
         want = room - self._outstanding
@@ -86,16 +117,19 @@ class Puller:
 
     def request_more(self) -> None:
         """Ask for as many jobs as there is room for, unless enough are already on the way."""
-        if not self._conn.is_connected:
-            return
+        if self._sub is None or not self._conn.is_connected:
+            return  # not started yet (no inbox to answer to), or reconnecting
         want = self._wanted()
         if want <= 0:
             return
         self._outstanding += want
         self._last_request = time.monotonic()
-        body = json.dumps(
-            {"batch": want, "expires": int(PULL_EXPIRES * 1e9), "idle_heartbeat": int(5e9)}
-        ).encode()
+        if self.no_wait:
+            body = json.dumps({"batch": want, "no_wait": True}).encode()
+        else:
+            body = json.dumps(
+                {"batch": want, "expires": int(PULL_EXPIRES * 1e9), "idle_heartbeat": int(5e9)}
+            ).encode()
         try:
             self._conn.post(self._next_subject, body, self._inbox)
         except Exception as exc:  # noqa: BLE001 - reconnecting; the watchdog re-requests
@@ -111,7 +145,9 @@ class Puller:
         if reply and reply.startswith("$JS.ACK."):
             self._outstanding = max(0, self._outstanding - 1)
             self.idle.clear()
-            self._on_job(self.queue, msg)
+            self._on_job(self.queue, msg, self.priority)
+            if self.no_wait and not self._outstanding and self._on_answer is not None:
+                self._on_answer()  # a whole batch came: there may be more, and room below
             return
         headers = msg.headers or {}
         status = headers.get(_STATUS, "")
@@ -125,6 +161,12 @@ class Puller:
             else:
                 self._outstanding = 0
             self.idle.set()
+            if self.no_wait:
+                self._outstanding = 0
+                self.maybe_waiting = False  # nothing left now; notify/refresh ask again
+                if self._on_answer is not None:
+                    self._on_answer()
+                return
         else:
             # 409 (leadership change, too many waiting pulls...), 503 (JetStream not ready,
             # e.g. just after a server restart) or anything unexpected: start over shortly
