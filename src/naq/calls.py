@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .errors import ConfigurationError
 from .job import Job, JobOptions, new_job_id
 from .models import JobEnvelope
 from .serialization import build_envelope
@@ -26,10 +25,6 @@ def prepare_call(
 ) -> tuple[Job, JobEnvelope]:
     """Validate and serialize the call into a :class:`Job` and its envelope (``enqueue`` and
     the scheduled variants share this); raises before anything is stored."""
-    if options.limits:
-        raise ConfigurationError(
-            "limits= is not supported by this naq version yet (shared limits are being built)"
-        )
     the_id = job_id or options.job_id or new_job_id()
     envelope = build_envelope(
         func,

@@ -32,6 +32,8 @@ SCHEDULER_LOCK_KEY = "leader"
 STATS_BUCKET = "naq_stats"
 #: Shared limit definitions (JSON, one key per definition: ``one.<name>``, ``fam.<prefix>``).
 LIMITS_BUCKET = "naq_limits"
+#: Bucket of the shared limits' state: concurrency slots and rate cells (naq.limiting).
+LIMIT_STATE_BUCKET = "naq_limit_state"
 
 #: Durable consumer for queue ``q`` is ``naq-q``.
 CONSUMER_PREFIX = "naq-"

@@ -368,6 +368,8 @@ class JobInfo:
     next_attempt_at: datetime | None = None
     waiting_on: list[str] = dataclasses.field(default_factory=list)
     allow_failure: bool = False
+    #: the shared limit a waiting job waits for (``limit user:42 (concurrency 1 reached)``)
+    waiting_for: str | None = None
     expires_at: datetime | None = None
 
     @classmethod
@@ -393,6 +395,7 @@ class JobInfo:
             next_attempt_at=from_epoch(record.next_attempt_at),
             waiting_on=list(record.waiting_on),
             allow_failure=record.allow_failure,
+            waiting_for=record.waiting_for,
             expires_at=from_epoch(record.expires_at),
         )
 

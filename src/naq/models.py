@@ -125,6 +125,8 @@ class JobRecord(msgspec.Struct, omit_defaults=True, kw_only=True):
     traceback: str | None = None
     next_attempt_at: float | None = None
     handed_back: int = 0  # deliveries returned unfinished at a worker's shutdown
+    limit_waits: int = 0  # deliveries sent back because a shared limit was full (no attempt)
+    waiting_for: str | None = None  # the limit it waits for, while it does
     suspect_runs: int = 0  # runs started alone after its worker died holding it
 
 

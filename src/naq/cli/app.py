@@ -186,6 +186,8 @@ def _dependency_rows(info: JobInfo) -> list[tuple[str, str]]:
         rows.append(("waiting on", ", ".join(info.waiting_on) or "-"))
     if info.allow_failure:
         rows.append(("allow failure", "yes"))
+    if info.waiting_for and info.status is JobStatus.PENDING:
+        rows.append(("waiting for", info.waiting_for))
     return rows
 
 

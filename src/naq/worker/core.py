@@ -21,6 +21,8 @@ from ..deadletter import DeadLetters
 from ..dependencies import UNPIN_DELAY, Dependencies
 from ..errors import ConfigurationError, NaqConnectionError
 from ..functions import FunctionResolver, add_module_paths
+from ..limiting import RENEW_EVERY, Limiter
+from ..limits import LimitBook
 from ..models import FINAL_STATUSES, JobEnvelope, JobStatus
 from ..results import ResultStore, record_subject
 from ..serialization import warn_if_pickle
@@ -173,6 +175,8 @@ class Worker:
         self.executor = Executor(self.concurrency, on_release=self._schedule_fill)
         self.results = ResultStore(conn)
         self.cancel_requests = CancelRequests(conn, self._cancel_running)
+        self.limit_book = LimitBook(conn)
+        self.limiter = Limiter(conn, self.worker_id)
         self.dependencies = Dependencies(
             conn, self.results, self.settings.result_ttl, unpin_delay=UNPIN_DELAY
         )
@@ -192,6 +196,8 @@ class Worker:
                 report_progress=self.report_progress,
                 dependencies=self.dependencies,
                 cancel_requests=self.cancel_requests,
+                limits=lambda envelope: self.limit_book.resolve(envelope.limits, envelope.queue),
+                limiter=self.limiter,
                 write_running=self.write_running,
                 exclusive=self.exclusive,
                 forget=self.forget,
@@ -232,6 +238,7 @@ class Worker:
             # dependencies whose last dependant settled here get their expiry back
             await _quiet(asyncio.wait_for(self.dependencies.flush(), 5.0))
             await self.status.remove()
+            await _quiet(self.limit_book.stop())
             for puller in self._pullers:
                 await puller.close()
             self.executor.shutdown()
@@ -261,6 +268,7 @@ class Worker:
         # connected already: a server restart or leader election now is waited out
         names = await with_retries("preparing streams and consumers", ensure_storage)
         await with_retries("reading cancel requests", self.cancel_requests.start)
+        await with_retries("reading the shared limits", self._start_limits)
         for queue, name in zip(self.queues, names, strict=True):
             self._pullers.append(Puller(conn, queue, name, self._on_job, self._room_for(0)))
             self._levels.add((queue, 0))
@@ -419,8 +427,26 @@ class Worker:
         self.executor.acquire()
         self.pipeline.start(delivery)  # it calls `forget` when it is done with it
 
+    async def _start_limits(self) -> None:
+        await self.limiter.ready()
+        await self.limit_book.start()
+        self._spawn(self._renew_slots())
+
+    async def _renew_slots(self) -> None:
+        """Renew the concurrency slots of the running jobs, for as long as the worker runs."""
+        while self._stop is not None and not self._stop.is_set():
+            await asyncio.sleep(RENEW_EVERY)
+            if self.limiter.held:
+                try:
+                    await self.limiter.renew()
+                except Exception as exc:  # noqa: BLE001 - tried again at the next round
+                    logger.warning("renewing concurrency slots failed: {}", exc)
+
     def forget(self, delivery: Delivery) -> None:
         """Drop a delivery the processor is done with, making room for another job."""
+        permit = delivery.permit
+        if permit is not None and not permit.released:
+            self._spawn(self.limiter.release(permit))
         if self._inflight.get(delivery.seq) is delivery:
             del self._inflight[delivery.seq]
         self._schedule_fill()  # room for another job

@@ -18,6 +18,7 @@ from enum import Enum
 from typing import Any
 
 from ..context import JobContext
+from ..limiting import Permit
 from ..models import AttemptRecord, JobEnvelope
 from ..transport import Message, reply_to
 
@@ -60,6 +61,8 @@ class Delivery:
     suspect: bool = False  # redelivered after its worker died: runs alone
     suspect_runs: int = 0  # times it was started alone after such a redelivery
     handed_back: int = 0  # from the job record: earlier deliveries returned at shutdown
+    limit_waits: int = 0  # from the job record: deliveries sent back for a full limit
+    permit: Permit | None = None  # the shared limits it holds while it runs
     slot_handed: bool = False  # the executor now owns the slot taken for this delivery
     cancel_requested: bool = False  # cancel_job was asked while its job ran
 

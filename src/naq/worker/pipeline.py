@@ -15,6 +15,7 @@ See ``docs/worker.md`` for the sequence diagram.
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
@@ -38,6 +39,8 @@ from ..errors import (
 )
 from ..expiry import has_expired, mark_expired
 from ..functions import FunctionResolver
+from ..limiting import Denied, Limiter
+from ..limits import ConcreteLimit
 from ..models import (
     FINAL_STATUSES,
     AttemptRecord,
@@ -63,6 +66,8 @@ T = TypeVar("T")
 _FINAL_VALUES = frozenset(status.value for status in FINAL_STATUSES)
 #: A job still running after this many seconds gets its ``running`` record written.
 RUNNING_WRITE_DELAY = 0.02
+#: The longest a job held back by a shared limit waits in NATS before it asks again, seconds.
+MAX_LIMIT_WAIT = 1.0
 #: How long the worker keeps trying to store an outcome while NATS is unreachable, seconds.
 STORE_RETRY_FOR = 60.0
 
@@ -179,6 +184,8 @@ class Parts:
     report_progress: ProgressSink
     dependencies: Dependencies
     cancel_requests: CancelRequests
+    limits: Callable[[JobEnvelope], list[ConcreteLimit]]  # the shared limits a job takes
+    limiter: Limiter
     write_running: Callable[[str, bytes, int], asyncio.Task[None]]
     exclusive: Callable[[], AbstractAsyncContextManager[None]]
     forget: Callable[[Delivery], None]
@@ -200,6 +207,7 @@ class JobPipeline:
                 isinstance(verdict, Go)
                 and not verdict.envelope.depends_on
                 and verdict.envelope.id not in p.cancel_requests
+                and not p.limits(verdict.envelope)
                 and (
                     verdict.envelope.expires_at is None
                     or not has_expired(verdict.envelope.expires_at)
@@ -233,7 +241,10 @@ class JobPipeline:
                 history = list(previous.attempts)
                 delivery.handed_back = previous.handed_back
                 delivery.suspect_runs = previous.suspect_runs
-                attempt = max(1, delivery.delivered - previous.handed_back)
+                delivery.limit_waits = previous.limit_waits
+                # deliveries handed back at shutdown or sent back for a full limit are not
+                # attempts
+                attempt = max(1, delivery.delivered - previous.handed_back - previous.limit_waits)
             # Delivered again without a recorded outcome or retry: its worker died (or lost
             # it) while it ran. Run it alone, so a job that kills workers cannot get the
             # healthy jobs that shared the worker with it counted as crash loops too.
@@ -255,8 +266,17 @@ class JobPipeline:
             )
             await self._refuse(delivery, Refuse("crash_loop", reason, verdict.envelope), attempt)
             return
-        finished = asyncio.get_running_loop().create_future()
         go = verdict
+        limits = p.limits(go.envelope)
+        if limits:
+            taken = await with_retries(
+                f"taking the limits of job {go.envelope.id}", lambda: p.limiter.acquire(limits)
+            )
+            if isinstance(taken, Denied):
+                await self._wait_for_limit(delivery, go.envelope, taken, history)
+                return
+            delivery.permit = taken
+        finished = asyncio.get_running_loop().create_future()
         if go.envelope.depends_on:
             go.dependency_results = await with_retries(
                 f"reading the results job {go.envelope.id} depends on",
@@ -578,6 +598,31 @@ class JobPipeline:
             "job {} was not started in time ({}); not running it", envelope.id, record.error
         )
         delivery.settle(ACK)
+
+    async def _wait_for_limit(
+        self,
+        delivery: Delivery,
+        envelope: JobEnvelope,
+        denied: Denied,
+        history: list[AttemptRecord],
+    ) -> None:
+        """A shared limit is full: send the job back to wait in NATS (no slot held, no
+        attempt counted), its record saying what it waits for."""
+        record = record_for(
+            envelope,
+            JobStatus.PENDING,
+            attempts=history[-MAX_ATTEMPTS:],
+            handed_back=delivery.handed_back,
+            suspect_runs=delivery.suspect_runs,
+            limit_waits=delivery.limit_waits + 1,
+            waiting_for=denied.describe(),
+        )
+        await self._store(record.job_id, encode(record), self.p.records.ttl(envelope))
+        # back when the limit may have room (at most a second: a limit raised or deleted
+        # meanwhile applies that soon), with a little jitter so jobs sent back together do
+        # not all come back at once
+        delay = min(denied.retry_in, MAX_LIMIT_WAIT) * (1 + 0.2 * random.random()) + 0.005
+        delivery.settle(nak_body(delay))
 
     async def _forget_request(self, job_id: str) -> None:
         self.p.cancel_requests.forget(job_id)

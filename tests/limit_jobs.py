@@ -1,0 +1,18 @@
+"""Job functions of the limit tests: each appends ``<key> <start> <end> <pid>`` to a log."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+
+def timed(log: str, key: str, seconds: float = 0.0) -> str:
+    """Sleep ``seconds``, then append ``key start end pid`` to ``log`` (one line per run)."""
+    start = time.time()
+    if seconds:
+        time.sleep(seconds)
+    end = time.time()
+    with Path(log).open("a") as out:
+        out.write(f"{key} {start:.6f} {end:.6f} {os.getpid()}\n")
+    return key
