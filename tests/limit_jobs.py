@@ -16,3 +16,12 @@ def timed(log: str, key: str, seconds: float = 0.0) -> str:
     with Path(log).open("a") as out:
         out.write(f"{key} {start:.6f} {end:.6f} {os.getpid()}\n")
     return key
+
+
+def fail_once(flag: str) -> str:
+    """Fail the first time (creating ``flag``), succeed the next."""
+    marker = Path(flag)
+    if not marker.exists():
+        marker.write_text("x")
+        raise RuntimeError("first time")
+    return "second time"

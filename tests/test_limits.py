@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.limit_jobs import timed
+from tests.limit_jobs import fail_once, timed
 
 import naq
 from naq import JobStatus
@@ -127,3 +127,21 @@ async def test_bad_limit_names_are_refused_at_the_call(nats_url: str, queue: str
             await q.get_job_info("never-stored")
     with pytest.raises(naq.ConfigurationError):
         await naq.set_limit("api", rate="100/d", nats_url=nats_url)
+
+
+async def test_waits_for_a_limit_do_not_use_up_retries(
+    nats_url: str, queue: str, running_worker: Any, tmp_path: Path
+) -> None:
+    """A job that waited for a limit, then failed once, still gets its one retry."""
+    await naq.set_limit("one", concurrency=1, nats_url=nats_url)
+    flag = tmp_path / "failed-once"
+    async with naq.Queue(queue, nats_url) as q:
+        holder = await q.enqueue(timed, str(tmp_path / "log"), "h", 0.6, limits=["one"])
+        flaky = await q.enqueue(
+            fail_once, str(flag), limits=["one"], max_retries=1, retry_delay=0.05
+        )
+        async with running_worker([queue], nats_url, concurrency=4):
+            await holder.result(timeout=10)
+            assert await flaky.result(timeout=10) == "second time"
+        info = await q.get_job_info(flaky.job_id)
+        assert [a.attempt for a in info.attempts] == [1, 2]

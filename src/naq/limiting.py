@@ -89,13 +89,27 @@ class Limiter:
     async def acquire(self, limits: list[ConcreteLimit]) -> Permit | Denied:
         """Take every limit in ``limits`` for one job, or none of them."""
         permit = Permit()
+        try:
+            denied = await self._take_all(limits, permit)
+        except BaseException:
+            await self.release(permit)  # a slot taken before the failure must not linger
+            raise
+        if denied is not None:
+            await self.release(permit)
+            return denied
+        if permit.slots:
+            self._held.append(permit)
+        return permit
+
+    async def _take_all(self, limits: list[ConcreteLimit], permit: Permit) -> Denied | None:
+        """Take the slots, then the rate tokens (a token taken cannot be given back, so
+        only once every slot is held); the first limit that is full answers."""
         for limit in limits:
             concurrency = limit.spec.concurrency
             if concurrency is None:
                 continue
             slot = await self._take_slot(limit, concurrency)
             if slot is None:
-                await self.release(permit)
                 return Denied(limit.key, f"concurrency {concurrency} reached", SLOT_RETRY)
             permit.slots.append(slot)
         for limit in limits:
@@ -103,11 +117,8 @@ class Limiter:
                 continue
             wait = await self._take_token(limit)
             if wait > 0:
-                await self.release(permit)
                 return Denied(limit.key, f"rate {limit.spec.rate}", wait)
-        if permit.slots:
-            self._held.append(permit)
-        return permit
+        return None
 
     async def _take_slot(self, limit: ConcreteLimit, concurrency: int) -> Slot | None:
         prefix = _slot_prefix(limit)

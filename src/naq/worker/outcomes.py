@@ -67,6 +67,7 @@ class Records:
             envelope,
             status,
             handed_back=delivery.handed_back,
+            limit_waits=delivery.limit_waits,
             suspect_runs=delivery.suspect_runs,
             started_at=started,
             worker_id=self.worker_id,
