@@ -5,13 +5,16 @@ it ends at once."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 import pytest
+from tests import sched_jobs
 from tests.cli_run import CliResult, naq_cli
 from tests.dep_jobs import step
 from tests.helpers import eventually
@@ -24,6 +27,9 @@ from naq import JobStatus
 from naq.expiry import EXPIRED
 from naq.models import JobRecord
 from naq.results import ResultStore
+from naq.scheduling.models import ScheduleRecord
+from naq.scheduling.runs import run_job_id
+from naq.scheduling.store import ScheduleStore
 
 pytestmark = pytest.mark.asyncio
 
@@ -249,3 +255,112 @@ async def test_cli_job_shows_expiry(nats_url: str, queue: str) -> None:
         assert _row(table.stdout, "expires") == ""
         data = json.loads((await _cli(nats_url, "job", plain.job_id, "--json")).stdout)
         assert data["expires_at"] is None
+
+
+@contextlib.asynccontextmanager
+async def running_scheduler(nats_url: str) -> AsyncIterator[naq.Scheduler]:
+    """A scheduler on the test's loop, always stopped."""
+    scheduler = naq.Scheduler(nats_url)
+    task = asyncio.create_task(scheduler.run(), name="naq-test-scheduler")
+    await asyncio.sleep(0)
+    try:
+        yield scheduler
+    finally:
+        scheduler.request_stop()
+        await asyncio.wait_for(task, 30)
+
+
+async def stored_schedule(nats_url: str, schedule_id: str) -> ScheduleRecord | None:
+    """The schedule record stored under ``schedule_id``, if any."""
+    async with naq.Queue("probe", nats_url) as q:
+        store = ScheduleStore(await q.connection())
+        await store.ready()
+        found = await store.get(schedule_id)
+    return found[0] if found is not None else None
+
+
+async def test_each_recurring_run_expires_after_its_own_run_time(
+    nats_url: str, queue: str, running_worker: Any
+) -> None:
+    tag = f"{queue}-expiring-runs"
+    sid = f"{queue}-expiring"
+    async with naq.Queue(queue, nats_url) as q, running_scheduler(nats_url):
+        async with running_worker([queue], nats_url, concurrency=2):
+            sched = await q.schedule(
+                sched_jobs.record, tag, interval=1, schedule_id=sid, expires=0.5
+            )
+
+            async def three_ran() -> bool:
+                return len(sched_jobs.runs(tag)) >= 3
+
+            await eventually(three_ran, timeout=15)  # runs 2 and 3 come after the first 0.5 s
+        # the template expires relative to each run, not once for all of them
+        before = await stored_schedule(nats_url, sid)
+        assert before is not None and before.expires_after == 0.5
+        assert before.template.expires_at is None
+        for job_id, _started in sched_jobs.runs(tag):
+            info = await q.get_job_info(job_id)
+            assert info.status == JobStatus.COMPLETED
+            assert info.expires_at is not None and info.started_at is not None
+            # started after its run time, so at most 0.5 s before its expiry
+            assert 0 < (info.expires_at - info.started_at).total_seconds() <= 0.5
+
+        async def next_run() -> float | None:
+            now = await stored_schedule(nats_url, sid)
+            if now is not None and now.runs > before.runs and now.last_run is not None:
+                return now.last_run
+            return None
+
+        # no worker now: the next run is enqueued, nobody starts it, and it expires
+        run_at = await eventually(next_run, timeout=10)
+        missed = run_job_id(sched.schedule_id, run_at)
+        await asyncio.sleep(max(0.0, run_at + 0.7 - time.time()))
+        await assert_reads_expired(q, missed)
+        await q.cancel_scheduled_job(sid)
+    assert missed not in {job_id for job_id, _ in sched_jobs.runs(tag)}
+
+
+async def test_schedule_refuses_a_datetime_expiry_and_stores_nothing(
+    nats_url: str, queue: str
+) -> None:
+    sid = f"{queue}-absolute"
+    async with naq.Queue(queue, nats_url) as q:
+        for when in (datetime.now(UTC) + timedelta(minutes=5), datetime.now() + timedelta(1)):
+            with pytest.raises(
+                naq.ConfigurationError, match=r"give schedule\(\) expires= as seconds"
+            ):
+                await q.schedule(sched_jobs.record, "x", interval=60, schedule_id=sid, expires=when)
+        assert await stored_schedule(nats_url, sid) is None
+        assert await q.list_schedules() == []
+        with pytest.raises(naq.ConfigurationError, match="expires must be >= 0"):
+            await q.schedule(sched_jobs.record, "x", interval=60, schedule_id=sid, expires=-1)
+        assert await stored_schedule(nats_url, sid) is None
+
+
+async def test_enqueue_many_jobs_read_expired_without_a_worker(nats_url: str, queue: str) -> None:
+    async with naq.Queue(queue, nats_url) as q:
+        jobs = await q.enqueue_many([(step, ("a",), {}), (step, ("b",), {})], expires=0.3)
+        assert await q.get_job_status(jobs[0].job_id) == JobStatus.PENDING
+        info = await q.get_job_info(jobs[1].job_id)
+        assert info.expires_at is not None  # answered from the batch record
+        await asyncio.sleep(0.5)
+        for job in jobs:
+            await assert_reads_expired(q, job.job_id)
+            record = await stored(q, job.job_id)  # read so; the batch record still says
+            assert record is not None and record.status == JobStatus.PENDING.value
+
+
+async def test_cancel_job_of_an_expired_queued_job_changes_nothing(
+    nats_url: str, queue: str
+) -> None:
+    async with naq.Queue(queue, nats_url) as q:
+        job = await q.enqueue(step, "late", expires=0.2)
+        batch = await q.enqueue_many([(step, ("late",), {})], expires=0.2)
+        await asyncio.sleep(0.4)
+        assert await q.cancel_job(job.job_id) is False
+        assert await q.cancel_job(batch[0].job_id) is False
+        await assert_reads_expired(q, job.job_id)
+        await assert_reads_expired(q, batch[0].job_id)
+        for job_id in (job.job_id, batch[0].job_id):  # nothing was written
+            record = await stored(q, job_id)
+            assert record is not None and record.status == JobStatus.PENDING.value

@@ -5,7 +5,8 @@ bulk enqueue that doubles the writes, so ``enqueue_many`` stores one :class:`Bat
 per chunk of up to :data:`BATCH_SIZE` jobs, under ``batch.<batch_id>`` in the results
 bucket, and gives its jobs the ids ``<batch_id>-<n>``. Until a worker writes a job's own
 record, looking the job up finds no record of its own and answers from the batch record:
-``pending``, with its queue, function, options and enqueue time.
+``pending``, with its queue, function, options, enqueue time and expiry (so a reader sees
+at once that a job not started by its ``expires_at`` expired, see :mod:`naq.expiry`).
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ class BatchRecord(msgspec.Struct, omit_defaults=True, kw_only=True):
     calls: list[int] = msgspec.field(default_factory=list)
     max_retries: int = 0
     schedule_id: str | None = None
+    #: the jobs' shared ``expires_at`` (epoch seconds), ``None``: they never expire
+    expires_at: float | None = None
 
     @classmethod
     def of(cls, batch_id: str, envelopes: list[JobEnvelope]) -> BatchRecord:
@@ -50,6 +53,7 @@ class BatchRecord(msgspec.Struct, omit_defaults=True, kw_only=True):
             calls=calls if len(index) > 1 else [],
             max_retries=first.max_retries,
             schedule_id=first.schedule_id,
+            expires_at=first.expires_at,
         )
 
     def pending_record(self, job_id: str, n: int) -> JobRecord | None:
@@ -65,6 +69,7 @@ class BatchRecord(msgspec.Struct, omit_defaults=True, kw_only=True):
             enqueued_at=self.enqueued_at,
             max_retries=self.max_retries,
             schedule_id=self.schedule_id,
+            expires_at=self.expires_at,
         )
 
 

@@ -10,6 +10,10 @@
   records it ``cancelled`` when it returns; a worker that receives the job's message later
   acknowledges it without running it. The request is removed once a worker acted on it,
   and expires with the job's record otherwise.
+
+A job that has not started by its ``expires_at`` is cancelled already (expired, see
+:mod:`naq.expiry`) even if no worker recorded it so yet: ``cancel_job`` changes nothing
+then and returns False, as for any finished job.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from loguru import logger
 from . import constants as c
 from .dependencies import CAS_ATTEMPTS, Dependencies
 from .errors import JobNotFoundError, WriteConflictError
+from .expiry import as_read
 from .models import FINAL_STATUSES, JobStatus, mark_cancelled
 from .results import ResultStore
 from .transport import Connection, kv
@@ -73,6 +78,7 @@ async def cancel_job(
         if entry is None:
             raise JobNotFoundError(f"job {job_id} not found (unknown, or its record expired)")
         record, revision = entry
+        record = as_read(record) or record  # a job that expired reads as cancelled
         status = record.status
         ttl = int(record.result_ttl or default_ttl)
         if status in _FINAL_VALUES:

@@ -28,7 +28,8 @@ class ScheduleRecord(msgspec.Struct, omit_defaults=True, kw_only=True):
     """One recurring schedule as stored under its id.
 
     ``template`` is the job envelope every run copies (arguments already codec-encoded);
-    each run gets its own ``id``, ``enqueued_at`` and this ``schedule_id``.
+    each run gets its own ``id``, ``enqueued_at`` and this ``schedule_id``, and, when
+    ``expires_after`` is set, an ``expires_at`` that many seconds after its run time.
     """
 
     v: int = SCHEDULE_VERSION
@@ -43,6 +44,9 @@ class ScheduleRecord(msgspec.Struct, omit_defaults=True, kw_only=True):
     runs: int = 0
     status: str = ScheduleStatus.ACTIVE.value
     misfire: str = "once"
+    #: seconds after its run time a run not started by then expires (``None``: never);
+    #: records stored before this field existed read as ``None``
+    expires_after: float | None = None
     next_run: float | None = None
     last_run: float | None = None
     claimed_at: float | None = None
@@ -67,7 +71,16 @@ class ScheduleRecord(msgspec.Struct, omit_defaults=True, kw_only=True):
             self.timezone,
             self.repeat,
             self.misfire,
-        ) == (other.queue, other.cron, other.interval, other.timezone, other.repeat, other.misfire)
+            self.expires_after,
+        ) == (
+            other.queue,
+            other.cron,
+            other.interval,
+            other.timezone,
+            other.repeat,
+            other.misfire,
+            other.expires_after,
+        )
 
 
 _encoder = msgspec.json.Encoder()

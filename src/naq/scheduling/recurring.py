@@ -3,9 +3,11 @@ and every change users make (pause, resume, cancel, modify), each a compare-and-
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import time
 import uuid
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -56,6 +58,26 @@ def check_repeat(repeat: object) -> int | None:
     return repeat
 
 
+def split_expiry(kwargs: dict[str, Any]) -> float | None:
+    """Seconds after its run time each run expires, from ``expires`` in ``kwargs`` (left
+    there for :func:`~naq.job.split_options` to check as seconds); ``None`` if not given.
+
+    A recurring schedule has no single moment to expire at, so a datetime is refused."""
+    expires = kwargs.get("expires")
+    if expires is None:
+        return None
+    if isinstance(expires, datetime):
+        raise ConfigurationError(
+            "give schedule() expires= as seconds or a timedelta: each run expires that long "
+            f"after its time (got the datetime {expires!r})"
+        )
+    if isinstance(expires, timedelta):
+        return expires.total_seconds()
+    if isinstance(expires, int | float) and not isinstance(expires, bool):
+        return float(expires)
+    return None  # not a number: split_options names what is wrong with it
+
+
 async def create(
     queue: Queue,
     func: Any,
@@ -73,9 +95,13 @@ async def create(
 
     An existing schedule with the same id and the same definition is returned unchanged
     (safe to call at every start-up); a different definition replaces the old one, keeping
-    its run count and pause state.
+    its run count and pause state. ``expires`` (seconds or a timedelta) makes each run
+    expire that long after its run time.
     """
-    options, call_kwargs = split_options(dict(kwargs))
+    call = dict(kwargs)
+    expires_after = split_expiry(call)
+    options, call_kwargs = split_options(call)  # checks expires= as seconds
+    options = dataclasses.replace(options, expires_at=None)  # each run gets its own
     if options.job_id is not None:
         raise ConfigurationError(
             "schedule() takes schedule_id, not job_id: every run gets its own id"
@@ -103,6 +129,7 @@ async def create(
         anchor=rule.anchor,
         repeat=runs_wanted,
         misfire=policy,
+        expires_after=expires_after,
         next_run=rule.next_after(now),
         created_at=now,
         updated_at=now,

@@ -40,13 +40,18 @@ def run_job_id(schedule_id: str, run_at: float) -> str:
 
 
 def run_envelope(record: ScheduleRecord, run_at: float, now: float) -> JobEnvelope:
-    """The job message of one run: the template with its own id, time and schedule id."""
+    """The job message of one run: the template with its own id, time and schedule id, and
+    an expiry ``expires_after`` seconds after ``run_at`` if the schedule has one."""
+    expires_at = record.template.expires_at  # an older record's template may carry one
+    if record.expires_after is not None:
+        expires_at = run_at + record.expires_after
     return msgspec.structs.replace(
         record.template,
         id=run_job_id(record.schedule_id, run_at),
         queue=record.queue,
         enqueued_at=now,
         schedule_id=record.schedule_id,
+        expires_at=expires_at,
     )
 
 
