@@ -220,7 +220,8 @@ async def schedule(
 ) -> Schedule:
     """Run ``func(*args, **kwargs)`` on a ``cron`` rule (5 fields, or 6 with seconds first)
     in ``timezone``, or every ``interval``; ``repeat`` runs (None = forever). Each run is a
-    new job with its own id. Needs a running ``naq scheduler``."""
+    new job with its own id; ``expires=`` (seconds or a timedelta) drops a run not started
+    that long after its time. Needs a running ``naq scheduler``."""
     return await (await _queue(queue_name, nats_url)).schedule(
         func,
         *args,
