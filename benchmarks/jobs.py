@@ -62,3 +62,9 @@ def hold(seconds: float) -> None:
 def count_dependency_results() -> int:
     """How many dependency results the job sees through ``naq.current_job()``."""
     return len(naq.current_job().dependency_results)
+
+
+def sleep2(i: int) -> int:
+    """Block a worker thread for 2 ms (a short job of the priority backlog)."""
+    time.sleep(0.002)
+    return i

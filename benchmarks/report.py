@@ -89,7 +89,7 @@ class Row:
 def fmt(value: float | None, unit: str) -> str:
     if value is None or math.isnan(value):
         return "-"
-    if unit in ("jobs/s", "msgs/s"):
+    if unit in ("jobs/s", "msgs/s", "jobs"):
         return f"{value:,.0f}"
     if unit == "ms":
         return f"{value:.2f}"

@@ -31,6 +31,7 @@ from . import jobs
 from .common import ROOT, run_async
 from .deps_bench import DepsBench
 from .naq_bench import RESULTS_STREAM, NaqBench
+from .priority_bench import STALL_MS, PriorityBench
 from .raw import ASYNC_WINDOW, PAYLOAD_SIZE, Raw
 from .report import Row, Target, load_json, markdown_table, print_table, save_json
 
@@ -55,6 +56,9 @@ class Sizes:
     dep_latency: int = 200  # parent → dependant pairs
     fan_in: int = 1000  # parents of one job (the most a job may depend on)
     fan_out: int = 10000  # children of one parent
+    prio_backlog: int = 2000  # 2 ms priority-0 jobs the priority-9 ones overtake
+    prio_high: int = 20  # priority-9 jobs enqueued one by one into that backlog
+    prio_latency: int = 300  # idle-worker samples of priority-9 enqueue → start
 
     @classmethod
     def quick(cls) -> Sizes:
@@ -68,6 +72,9 @@ class Sizes:
             dep_latency=20,
             fan_in=50,
             fan_out=200,
+            prio_backlog=400,
+            prio_high=10,
+            prio_latency=50,
         )
 
 
@@ -80,6 +87,7 @@ class Runner:
         self.raw = Raw(url, use_uvloop)
         self.naq = NaqBench(url, self._purge_naq_results, use_uvloop)
         self.deps = DepsBench(url, self.naq)
+        self.prio = PriorityBench(url, self.naq)
         self.details: dict[str, Any] = {}
         self.console = Console(stderr=True)
 
@@ -195,6 +203,7 @@ class Runner:
             )
             r["naq_cli_idle_rss_mib"] = await self._once("naq_cli_idle_rss_mib", nb.cli_idle_rss())
             r.update(await self._dependencies())
+            r.update(await self._priorities())
         finally:
             await naq.close()
             await raw.close()
@@ -210,6 +219,18 @@ class Runner:
             "naq_fan_in": await self._once("naq_fan_in", deps.fan_in(s.fan_in)),
             "naq_fan_in_plain": await self._once("naq_fan_in_plain", deps.plain_burst(s.fan_in)),
             "naq_fan_out": await self._once("naq_fan_out", deps.fan_out(s.fan_out)),
+        }
+
+    async def _priorities(self) -> dict[str, Any]:
+        """The ``priority=`` scenarios, one run each (see :mod:`benchmarks.priority_bench`)."""
+        s, prio = self.sizes, self.prio
+        return {
+            "naq_prio_overtaking": await self._once(
+                "naq_prio_overtaking", prio.overtaking(s.prio_backlog, s.prio_high)
+            ),
+            "naq_prio_latency": await self._once(
+                "naq_prio_latency", prio.idle_latency(s.prio_latency)
+            ),
         }
 
 
@@ -269,6 +290,7 @@ def build_rows(s: Sizes, r: dict[str, Any]) -> list[Row]:
         Row("latency_async_result_p99", "latency enqueue → result p99, async fn", "ms",
             alat["result_p99"], raw_lat["result_p99"], [], "", alat["error"] or ""),
         *_dependency_rows(s, r),
+        *_priority_rows(s, r),
         Row("sleep_async", f"{s.sleep:,} × 10 ms `asyncio.sleep` jobs, c=100: drain", "s",
             sleep["drain_s"], None, [Target("max", 0.4)],
             f"first job start → last result stored; ideal {sleep['ideal_s']:g} s"),
@@ -317,6 +339,37 @@ def _dependency_rows(s: Sizes, r: dict[str, Any]) -> list[Row]:
         Row("dep_fan_out_rate", "fan-out: children processed (sync fn, c=200)", "jobs/s",
             fan_out["rate"], r["naq_process_noop_sync"]["rate"], [],
             "plain naq: the no-op processing row (sync fn, c=200)", fan_out["error"], base),
+    ]  # fmt: skip
+
+
+def _priority_rows(s: Sizes, r: dict[str, Any]) -> list[Row]:
+    """Rows of the ``priority=`` scenarios; their baseline is naq without a priority."""
+    ov, idle, lat = r["naq_prio_overtaking"], r["naq_prio_latency"], r["naq_latency_sync"]
+    c = ov["concurrency"]
+    cold, warm = ov.get("cold", {}), ov.get("warm", {})
+    base = "plain naq"
+    busy = "plain naq: enqueue → start on an idle worker (above); here a slot must free first"
+    stalls = (
+        f"{idle['stalls']} of {idle['samples']} samples over {STALL_MS:g} ms "
+        f"(max {idle['start_max']:.0f} ms)"
+    )
+    return [
+        Row("prio_overtaken",
+            f"priority: backlog jobs overtaking {s.prio_high} priority-9 jobs (c={c})", "jobs",
+            ov["overtaken"], None, [Target("max", c)],
+            f"started after the first priority-9 enqueue, before the last priority-9 start; "
+            f"worse of 2 rounds over {s.prio_backlog:,} × 2 ms priority-0 jobs (first "
+            f"{cold.get('overtaken')}, second {warm.get('overtaken')}); of them started while "
+            f"a high job waited: {cold.get('overtook_waiting')}, {warm.get('overtook_waiting')}",
+            ov["error"]),
+        Row("prio_busy_start_p50", "latency priority-9 enqueue → start p50, busy worker (c=10)",
+            "ms", ov["high_start_p50"], lat["start_p50"], [], busy, ov["error"], base),
+        Row("prio_busy_start_p99", "latency priority-9 enqueue → start p99, busy worker",
+            "ms", ov["high_start_p99"], lat["start_p99"], [], "", ov["error"], base),
+        Row("prio_idle_start_p50", "latency priority-9 enqueue → start p50 (idle worker)",
+            "ms", idle["start_p50"], lat["start_p50"], [], stalls, idle["error"], base),
+        Row("prio_idle_start_p99", "latency priority-9 enqueue → start p99 (idle worker)",
+            "ms", idle["start_p99"], lat["start_p99"], [], "", idle["error"], base),
     ]  # fmt: skip
 
 
