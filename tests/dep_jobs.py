@@ -93,3 +93,8 @@ def logged_gate(log: str, gate: str, value: Any = None, timeout: float = 30.0) -
             raise TimeoutError(f"{gate} never appeared")
         time.sleep(0.01)
     return value
+
+
+def started_at() -> float:
+    """The time the job started (epoch seconds)."""
+    return time.time()

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.dep_jobs import step
+from tests.dep_jobs import started_at, step
 from tests.worker_procs import WorkerProcesses, wait_until
 
 import naq
@@ -137,3 +137,23 @@ def test_high_priority_first_with_worker_processes(
     finally:
         workers.close()
         naq.run_sync(naq.close())
+
+
+@pytest.mark.asyncio
+async def test_an_idle_worker_starts_a_priority_job_at_once(
+    nats_url: str, queue: str, running_worker: Any
+) -> None:
+    """The worker hears of a priority job before the stream stored it: its "none yet"
+    answer must not leave the job waiting for the once-a-second re-check."""
+    async with (
+        naq.Queue(queue, nats_url) as q,
+        running_worker([queue], nats_url, concurrency=10),
+    ):
+        late = []
+        for _ in range(200):
+            asked = time.time()
+            job = await q.enqueue(started_at, priority=9)
+            waited = await job.result(timeout=10) - asked
+            if waited > 0.1:
+                late.append(round(waited, 3))
+    assert not late, f"priority jobs that waited: {late}"

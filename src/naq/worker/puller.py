@@ -18,6 +18,8 @@ from ..transport import Connection, Message, Subscription, streams
 
 #: How long one pull request waits on the server for messages (long poll), seconds.
 PULL_EXPIRES = 10.0
+#: After a notify, how many "none" answers are asked again, and how long apart (seconds).
+NOTIFY_RECHECKS, NOTIFY_RECHECK_DELAY = 5, 0.002
 _STATUS = "Status"
 _PENDING_MSGS = "Nats-Pending-Messages"
 
@@ -46,6 +48,7 @@ class Puller:
         self.consumer = consumer
         self.no_wait = priority > 0
         self.maybe_waiting = True  # (no_wait) jobs may be waiting: worth asking
+        self._recheck = 0  # (no_wait) "none" answers still to be asked again after a notify
         self._on_answer = on_answer
         self._conn = conn
         self._next_subject = streams.pull_subject(c.JOBS_STREAM, consumer)
@@ -88,8 +91,12 @@ class Puller:
         return self._outstanding
 
     def notify(self) -> None:
-        """A job was published on this consumer's subject: ask for it (no_wait mode)."""
+        """A job was published on this consumer's subject: ask for it (no_wait mode).
+
+        The subscription hears of a publish before the stream has stored it, so a "none"
+        answer right after is asked again a few times, a couple of milliseconds apart."""
         self.maybe_waiting = True
+        self._recheck = NOTIFY_RECHECKS
         self.request_more()
 
     def refresh(self) -> None:
@@ -163,6 +170,10 @@ class Puller:
             self.idle.set()
             if self.no_wait:
                 self._outstanding = 0
+                if self._recheck > 0:  # notified: the job may not be stored yet
+                    self._recheck -= 1
+                    asyncio.get_running_loop().call_later(NOTIFY_RECHECK_DELAY, self.request_more)
+                    return
                 self.maybe_waiting = False  # nothing left now; notify/refresh ask again
                 if self._on_answer is not None:
                     self._on_answer()
