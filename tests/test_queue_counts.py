@@ -188,3 +188,24 @@ def test_naq_queues_shows_scheduled_and_dead_counts(nats_url: str) -> None:
     row = next(line for line in lines if line.startswith(queue))
     # waiting, running, scheduled, completed, failed, dead, workers, paused
     assert row.split() == [queue, "1", "0", "1", "2", "1", "1", "0", "no"], proc.stdout
+
+
+def test_naq_queues_shows_waiting_jobs_per_priority(nats_url: str) -> None:
+    queue = f"qp-{uuid.uuid4().hex[:8]}"
+
+    async def prepare() -> None:
+        # a consumer for the listing to find, then jobs waiting on three priorities
+        await naq.Worker([queue], nats_url=nats_url, burst=True).run()
+        for priority in (0, 0, 4, 9):
+            await naq.enqueue(
+                jobs.add, 1, 2, priority=priority, queue_name=queue, nats_url=nats_url
+            )
+        await naq.close()
+
+    asyncio.run(prepare())
+    proc = naq_cli("queues", "-u", nats_url, env={"COLUMNS": "80"})
+    assert proc.code == 0, proc.stderr
+    assert all(len(line) <= 80 for line in proc.stdout.splitlines()), proc.stdout
+    assert f"{queue} 9:1 4:1 0:2" in " ".join(proc.stdout.split()), proc.stdout
+    listed = naq_cli("queues", "--json", "-u", nats_url)
+    assert '"waiting_by_priority"' in listed.stdout, listed.stdout

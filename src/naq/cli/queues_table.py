@@ -35,4 +35,14 @@ def queues_table(queues: Sequence[QueueInfo]) -> Table:
         table.add_column(header, justify="right", no_wrap=True)
     for queue in queues:
         table.add_row(queue.name, *(cell(queue) for _, cell in COUNT_COLUMNS))
+    split = [_by_priority(queue) for queue in queues if set(queue.waiting_by_priority) - {0}]
+    if split:
+        # under the table, not a column: the nine columns already fill 80 characters
+        table.caption = "waiting by priority: " + "; ".join(split)
     return table
+
+
+def _by_priority(queue: QueueInfo) -> str:
+    """``emails 9:2 0:7``: a queue's waiting jobs per priority, highest first."""
+    counts = sorted(queue.waiting_by_priority.items(), reverse=True)
+    return queue.name + " " + " ".join(f"{p}:{n}" for p, n in counts)
