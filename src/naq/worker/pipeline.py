@@ -273,6 +273,9 @@ class JobPipeline:
                 f"taking the limits of job {go.envelope.id}", lambda: p.limiter.acquire(limits)
             )
             if isinstance(taken, Denied):
+                if go.envelope.id in p.cancel_requests:  # asked while the limits were read
+                    await self._skip_cancelled(delivery, go.envelope, attempt, history)
+                    return
                 await self._wait_for_limit(delivery, go.envelope, taken, history)
                 return
             delivery.permit = taken
