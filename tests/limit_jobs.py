@@ -25,3 +25,11 @@ def fail_once(flag: str) -> str:
         marker.write_text("x")
         raise RuntimeError("first time")
     return "second time"
+
+
+def timed_long_once(log: str, key: str, marker: str, seconds: float) -> str:
+    """:func:`timed` sleeping ``seconds`` only on the run that creates ``marker`` (the
+    first); a later run of the same job (a redelivery) ends at once."""
+    first = not Path(marker).exists()
+    Path(marker).touch()
+    return timed(log, key, seconds if first else 0.0)
