@@ -11,13 +11,14 @@ from typing import Any, Literal
 from rich.console import Console
 from rich.table import Table
 
-TargetKind = Literal["min", "max", "min_ratio", "max_ratio"]
+TargetKind = Literal["min", "max", "min_ratio", "max_ratio", "near_ratio"]
 
 
 @dataclass(frozen=True)
 class Target:
     """``min``/``max``: bound on the naq value; ``min_ratio``/``max_ratio``: bound on
-    naq / baseline (raw nats-py, or the row's other baseline)."""
+    naq / baseline (raw nats-py, or the row's other baseline); ``near_ratio``: naq within
+    ``value`` (a fraction, 0.05 = 5 %) of the baseline either way."""
 
     kind: TargetKind
     value: float
@@ -33,6 +34,8 @@ class Target:
             return None
         if self.kind == "max_ratio":
             return naq / raw <= self.value
+        if self.kind == "near_ratio":
+            return abs(naq / raw - 1) <= self.value
         return naq / raw >= self.value
 
     def text(self, unit: str, base: str = "raw") -> str:
@@ -40,6 +43,8 @@ class Target:
             return f"≥ {self.value:g}x {base}"
         if self.kind == "max_ratio":
             return f"≤ {self.value:g}x {base}"
+        if self.kind == "near_ratio":
+            return f"within ±{self.value * 100:g} % of {base}"
         sign = "≥" if self.kind == "min" else "≤"
         return f"{sign} {fmt(self.value, unit)} {unit}"
 

@@ -30,6 +30,7 @@ from naq.server import EmbeddedServer, find_nats_server
 from . import jobs
 from .common import ROOT, run_async
 from .deps_bench import DepsBench
+from .limits_bench import RATE, RATE_WARMUP_S, LimitsBench
 from .naq_bench import RESULTS_STREAM, NaqBench
 from .priority_bench import STALL_MS, PriorityBench
 from .raw import ASYNC_WINDOW, PAYLOAD_SIZE, Raw
@@ -59,6 +60,10 @@ class Sizes:
     prio_backlog: int = 2000  # 2 ms priority-0 jobs the priority-9 ones overtake
     prio_high: int = 20  # priority-9 jobs enqueued one by one into that backlog
     prio_latency: int = 300  # idle-worker samples of priority-9 enqueue → start
+    limit_rate_jobs: int = 3000  # no-op jobs under one rate limit shared by 3 workers
+    limit_rate_window: float = 10.0  # seconds of starts the achieved rate is taken over
+    limit_family_jobs: int = 5000  # no-op jobs under a concurrency-1 family
+    limit_family_keys: int = 1000  # distinct keys of that family they take
 
     @classmethod
     def quick(cls) -> Sizes:
@@ -75,6 +80,10 @@ class Sizes:
             prio_backlog=400,
             prio_high=10,
             prio_latency=50,
+            limit_rate_jobs=500,
+            limit_rate_window=1.0,
+            limit_family_jobs=1000,
+            limit_family_keys=200,
         )
 
 
@@ -88,6 +97,7 @@ class Runner:
         self.naq = NaqBench(url, self._purge_naq_results, use_uvloop)
         self.deps = DepsBench(url, self.naq)
         self.prio = PriorityBench(url, self.naq)
+        self.limits = LimitsBench(url, self.naq, self.raw)
         self.details: dict[str, Any] = {}
         self.console = Console(stderr=True)
 
@@ -204,6 +214,7 @@ class Runner:
             r["naq_cli_idle_rss_mib"] = await self._once("naq_cli_idle_rss_mib", nb.cli_idle_rss())
             r.update(await self._dependencies())
             r.update(await self._priorities())
+            r.update(await self._limits())
         finally:
             await naq.close()
             await raw.close()
@@ -231,6 +242,19 @@ class Runner:
             "naq_prio_latency": await self._once(
                 "naq_prio_latency", prio.idle_latency(s.prio_latency)
             ),
+        }
+
+    async def _limits(self) -> dict[str, Any]:
+        """The shared limit scenarios, one run each (see :mod:`benchmarks.limits_bench`)."""
+        s, lim = self.sizes, self.limits
+        return {
+            "naq_limit_rate": await self._once(
+                "naq_limit_rate", lim.shared_rate(s.limit_rate_jobs, s.limit_rate_window)
+            ),
+            "naq_limit_family": await self._once(
+                "naq_limit_family", lim.family(s.limit_family_jobs, s.limit_family_keys)
+            ),
+            "naq_limit_plain": await self._once("naq_limit_plain", lim.plain(s.limit_family_jobs)),
         }
 
 
@@ -291,6 +315,7 @@ def build_rows(s: Sizes, r: dict[str, Any]) -> list[Row]:
             alat["result_p99"], raw_lat["result_p99"], [], "", alat["error"] or ""),
         *_dependency_rows(s, r),
         *_priority_rows(s, r),
+        *_limit_rows(s, r),
         Row("sleep_async", f"{s.sleep:,} × 10 ms `asyncio.sleep` jobs, c=100: drain", "s",
             sleep["drain_s"], None, [Target("max", 0.4)],
             f"first job start → last result stored; ideal {sleep['ideal_s']:g} s"),
@@ -370,6 +395,45 @@ def _priority_rows(s: Sizes, r: dict[str, Any]) -> list[Row]:
             "ms", idle["start_p50"], lat["start_p50"], [], stalls, idle["error"], base),
         Row("prio_idle_start_p99", "latency priority-9 enqueue → start p99 (idle worker)",
             "ms", idle["start_p99"], lat["start_p99"], [], "", idle["error"], base),
+    ]  # fmt: skip
+
+
+def _limit_rows(s: Sizes, r: dict[str, Any]) -> list[Row]:
+    """Rows of the shared limit scenarios: the rate against the limit itself, the family
+    against the same jobs without limits and against the no-op processing row."""
+    rate, fam, plain = r["naq_limit_rate"], r["naq_limit_family"], r["naq_limit_plain"]
+    base = "plain naq"
+    ideal_burst = rate["burst_allowed"] + rate["limit"]
+    family_note = (
+        f'{s.limit_family_jobs:,} × `noop(i)` with `limits=[f"bench-user:{{i % '
+        f'{s.limit_family_keys}}}"]`, one `enqueue` each, one burst worker process; '
+        f"{fam['sent_back']:,} deliveries sent back for a busy key"
+    )
+    return [
+        Row("limit_rate",
+            f"shared `{RATE}/s` limit, {rate['workers']} worker processes "
+            f"(c={rate['concurrency']} each): achieved start rate", "jobs/s",
+            rate["rate"], rate["limit"], [Target("near_ratio", 0.05)],
+            f"{s.limit_rate_jobs:,} no-op jobs; starts within {s.limit_rate_window:g} s after "
+            f"the first {RATE_WARMUP_S:g} s (records' `started_at`); at most "
+            f"{rate['most_in_any_second']} started within any second; "
+            f"{rate['sent_back']:,} deliveries sent back; starts per worker "
+            f"{rate['starts_per_worker']}",
+            rate["error"], "the limit"),
+        Row("limit_rate_burst", "same: jobs started in the first second", "jobs",
+            rate["first_second"], ideal_burst, [],
+            f"the limit lets {rate['burst_allowed']} start at once, then {RATE}/s",
+            rate["error"], "ideal"),
+        Row("limit_family",
+            f"concurrency-1 family, {s.limit_family_keys:,} keys: {s.limit_family_jobs:,} "
+            "no-op jobs processed (sync fn, c=200)", "jobs/s",
+            fam["rate"], plain["rate"], [], family_note,
+            "; ".join(e for e in (fam["error"], plain["error"]) if e), base),
+        Row("limit_family_vs_noop", "same, vs the no-op processing row", "jobs/s",
+            fam["rate"], r["naq_process_noop_sync"]["rate"], [],
+            f"plain naq: {s.process:,} no-op jobs from `enqueue_many` (above); the same "
+            f"{s.limit_family_jobs:,} jobs without limits: {plain['rate']:,.0f} jobs/s",
+            fam["error"], base),
     ]  # fmt: skip
 
 
