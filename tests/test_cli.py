@@ -62,6 +62,7 @@ QUEUE_FIELDS = {
     "dead",
     "workers",
     "paused",
+    "waiting_by_priority",
 }
 
 

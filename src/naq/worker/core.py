@@ -111,6 +111,7 @@ class Worker:
         self._levels: set[tuple[str, int]] = set()
         self._level_watches: dict[str, Subscription] = {}  # by queue
         self._priority_pullers: dict[tuple[str, int], Puller] = {}
+        self._activating: list[int] = []  # priorities whose consumer is being set up
         self._consumer_settings = ConsumerSettings()
         self._pullers: list[Puller] = []
         self._stop: asyncio.Event | None = None
@@ -335,6 +336,8 @@ class Worker:
         in flight may bring in is kept for them (they are answered at once)."""
 
         def room() -> int:
+            if self._activating and max(self._activating) > priority:
+                return 0
             above = self._priority_pullers.values()
             return self._room() - sum(p.outstanding for p in above if p.priority > priority)
 
@@ -347,6 +350,9 @@ class Worker:
             return
         self._levels.add(key)
         conn = self._conn_or_raise()
+        # lower priorities ask for nothing more until this one is pulled (its consumer may
+        # take a few round trips to set up): jobs held meanwhile would all go first
+        self._activating.append(priority)
         try:
             name = await with_retries(
                 f"preparing the priority {priority} consumer of {queue}",
@@ -354,6 +360,7 @@ class Worker:
             )
         except Exception as exc:  # noqa: BLE001 - tried again when the next such job arrives
             self._levels.discard(key)
+            self._activated(priority)
             logger.warning("cannot pull priority {} jobs of {}: {}", priority, queue, exc)
             return
         room = self._room_for(priority)
@@ -364,7 +371,15 @@ class Worker:
         self._pullers.append(puller)
         self._pullers.sort(key=lambda p: -p.priority)  # higher priorities are asked first
         logger.debug("pulling priority {} jobs of queue {}", priority, queue)
-        await puller.start()
+        try:
+            await puller.start()
+        finally:
+            self._activated(priority)
+
+    def _activated(self, priority: int) -> None:
+        """Setting up ``priority`` is over: the lower priorities may ask for jobs again."""
+        self._activating.remove(priority)
+        self._schedule_fill()
 
     def _on_job(self, queue: str, msg: Message, priority: int = 0) -> None:
         try:
