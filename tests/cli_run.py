@@ -48,3 +48,12 @@ def naq_cli(
         stdin=subprocess.DEVNULL,
     )
     return CliResult(proc.returncode, proc.stdout, proc.stderr)
+
+
+def table_row(table: str, field: str) -> str:
+    """The value of ``field`` in a two-column table the CLI printed ("" when missing)."""
+    for line in table.splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("│┃|").split("│")]
+        if len(cells) == 2 and cells[0] == field:
+            return cells[1]
+    return ""

@@ -54,3 +54,16 @@ async def eventually(
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout} s (last: {value!r})")
         await asyncio.sleep(interval)
+
+
+@contextlib.asynccontextmanager
+async def running_scheduler(nats_url: str, **kwargs: Any) -> AsyncIterator[naq.Scheduler]:
+    """A scheduler on the test's loop, always stopped."""
+    scheduler = naq.Scheduler(nats_url, **kwargs)
+    task = asyncio.create_task(scheduler.run(), name="naq-test-scheduler")
+    await asyncio.sleep(0)
+    try:
+        yield scheduler
+    finally:
+        scheduler.request_stop()
+        await asyncio.wait_for(task, WAIT)

@@ -33,3 +33,18 @@ def timed_long_once(log: str, key: str, marker: str, seconds: float) -> str:
     first = not Path(marker).exists()
     Path(marker).touch()
     return timed(log, key, seconds if first else 0.0)
+
+
+#: One line of a job log: key, start, end, pid.
+Run = tuple[str, float, float, int]
+
+
+def runs(log: Path) -> list[Run]:
+    """Every run recorded in ``log`` so far (by :func:`timed` and its kin), in order."""
+    if not log.exists():
+        return []
+    found = []
+    for line in log.read_text().splitlines():
+        key, start, end, pid = line.split()
+        found.append((key, float(start), float(end), int(pid)))
+    return found

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.cli_run import CliResult, naq_cli
+from tests.cli_run import CliResult, naq_cli, table_row
 from tests.dep_jobs import boom, sleep_until_cancelled, step
 from tests.helpers import eventually
 
@@ -25,15 +25,6 @@ WIDE = {"COLUMNS": "300"}
 async def cli(nats_url: str, *args: str) -> CliResult:
     """``naq ARGS -u URL`` in a thread (the test's loop keeps serving its worker)."""
     return await asyncio.to_thread(naq_cli, *args, "-u", nats_url, env=WIDE)
-
-
-def _row(table: str, field: str) -> str:
-    """The value of ``field`` in a ``naq job`` table ("" when the row is missing)."""
-    for line in table.splitlines():
-        cells = [cell.strip() for cell in line.strip().strip("│┃|").split("│")]
-        if len(cells) == 2 and cells[0] == field:
-            return cells[1]
-    return ""
 
 
 def _one_error_line(out: CliResult) -> str:
@@ -52,10 +43,10 @@ async def test_job_shows_what_a_deferred_job_waits_on(nats_url: str, queue: str)
 
         table = await cli(nats_url, "job", child.job_id)
         assert table.code == 0, table.stderr
-        assert _row(table.stdout, "status") == "deferred"
-        assert _row(table.stdout, "depends on") == f"{first.job_id}, {second.job_id}"
-        assert _row(table.stdout, "waiting on") == f"{first.job_id}, {second.job_id}"
-        assert _row(table.stdout, "allow failure") == "yes"
+        assert table_row(table.stdout, "status") == "deferred"
+        assert table_row(table.stdout, "depends on") == f"{first.job_id}, {second.job_id}"
+        assert table_row(table.stdout, "waiting on") == f"{first.job_id}, {second.job_id}"
+        assert table_row(table.stdout, "allow failure") == "yes"
 
         data = json.loads((await cli(nats_url, "job", child.job_id, "--json")).stdout)
         assert data["status"] == "deferred"
@@ -67,7 +58,7 @@ async def test_job_shows_what_a_deferred_job_waits_on(nats_url: str, queue: str)
         table = await cli(nats_url, "job", plain.job_id)
         assert table.code == 0, table.stderr
         for field in ("depends on", "waiting on", "allow failure"):
-            assert _row(table.stdout, field) == "", field
+            assert table_row(table.stdout, field) == "", field
 
 
 async def test_job_shows_why_a_dependant_was_cancelled(
@@ -81,10 +72,10 @@ async def test_job_shows_why_a_dependant_was_cancelled(
 
     table = await cli(nats_url, "job", child.job_id)
     assert table.code == 0, table.stderr
-    assert _row(table.stdout, "status") == "cancelled"
-    assert _row(table.stdout, "depends on") == parent.job_id
-    assert _row(table.stdout, "waiting on") == ""  # shown only while deferred
-    assert _row(table.stdout, "error") == (
+    assert table_row(table.stdout, "status") == "cancelled"
+    assert table_row(table.stdout, "depends on") == parent.job_id
+    assert table_row(table.stdout, "waiting on") == ""  # shown only while deferred
+    assert table_row(table.stdout, "error") == (
         f"dependency {parent.job_id} ended failed; this job never ran"
     )
 

@@ -5,19 +5,17 @@ it ends at once."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import time
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 import pytest
 from tests import sched_jobs
-from tests.cli_run import CliResult, naq_cli
+from tests.cli_run import CliResult, naq_cli, table_row
 from tests.dep_jobs import step
-from tests.helpers import eventually
+from tests.helpers import eventually, running_scheduler
 from tests.jobs import touch
 from tests.retry_jobs import always_fail, lines
 from tests.worker_procs import WorkerProcesses
@@ -224,14 +222,6 @@ async def _cli(nats_url: str, *args: str) -> CliResult:
     return await asyncio.to_thread(naq_cli, *args, "-u", nats_url, env={"COLUMNS": "300"})
 
 
-def _row(table: str, field: str) -> str:
-    for line in table.splitlines():
-        cells = [cell.strip() for cell in line.strip().strip("│┃|").split("│")]
-        if len(cells) == 2 and cells[0] == field:
-            return cells[1]
-    return ""
-
-
 async def test_cli_job_shows_expiry(nats_url: str, queue: str) -> None:
     async with naq.Queue(queue, nats_url) as q:
         lasting = await q.enqueue(step, "x", expires=datetime.now(UTC) + timedelta(minutes=5))
@@ -242,32 +232,21 @@ async def test_cli_job_shows_expiry(nats_url: str, queue: str) -> None:
 
         table = await _cli(nats_url, "job", lasting.job_id)
         assert table.code == 0, table.stderr
-        assert _row(table.stdout, "status") == "pending"
-        assert _row(table.stdout, "expires") == info.expires_at.strftime("%Y-%m-%d %H:%M:%S UTC")
+        assert table_row(table.stdout, "status") == "pending"
+        assert table_row(table.stdout, "expires") == info.expires_at.strftime(
+            "%Y-%m-%d %H:%M:%S UTC"
+        )
         data = json.loads((await _cli(nats_url, "job", lasting.job_id, "--json")).stdout)
         assert datetime.fromisoformat(data["expires_at"]) == info.expires_at
 
         table = await _cli(nats_url, "job", expired.job_id)
-        assert _row(table.stdout, "status") == "cancelled"
-        assert _row(table.stdout, "error").startswith("expired: not started by")
+        assert table_row(table.stdout, "status") == "cancelled"
+        assert table_row(table.stdout, "error").startswith("expired: not started by")
 
         table = await _cli(nats_url, "job", plain.job_id)
-        assert _row(table.stdout, "expires") == ""
+        assert table_row(table.stdout, "expires") == ""
         data = json.loads((await _cli(nats_url, "job", plain.job_id, "--json")).stdout)
         assert data["expires_at"] is None
-
-
-@contextlib.asynccontextmanager
-async def running_scheduler(nats_url: str) -> AsyncIterator[naq.Scheduler]:
-    """A scheduler on the test's loop, always stopped."""
-    scheduler = naq.Scheduler(nats_url)
-    task = asyncio.create_task(scheduler.run(), name="naq-test-scheduler")
-    await asyncio.sleep(0)
-    try:
-        yield scheduler
-    finally:
-        scheduler.request_stop()
-        await asyncio.wait_for(task, 30)
 
 
 async def stored_schedule(nats_url: str, schedule_id: str) -> ScheduleRecord | None:

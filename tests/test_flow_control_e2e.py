@@ -14,7 +14,8 @@ from pathlib import Path
 import nats.js.errors
 import pytest
 from tests.conftest import JOBS_STREAM, raw_nats, stream_count
-from tests.limit_jobs import timed, timed_long_once
+from tests.limit_jobs import Run, timed, timed_long_once
+from tests.limit_jobs import runs as read_runs
 from tests.worker_procs import WorkerProcesses
 
 import naq
@@ -23,20 +24,8 @@ from naq.limiting import RENEW_EVERY, SLOT_LEASE
 
 pytestmark = pytest.mark.asyncio
 
-Run = tuple[str, float, float, int]  # key, start, end, pid (one line of the jobs' log)
 LIMITS_STREAM = "KV_naq_limits"
 RESULTS_STREAM = "KV_naq_results"
-
-
-def _runs(log: Path) -> list[Run]:
-    """The runs the jobs recorded in ``log``."""
-    if not log.exists():
-        return []
-    found = []
-    for line in log.read_text().splitlines():
-        key, start, end, pid = line.split()
-        found.append((key, float(start), float(end), int(pid)))
-    return found
 
 
 def _overlapping(runs: list[Run]) -> list[tuple[Run, Run]]:
@@ -48,7 +37,7 @@ def _overlapping(runs: list[Run]) -> list[tuple[Run, Run]]:
 async def _recorded(log: Path, count: int, timeout: float, workers: WorkerProcesses) -> list[Run]:
     """Wait until ``count`` runs are recorded in ``log``; returns them."""
     deadline = time.monotonic() + timeout
-    while len(runs := _runs(log)) < count:
+    while len(runs := read_runs(log)) < count:
         assert time.monotonic() < deadline, (
             f"{len(runs)} of {count} runs within {timeout} s\n{workers.all_logs()}"
         )
@@ -155,7 +144,7 @@ async def test_killed_holders_slot_comes_back_within_its_lease(
         assert await second.result(timeout=SLOT_LEASE + 10) == "second", workers.all_logs()
         assert await long.result(timeout=30) == "long", workers.all_logs()
         redelivered = await q.get_job_info(long.job_id)
-    runs = _runs(log)
+    runs = read_runs(log)
     assert {pid for *_, pid in runs} == {worker_b.pid}  # A never finished a run
     assert sorted(key for key, *_ in runs) == ["long", "second"]
     started = next(start for key, start, *_ in runs if key == "second")

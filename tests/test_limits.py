@@ -11,21 +11,12 @@ from typing import Any
 
 import pytest
 from tests.limit_jobs import fail_once, timed
+from tests.limit_jobs import runs as read_runs
 
 import naq
 from naq import JobStatus
 
 pytestmark = pytest.mark.asyncio
-
-
-def _runs(log: Path) -> list[tuple[str, float, float, int]]:
-    if not log.exists():
-        return []
-    found = []
-    for line in log.read_text().splitlines():
-        key, start, end, pid = line.split()
-        found.append((key, float(start), float(end), int(pid)))
-    return found
 
 
 def _overlaps(runs: list[tuple[str, float, float, int]]) -> int:
@@ -48,7 +39,7 @@ async def test_family_concurrency_one_per_key(
         async with running_worker([queue], nats_url, concurrency=8):
             for job in jobs:
                 await job.result(timeout=30)
-    runs = _runs(log)
+    runs = read_runs(log)
     assert len(runs) == 16
     for key in ("a", "b"):
         assert _overlaps([r for r in runs if r[0] == key]) == 0
@@ -73,7 +64,7 @@ async def test_rate_limit_holds_across_workers(
         ):
             for job in jobs:
                 await job.result(timeout=30)
-    starts = sorted(r[1] for r in _runs(log))
+    starts = sorted(r[1] for r in read_runs(log))
     span = starts[-1] - starts[0]
     # 60 starts at 20/s: the first burst of 2, then one per 50 ms: about 2.9 s
     assert span >= 2.5, span
@@ -95,7 +86,7 @@ async def test_waiting_job_shows_its_limit_and_queue_limit_applies(
             assert info.waiting_for is not None and f"queue:{queue}" in info.waiting_for
             await short.result(timeout=10)
             await long.result(timeout=10)
-    assert _overlaps(_runs(log)) == 0
+    assert _overlaps(read_runs(log)) == 0
 
 
 async def test_deleting_a_limit_frees_waiting_jobs(

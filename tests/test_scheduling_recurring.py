@@ -5,7 +5,6 @@ leader hand-over (stop, kill, stall) without duplicates, and misfire policies.""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import json
 import os
@@ -14,7 +13,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -22,6 +20,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from tests import sched_jobs
+from tests.helpers import running_scheduler
 
 import naq
 from conftest import WAIT, wait_for
@@ -33,18 +32,6 @@ from naq.settings import load_settings
 from naq.transport import Connection, kv
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-@contextlib.asynccontextmanager
-async def running_scheduler(nats_url: str, **kwargs: Any) -> AsyncIterator[naq.Scheduler]:
-    scheduler = naq.Scheduler(nats_url, **kwargs)
-    task = asyncio.create_task(scheduler.run(), name="naq-test-scheduler")
-    await asyncio.sleep(0)
-    try:
-        yield scheduler
-    finally:
-        scheduler.request_stop()
-        await asyncio.wait_for(task, WAIT)
 
 
 async def until(check: Any, timeout: float = WAIT) -> Any:
