@@ -79,7 +79,7 @@ from .transport import Connection, kv, streams
 T = TypeVar("T")
 
 #: The stream behind the results bucket.
-RESULTS_STREAM = f"KV_{c.RESULTS_BUCKET}"
+RESULTS_STREAM = kv.stream_name(c.RESULTS_BUCKET)
 _FINAL_VALUES = frozenset(status.value for status in FINAL_STATUSES)
 #: How many children are handled at once when a parent finishes.
 FAN_OUT_CONCURRENCY = 64

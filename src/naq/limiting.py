@@ -37,7 +37,7 @@ RENEW_EVERY = 4.0
 SLOT_RETRY = 0.2
 #: Compare-and-set attempts on a rate key before the job is told to come back a moment later.
 _RATE_ATTEMPTS = 5
-_STATE_STREAM = f"KV_{c.LIMIT_STATE_BUCKET}"
+_STATE_STREAM = kv.stream_name(c.LIMIT_STATE_BUCKET)
 
 
 @dataclass(slots=True)

@@ -273,10 +273,10 @@ class Queue:
     async def _remove_batch_record(self, conn: Connection, key: str) -> str:
         """Remove the batch record on ``key`` (its jobs were never stored); returns ``""``,
         or a note saying why it could not be removed."""
-        from .transport import streams
+        from .transport import kv, streams
 
         try:
-            await streams.purge(conn, f"KV_{c.RESULTS_BUCKET}", key)
+            await streams.purge(conn, kv.stream_name(c.RESULTS_BUCKET), key)
         except NaqException as exc:
             return f" (its pending record could not be removed: {exc})"
         return ""

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -52,6 +52,17 @@ class KvChange:
     value: bytes | None
     revision: int
     pending: int
+
+
+def stream_name(bucket: str) -> str:
+    """The stream a key-value bucket is stored in."""
+    return f"KV_{bucket}"
+
+
+def is_removal(headers: Mapping[str, str] | None, data: bytes) -> bool:
+    """True for a message that removes its key (a delete or purge marker) rather than
+    setting it."""
+    return (headers or {}).get(_KV_OPERATION) in ("DEL", "PURGE") or not data
 
 
 def subject_prefix(bucket: str) -> str:
@@ -178,13 +189,13 @@ async def last_message(conn: Connection, bucket: str, key: str) -> tuple[int, by
     name = subject(bucket, key)
     await conn.storage.bucket(bucket)
     try:
-        msg = await conn.js.get_msg(f"KV_{bucket}", subject=name, direct=True)
+        msg = await conn.js.get_msg(stream_name(bucket), subject=name, direct=True)
     except nats.js.errors.NotFoundError:
         return None
     except (nats.errors.Error, OSError, TimeoutError) as exc:
         raise translate(exc, f"read of {name}") from None
     headers = msg.headers or {}
-    deleted = headers.get(_KV_OPERATION) in ("DEL", "PURGE") or not msg.data
+    deleted = is_removal(headers, bytes(msg.data or b""))
     return int(msg.seq or 0), bytes(msg.data or b""), deleted
 
 
@@ -203,7 +214,7 @@ async def snapshot(conn: Connection, bucket: str) -> list[KvEntry]:
 async def _snapshot(conn: Connection, bucket: str) -> list[KvEntry]:
     await conn.storage.bucket(bucket)
     js = conn.js
-    stream = f"KV_{bucket}"
+    stream = stream_name(bucket)
     prefix = f"$KV.{bucket}."
     config = nats.js.api.ConsumerConfig(
         deliver_policy=nats.js.api.DeliverPolicy.LAST_PER_SUBJECT,

@@ -16,8 +16,6 @@ from ..cancellation import CANCEL_PREFIX, cancel_requests_subject, job_id_of
 from ..dependencies import RESULTS_STREAM, bounded
 from ..transport import Connection, Message, Subscription, kv, streams
 
-_KV_OPERATION = "KV-Operation"
-
 
 class CancelRequests:
     """Ids of the jobs whose cancellation was asked; ``on_request`` is called for each new
@@ -53,8 +51,7 @@ class CancelRequests:
 
     def _pushed(self, msg: Message) -> None:
         job_id = job_id_of(msg.subject)
-        operation = (msg.headers or {}).get(_KV_OPERATION)
-        if operation in ("DEL", "PURGE") or not msg.data:
+        if kv.is_removal(msg.headers, msg.data):
             self._ids.discard(job_id)
         else:
             self._add(job_id)
