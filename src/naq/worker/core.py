@@ -10,7 +10,7 @@ import os
 import signal
 import threading
 import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from loguru import logger
@@ -32,11 +32,9 @@ from ..transport import (
     Connection,
     ConsumerSettings,
     Message,
-    Subscription,
     delivery_info,
     nak_body,
     reply_to,
-    streams,
 )
 from .backlog import Backlog
 from .cancels import CancelRequests
@@ -44,6 +42,7 @@ from .decide import decode
 from .delayed import DelayedCalls
 from .delivery import Delivery, State
 from .executor import Executor
+from .levels import PriorityLevels
 from .loops import Loops, renew_lease
 from .outcomes import Records
 from .pipeline import RUNNING_WRITE_DELAY, Counters, JobPipeline, Parts, with_retries
@@ -108,11 +107,7 @@ class Worker:
         self._inflight: dict[int, Delivery] = {}
         self._backlog = Backlog()
         #: (queue, priority) levels whose consumer this worker pulls from (0 always)
-        self._levels: set[tuple[str, int]] = set()
-        self._level_watches: dict[str, Subscription] = {}  # by queue
-        self._priority_pullers: dict[tuple[str, int], Puller] = {}
-        self._activating: list[int] = []  # priorities whose consumer is being set up
-        self._consumer_settings = ConsumerSettings()
+        self._priorities: PriorityLevels | None = None
         self._pullers: list[Puller] = []
         self._stop: asyncio.Event | None = None
         self._forced = asyncio.Event()
@@ -257,7 +252,17 @@ class Worker:
 
     # -- start-up -------------------------------------------------------------------------
     async def _prepare(self, conn: Connection) -> None:
-        consumer_settings = self._consumer_settings = ConsumerSettings(ack_wait=self.ack_wait)
+        consumer_settings = ConsumerSettings(ack_wait=self.ack_wait)
+        priorities = self._priorities = PriorityLevels(
+            conn,
+            self.queues,
+            consumer_settings,
+            self._pullers,
+            on_job=self._on_job,
+            room=self._room,
+            fill=self._schedule_fill,
+            spawn=self._spawn,
+        )
 
         async def ensure_storage() -> list[str]:
             await conn.ensure_jobs_stream()
@@ -271,9 +276,8 @@ class Worker:
         await with_retries("reading cancel requests", self.cancel_requests.start)
         await with_retries("reading the shared limits", self._start_limits)
         for queue, name in zip(self.queues, names, strict=True):
-            self._pullers.append(Puller(conn, queue, name, self._on_job, self._room_for(0)))
-            self._levels.add((queue, 0))
-        await with_retries("watching priorities", lambda: self._watch_priorities(conn))
+            self._pullers.append(Puller(conn, queue, name, self._on_job, priorities.room_for(0)))
+        await with_retries("watching priorities", priorities.watch)
         conn.add_reconnect_listener(self._on_reconnect)
         await with_retries("writing the worker record", self._beat)
         for puller in self._pullers:
@@ -286,100 +290,6 @@ class Worker:
         # every message held counts (waiting, running, or storing its outcome), plus threads
         # still running past their timeout: never more than `concurrency` jobs held at once
         return self.concurrency - len(self._inflight) - self.executor.orphaned
-
-    # -- priorities -----------------------------------------------------------------------
-    async def _watch_priorities(self, conn: Connection) -> None:
-        """Pull from the consumer of a priority above 0 once it has jobs: those waiting now,
-        and those that arrive later (a core subscription on each priority subject tells the
-        worker at once). A queue that never uses a priority costs no consumer for it."""
-        for queue in self.queues:
-            prefix = c.queue_subject(queue) + "."
-            if queue not in self._level_watches:
-                self._level_watches[queue] = await conn.subscribe(
-                    prefix + "*", self._level_seen(queue)
-                )
-        await self._scan_priorities(conn)
-
-    async def _scan_priorities(self, conn: Connection) -> None:
-        """Start pulling each priority that has jobs waiting; at start, and at every
-        heartbeat while some priority is not pulled yet (a job fired by a schedule lands
-        on its subject without a publish the watch would see)."""
-        for queue in self.queues:
-            if all((queue, p) in self._levels for p in c.PRIORITY_LEVELS):
-                continue
-            prefix = c.queue_subject(queue) + "."
-            waiting = await streams.subject_counts(conn, c.JOBS_STREAM, prefix + "*")
-            for subject in waiting:
-                level = subject.removeprefix(prefix)
-                if level.isdigit() and int(level) in c.PRIORITY_LEVELS:
-                    await self._add_level(queue, int(level))
-
-    def _level_seen(self, queue: str) -> Callable[[Message], None]:
-        """The handler of the watch of ``queue``'s priority subjects: a job was published."""
-        cut = len(c.queue_subject(queue)) + 1
-
-        def seen(msg: Message) -> None:
-            level = msg.subject[cut:]
-            if not level.isdigit() or int(level) not in c.PRIORITY_LEVELS:
-                return
-            priority = int(level)
-            puller = self._priority_pullers.get((queue, priority))
-            if puller is not None:
-                puller.notify()
-            else:
-                self._spawn(self._add_level(queue, priority))
-
-        return seen
-
-    def _room_for(self, priority: int) -> Callable[[], int]:
-        """Room for the consumers of ``priority``: what the requests to higher priorities
-        in flight may bring in is kept for them (they are answered at once)."""
-
-        def room() -> int:
-            if self._activating and max(self._activating) > priority:
-                return 0
-            above = self._priority_pullers.values()
-            return self._room() - sum(p.outstanding for p in above if p.priority > priority)
-
-        return room
-
-    async def _add_level(self, queue: str, priority: int) -> None:
-        """Start pulling ``queue``'s jobs of ``priority`` (its consumer is created if need be)."""
-        key = (queue, priority)
-        if key in self._levels:
-            return
-        self._levels.add(key)
-        conn = self._conn_or_raise()
-        # lower priorities ask for nothing more until this one is pulled (its consumer may
-        # take a few round trips to set up): jobs held meanwhile would all go first
-        self._activating.append(priority)
-        try:
-            name = await with_retries(
-                f"preparing the priority {priority} consumer of {queue}",
-                lambda: conn.ensure_consumer(queue, self._consumer_settings, priority),
-            )
-        except Exception as exc:  # noqa: BLE001 - tried again when the next such job arrives
-            self._levels.discard(key)
-            self._activated(priority)
-            logger.warning("cannot pull priority {} jobs of {}: {}", priority, queue, exc)
-            return
-        room = self._room_for(priority)
-        puller = Puller(
-            conn, queue, name, self._on_job, room, priority, on_answer=self._schedule_fill
-        )
-        self._priority_pullers[key] = puller
-        self._pullers.append(puller)
-        self._pullers.sort(key=lambda p: -p.priority)  # higher priorities are asked first
-        logger.debug("pulling priority {} jobs of queue {}", priority, queue)
-        try:
-            await puller.start()
-        finally:
-            self._activated(priority)
-
-    def _activated(self, priority: int) -> None:
-        """Setting up ``priority`` is over: the lower priorities may ask for jobs again."""
-        self._activating.remove(priority)
-        self._schedule_fill()
 
     def _on_job(self, queue: str, msg: Message, priority: int = 0) -> None:
         try:
@@ -516,7 +426,8 @@ class Worker:
 
     # -- background loops -----------------------------------------------------------------
     async def _beat(self) -> None:
-        await self._scan_priorities(self._conn_or_raise())
+        if self._priorities is not None:
+            await self._priorities.scan()
         running = [d.job_id for d in self._inflight.values() if d.job_id and not d.settled]
         status = "stopping" if self._stop is not None and self._stop.is_set() else "running"
         await self.status.beat(running, self.jobs_done, self.jobs_failed, status)
