@@ -20,6 +20,7 @@ import asyncio
 import math
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from loguru import logger
@@ -214,7 +215,12 @@ class Limiter:
                         slot.key,
                     )
 
-    @property
-    def held(self) -> int:
-        """How many jobs hold slots here now."""
-        return len(self._held)
+    async def keep_renewing(self, stopped: Callable[[], bool]) -> None:
+        """Renew the slots held, every :data:`RENEW_EVERY` seconds, until ``stopped()``."""
+        while not stopped():
+            await asyncio.sleep(RENEW_EVERY)
+            if self._held:
+                try:
+                    await self.renew()
+                except Exception as exc:  # noqa: BLE001 - tried again at the next round
+                    logger.warning("renewing concurrency slots failed: {}", exc)

@@ -21,7 +21,7 @@ from ..deadletter import DeadLetters
 from ..dependencies import UNPIN_DELAY, Dependencies
 from ..errors import ConfigurationError, NaqConnectionError
 from ..functions import FunctionResolver, add_module_paths
-from ..limiting import RENEW_EVERY, Limiter
+from ..limiting import Limiter
 from ..limits import LimitBook
 from ..models import FINAL_STATUSES, JobEnvelope, JobStatus
 from ..results import ResultStore, record_subject
@@ -38,6 +38,7 @@ from ..transport import (
 )
 from .backlog import Backlog
 from .cancels import CancelRequests
+from .counters import Counters
 from .decide import decode
 from .delayed import DelayedCalls
 from .delivery import Delivery, State
@@ -45,9 +46,10 @@ from .executor import Executor
 from .levels import PriorityLevels
 from .loops import Loops, renew_lease
 from .outcomes import Records
-from .pipeline import RUNNING_WRITE_DELAY, Counters, JobPipeline, Parts, with_retries
+from .pipeline import RUNNING_WRITE_DELAY, JobPipeline, Parts
 from .puller import Puller
 from .status import WorkerStatus
+from .writes import with_retries
 
 _FINAL = frozenset(s.value for s in FINAL_STATUSES)
 
@@ -355,17 +357,8 @@ class Worker:
     async def _start_limits(self) -> None:
         await self.limiter.ready()
         await self.limit_book.start()
-        self._spawn(self._renew_slots())
-
-    async def _renew_slots(self) -> None:
-        """Renew the concurrency slots of the running jobs, for as long as the worker runs."""
-        while self._stop is not None and not self._stop.is_set():
-            await asyncio.sleep(RENEW_EVERY)
-            if self.limiter.held:
-                try:
-                    await self.limiter.renew()
-                except Exception as exc:  # noqa: BLE001 - tried again at the next round
-                    logger.warning("renewing concurrency slots failed: {}", exc)
+        stop = self._stop
+        self._spawn(self.limiter.keep_renewing(lambda: stop is None or stop.is_set()))
 
     def forget(self, delivery: Delivery) -> None:
         """Drop a delivery the processor is done with, making room for another job."""

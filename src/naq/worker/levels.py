@@ -17,8 +17,8 @@ from loguru import logger
 
 from .. import constants as c
 from ..transport import Connection, ConsumerSettings, Message, Subscription, streams
-from .pipeline import with_retries
 from .puller import Puller
+from .writes import with_retries
 
 
 class PriorityLevels:

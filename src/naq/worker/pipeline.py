@@ -19,12 +19,11 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from loguru import logger
 
-from .. import stats
 from ..cancellation import CANCEL_REASON, CANCELLED_BY_REQUEST, remove_request
 from ..codec import to_wire
 from ..context import JobContext, ProgressSink
@@ -32,9 +31,7 @@ from ..deadletter import DeadLetters
 from ..dependencies import Dependencies
 from ..errors import (
     JobTimeoutError,
-    NaqConnectionError,
     SerializationError,
-    ServerError,
     WriteConflictError,
 )
 from ..expiry import has_expired, mark_expired
@@ -52,14 +49,16 @@ from ..models import (
 )
 from ..results import ResultStore
 from ..settings import Settings
-from ..transport import ACK, TERM, Connection, nak_body
+from ..transport import ACK, TERM, nak_body
 from .cancels import CancelRequests
+from .counters import Counters
 from .decide import Go, Refuse, decide
 from .delayed import DelayedCalls
 from .delivery import Delivery, Run, State
 from .executor import Executor
 from .outcomes import MAX_ATTEMPTS, Records, check_fits, qualified
 from .retry import decide as retry_decision
+from .writes import with_retries, write_retried
 
 T = TypeVar("T")
 
@@ -68,103 +67,6 @@ _FINAL_VALUES = frozenset(status.value for status in FINAL_STATUSES)
 RUNNING_WRITE_DELAY = 0.02
 #: The longest a job held back by a shared limit waits in NATS before it asks again, seconds.
 MAX_LIMIT_WAIT = 1.0
-#: How long the worker keeps trying to store an outcome while NATS is unreachable, seconds.
-STORE_RETRY_FOR = 60.0
-
-
-def is_transient(exc: BaseException) -> bool:
-    """True for failures that may go away by themselves (reconnecting, leader election)."""
-    if isinstance(exc, ServerError):
-        return exc.code in (0, 503) and not exc.err_code
-    return isinstance(exc, NaqConnectionError | OSError | TimeoutError)
-
-
-async def with_retries(what: str, attempt: Callable[[], Awaitable[T]]) -> T:
-    """Run ``attempt`` until it succeeds or ``STORE_RETRY_FOR`` passes (reconnects, leader
-    elections); the lease keeps the message ours meanwhile. Permanent refusals raise at once."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + STORE_RETRY_FOR
-    delay = 0.1
-    while True:
-        try:
-            return await attempt()
-        except Exception as exc:
-            if not is_transient(exc) or loop.time() + delay > deadline:
-                raise
-            logger.debug("{} failed ({}); retrying in {:.1f} s", what, exc, delay)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 2.0)
-
-
-async def _write(what: str, write: Callable[[], Awaitable[Any]]) -> None:
-    """A record write: straight onto the wire (the common case), retried only after a
-    failure that may go away by itself."""
-    try:
-        await write()
-    except Exception as exc:
-        if not is_transient(exc):
-            raise
-        await with_retries(what, write)
-
-
-@dataclass(slots=True)
-class Counters:
-    """Jobs a worker finished: completed, and failed or dead; in all and per queue.
-
-    The per-queue counts are added to the queues' shared totals (:mod:`naq.stats`) by
-    :meth:`flush`, called at every heartbeat and once more at shutdown; ``flushed`` holds
-    what was added already, so each flush adds only what finished since the last one."""
-
-    done: int = 0
-    failed: int = 0
-    done_by_queue: dict[str, int] = field(default_factory=dict)
-    failed_by_queue: dict[str, int] = field(default_factory=dict)
-    #: per queue, the (done, failed) counts already added to the shared totals
-    flushed: dict[str, tuple[int, int]] = field(default_factory=dict)
-    _flushing: asyncio.Future[None] | None = None
-
-    def add_done(self, queue: str) -> None:
-        """Count a completed job of ``queue``."""
-        self.done += 1
-        self.done_by_queue[queue] = self.done_by_queue.get(queue, 0) + 1
-
-    def add_failed(self, queue: str) -> None:
-        """Count a job of ``queue`` that failed for good or was dead-lettered."""
-        self.failed += 1
-        self.failed_by_queue[queue] = self.failed_by_queue.get(queue, 0) + 1
-
-    def unflushed(self) -> dict[str, tuple[int, int]]:
-        """Per queue, the (done, failed) jobs not yet added to the shared totals."""
-        deltas: dict[str, tuple[int, int]] = {}
-        for queue in self.done_by_queue.keys() | self.failed_by_queue.keys():
-            done, failed = self.flushed.get(queue, (0, 0))
-            delta = (
-                self.done_by_queue.get(queue, 0) - done,
-                self.failed_by_queue.get(queue, 0) - failed,
-            )
-            if delta != (0, 0):
-                deltas[queue] = delta
-        return deltas
-
-    async def flush(self, conn: Connection) -> None:
-        """Add what finished since the last flush to the shared per-queue totals (one
-        compare-and-set per queue); on failure it stays for the next flush.
-
-        A flush runs to its end even if its caller is cancelled (a write that got through
-        must be marked as added, or the next flush would add it twice), and flushes never
-        overlap: a flush waits for the one still running first."""
-        while self._flushing is not None and not self._flushing.done():
-            await asyncio.wait([self._flushing])
-        if not self.unflushed():
-            return
-        self._flushing = asyncio.ensure_future(self._add_unflushed(conn))
-        await asyncio.shield(self._flushing)
-
-    async def _add_unflushed(self, conn: Connection) -> None:
-        for queue, (done, failed) in self.unflushed().items():
-            await stats.add(conn, queue, done, failed)
-            added_done, added_failed = self.flushed.get(queue, (0, 0))
-            self.flushed[queue] = (added_done + done, added_failed + failed)
 
 
 @dataclass(slots=True)
@@ -549,7 +451,7 @@ class JobPipeline:
 
     async def _store(self, job_id: str, data: bytes, ttl: int) -> None:
         store = self.p.results
-        await _write(
+        await write_retried(
             f"storing the outcome of {job_id}",
             lambda: store.put_encoded_nowait(job_id, data, ttl),
         )
@@ -644,7 +546,7 @@ class JobPipeline:
         try:
             if refused:
                 raise WriteConflictError(f"others depend on job {job_id}")
-            await _write(
+            await write_retried(
                 f"storing the outcome of {job_id}",
                 lambda: store.put_final_nowait(job_id, data, ttl),
             )
