@@ -54,7 +54,17 @@ from .errors import (
     ServerError,
     WriteConflictError,
 )
+from .events import Event, EventKind, watch_events
 from .functions import task
+from .hooks import (
+    Hooks,
+    JobRun,
+    Middleware,
+    Outcome,
+    add_hook,
+    add_middleware,
+    remove_hook,
+)
 from .job import Job, JobInfo, QueueInfo, WorkerInfo
 from .limits import LimitSpec
 from .log import log_to_stdlib, setup_logging
@@ -98,21 +108,27 @@ __all__ = [
     "JOB_STATUS",
     "ConfigurationError",
     "DeadLetter",
+    "Event",
+    "EventKind",
     "FunctionNotAllowedError",
     "FunctionNotFoundError",
+    "Hooks",
     "Job",
     "JobCancelledError",
     "JobContext",
     "JobExecutionError",
     "JobInfo",
     "JobNotFoundError",
+    "JobRun",
     "JobStatus",
     "JobTimeoutError",
     "LimitSpec",
+    "Middleware",
     "NaqConnectionError",
     "NaqError",
     "NaqException",
     "NaqTimeoutError",
+    "Outcome",
     "PayloadTooLargeError",
     "Queue",
     "QueueInfo",
@@ -125,6 +141,8 @@ __all__ = [
     "WorkerInfo",
     "WriteConflictError",
     "__version__",
+    "add_hook",
+    "add_middleware",
     "cancel_job",
     "cancel_job_sync",
     "cancel_scheduled_job",
@@ -166,6 +184,7 @@ __all__ = [
     "purge_dead_letters_sync",
     "purge_queue",
     "purge_queue_sync",
+    "remove_hook",
     "requeue_dead_letter",
     "requeue_dead_letter_sync",
     "resume_scheduled_job",
@@ -177,4 +196,5 @@ __all__ = [
     "set_limit_sync",
     "setup_logging",
     "task",
+    "watch_events",
 ]

@@ -21,6 +21,13 @@ DUE_SUBJECT_PREFIX = "naq.due."
 DLQ_STREAM = "NAQ_DLQ"
 DLQ_SUBJECT_PREFIX = "naq.dlq."
 
+#: Stream of job and worker events: ``naq.events.<queue>.<kind>`` (naq.events), kept in
+#: memory for at most an hour and 64 MiB, the oldest dropped first.
+EVENTS_STREAM = "NAQ_EVENTS"
+EVENTS_SUBJECT_PREFIX = "naq.events."
+EVENTS_MAX_AGE = 3600.0
+EVENTS_MAX_BYTES = 64 * 1024 * 1024
+
 #: Key-value buckets.
 RESULTS_BUCKET = "naq_results"
 WORKERS_BUCKET = "naq_workers"

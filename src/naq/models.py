@@ -68,6 +68,9 @@ class JobEnvelope(msgspec.Struct, omit_defaults=True, kw_only=True):
     expires_at: float | None = None
     enqueued_at: float = msgspec.field(default_factory=time.time)
     schedule_id: str | None = None
+    #: headers set by ``before_enqueue`` hooks (e.g. a trace context), given to the
+    #: worker's hooks as ``JobRun.headers``
+    headers: dict[str, str] = msgspec.field(default_factory=dict)
 
 
 class HeldMessage(msgspec.Struct, omit_defaults=True, kw_only=True):

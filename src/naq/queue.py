@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -16,6 +16,7 @@ from . import deadletter
 from .batches import BATCH_SIZE, BatchRecord, batch_job_id, batch_key
 from .calls import prepare_call
 from .dependencies import Dependencies, bounded
+from .enqueue_hooks import EnqueueHooks
 from .errors import (
     ConfigurationError,
     JobCancelledError,
@@ -29,6 +30,7 @@ from .errors import (
     WriteConflictError,
 )
 from .expiry import as_read
+from .hooks import Hooks, as_hooks
 from .job import Job, JobInfo, JobOptions, iter_calls, new_job_id, split_options
 from .messages import job_header_block, job_headers
 from .models import HeldMessage, JobEnvelope, JobRecord, JobStatus, encode, record_for
@@ -68,6 +70,7 @@ class Queue:
         *,
         connection: Connection | None = None,
         settings: Settings | None = None,
+        hooks: Hooks | Sequence[object] | None = None,
     ) -> None:
         base = settings or (connection.settings if connection else load_settings(nats_url))
         self.settings = base.with_url(nats_url) if settings is not None else base
@@ -76,6 +79,10 @@ class Queue:
         self._owns_connection = connection is None
         self._closed = False
         self._results: ResultStore | None = None
+        #: this queue's own hooks (``before_enqueue``, ``after_enqueue``), run after the
+        #: global ones (:mod:`naq.hooks`)
+        self.hooks = as_hooks(hooks)
+        self._enqueue_hooks = EnqueueHooks(self.hooks, self.settings)
         warn_if_pickle(self.settings, "producer")
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -91,7 +98,10 @@ class Queue:
                     "jobs, or use the module-level helpers (naq.fetch_job_result(job_id), ...)"
                 )
             self._conn = Connection(self.settings, name="naq-producer")
-        return await self._conn.connect()
+        conn = await self._conn.connect()
+        if self.settings.events:
+            await self._enqueue_hooks.attach(conn)
+        return conn
 
     async def _store(self) -> ResultStore:
         if self._results is None:
@@ -126,7 +136,22 @@ class Queue:
         options, call_kwargs = split_options(kwargs)
         job, envelope = self._prepare(func, args, call_kwargs, options)
         await self._publish_job(job, envelope, options)
+        await self.after_enqueue(job)
         return job
+
+    @property
+    def has_enqueue_hooks(self) -> bool:
+        """Whether an enqueue runs hooks (its own, global ones, or events)."""
+        return self._enqueue_hooks.active
+
+    async def before_enqueue(self, job: Job, envelope: JobEnvelope) -> None:
+        """Run the ``before_enqueue`` hooks of a validated job about to be stored (the
+        connection is open); the headers they set go into ``envelope``."""
+        await self._enqueue_hooks.before(job, envelope)
+
+    async def after_enqueue(self, job: Job) -> None:
+        """Run the ``after_enqueue`` hooks of a stored job."""
+        await self._enqueue_hooks.after(job)
 
     async def enqueue_many(
         self, calls: Iterable[Any], *, atomic: bool = False, **options: Any
@@ -170,11 +195,14 @@ class Queue:
         conn.check_message(subject, b"", None)
         max_payload = conn.max_payload
         encoded: list[list[tuple[bytes, bytes]]] = []
+        hooked = self.has_enqueue_hooks
         for _batch_id, chunk in chunks:
             messages = []
             for job, envelope in chunk:
+                if hooked:
+                    await self.before_enqueue(job, envelope)
                 payload = encode(envelope)
-                block = job_header_block(self.settings, job.job_id, payload)
+                block = job_header_block(self.settings, job.job_id, payload, envelope.headers)
                 if len(payload) + len(block) > max_payload:
                     conn.check_message(subject, payload, block)  # raises, naming the limit
                 messages.append((payload, block))
@@ -194,6 +222,9 @@ class Queue:
                     del futures[:PUBLISH_WINDOW]
                 jobs.append(job)
         await self._settle(futures)
+        if hooked:
+            for job in jobs:
+                await self.after_enqueue(job)
         return jobs
 
     async def _settle(self, futures: list[asyncio.Future[Any]]) -> None:
@@ -250,8 +281,9 @@ class Queue:
         subject = c.queue_subject(self.name, opts.priority)
         messages: list[tuple[str, bytes, bytes]] = []
         for job, envelope in prepared:
+            await self.before_enqueue(job, envelope)
             payload = encode(envelope)
-            block = job_header_block(self.settings, job.job_id, payload)
+            block = job_header_block(self.settings, job.job_id, payload, envelope.headers)
             messages.append((subject, payload, block))
         batch = AtomicBatch(conn, messages, batch_id=batch_id)  # checks every message
         record = BatchRecord.of(batch_id, [envelope for _, envelope in prepared])
@@ -268,6 +300,8 @@ class Queue:
                 code=exc.code,
                 err_code=exc.err_code,
             ) from None
+        for job, _envelope in prepared:
+            await self.after_enqueue(job)
         return [job for job, _ in prepared]
 
     async def _remove_batch_record(self, conn: Connection, key: str) -> str:
@@ -291,6 +325,7 @@ class Queue:
         await conn.ensure_jobs_stream()
         store = await self._store()
         await store.ready()
+        await self.before_enqueue(job, envelope)
         if envelope.depends_on:
             await self._defer(job, envelope)
             return
@@ -345,9 +380,12 @@ class Queue:
         conn = await self.connection()
         await conn.ensure_jobs_stream()
         await (await self._store()).ready()
-        for _job, envelope in prepared:
+        for job, envelope in prepared:
+            await self.before_enqueue(job, envelope)
             conn.check_message(c.queue_subject(self.name), encode(envelope), None)
         await bounded(self._defer(job, envelope) for job, envelope in prepared)
+        for job, _envelope in prepared:
+            await self.after_enqueue(job)
         return [job for job, _ in prepared]
 
     async def _defer(self, job: Job, envelope: JobEnvelope) -> None:
@@ -355,7 +393,7 @@ class Queue:
         payload = encode(envelope)
         held = HeldMessage(
             status=JobStatus.PENDING.value,
-            headers=job_headers(self.settings, job.job_id, payload),
+            headers=job_headers(self.settings, job.job_id, payload, envelope.headers),
             payload=msgspec.Raw(payload),
         )
         conn = await self.connection()
@@ -368,7 +406,7 @@ class Queue:
         await conn.publish_idempotent(
             c.queue_subject(job.queue_name, job.options.priority),
             payload,
-            job_headers(self.settings, job.job_id, payload),
+            job_headers(self.settings, job.job_id, payload, job.headers),
             f"job {job.job_id}",
         )
 
@@ -434,6 +472,20 @@ class Queue:
         from .admin import purge_queue_jobs
 
         return await purge_queue_jobs(await self.connection(), self.name)
+
+    async def pause(self) -> None:
+        """Pause this queue: no worker starts a job of it until :meth:`resume` (see
+        :func:`naq.pause_queue`); jobs running now finish."""
+        from .pausing import pause_queue
+
+        await pause_queue(await self.connection(), self.name)
+
+    async def resume(self) -> None:
+        """Resume this paused queue: its workers take its jobs again at once (see
+        :func:`naq.resume_queue`)."""
+        from .pausing import resume_queue
+
+        await resume_queue(await self.connection(), self.name)
 
     # -- dead letters (see naq.deadletter) ------------------------------------------------
     async def list_dead_letters(self, *, limit: int = 100) -> list[DeadLetter]:
@@ -536,7 +588,7 @@ def enqueue_writes(
         (record_subject_of_valid_id(job.job_id), absent_block(ttl), record),
         (
             c.queue_subject(job.queue_name, envelope.priority),
-            job_header_block(settings, job.job_id, payload),
+            job_header_block(settings, job.job_id, payload, envelope.headers),
             payload,
         ),
     )

@@ -39,6 +39,8 @@ class Settings:
     tls_ca: str | None = None
     tls_cert: str | None = None
     tls_key: str | None = None
+    #: publish job and worker events to ``naq.events.>`` (``NAQ_EVENTS=1``)
+    events: bool = False
 
     @property
     def nats_url(self) -> str:
@@ -113,6 +115,20 @@ def _env_int(name: str, default: int, minimum: int) -> int:
     return value
 
 
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"", "0", "false", "no", "off"})
+
+
+def _env_flag(name: str) -> bool:
+    raw = os.environ.get(name) or ""
+    value = raw.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ConfigurationError(f"{name}={raw!r} is not a yes/no value (use 1 or 0)")
+
+
 def _urls(value: str, *, from_env: bool) -> tuple[str, ...]:
     try:
         return parse_nats_urls(value)
@@ -156,4 +172,5 @@ def load_settings(nats_url: str | None = None) -> Settings:
         tls_ca=env.get("NAQ_NATS_TLS_CA") or None,
         tls_cert=env.get("NAQ_NATS_TLS_CERT") or None,
         tls_key=env.get("NAQ_NATS_TLS_KEY") or None,
+        events=_env_flag("NAQ_EVENTS"),
     )

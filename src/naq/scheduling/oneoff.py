@@ -57,6 +57,7 @@ async def enqueue_at(
     job, envelope = prepare_call(queue, func, args, call_kwargs, options)
     conn = await queue.connection()
     await conn.ensure_jobs_stream()
+    await queue.before_enqueue(job, envelope)
     store = ResultStore(conn)
     ttl = scheduled_ttl(due, result_ttl(envelope, queue.settings.result_ttl))
     record = scheduled_record(job, envelope, due)
@@ -75,6 +76,7 @@ async def enqueue_at(
         deps = Dependencies(conn, store, queue.settings.result_ttl)
         stored = await deps.defer(envelope, held, next_attempt_at=due)
         job.function, job.queue_name = stored.function, stored.queue_name
+        await queue.after_enqueue(job)
         return job
     if options.job_id is None:
         await store.put(record, int(ttl) + 1)
@@ -92,6 +94,7 @@ async def enqueue_at(
                 job.function, job.queue_name = existing.function, existing.queue_name
                 return job
     await publish_schedule(conn, headers, job.queue_name, job.job_id, payload)
+    await queue.after_enqueue(job)
     return job
 
 

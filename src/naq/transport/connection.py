@@ -583,6 +583,13 @@ class Connection:
         with translated("set-up of the dead-letter stream"):
             await self.storage.dlq_stream()
 
+    async def ensure_events_stream(self) -> None:
+        """Create the events stream if needed (looked up once)."""
+        if self.storage.has("events"):
+            return
+        with translated("set-up of the events stream"):
+            await self.storage.events_stream()
+
     async def ensure_consumer(
         self, queue: str, settings: ConsumerSettings, priority: int = 0
     ) -> str:

@@ -20,7 +20,9 @@ from .. import eventloop
 from ..deadletter import DeadLetters
 from ..dependencies import UNPIN_DELAY, Dependencies
 from ..errors import ConfigurationError, NaqConnectionError
+from ..events import EventPublisher, WorkerEvents
 from ..functions import FunctionResolver, add_module_paths
+from ..hooks import HookRunner, Hooks, as_hooks, global_hooks
 from ..limiting import Limiter
 from ..limits import LimitBook
 from ..models import FINAL_STATUSES, JobEnvelope, JobStatus
@@ -75,6 +77,8 @@ class Worker:
         ack_wait: float = 30.0,
         max_crashes: int = 3,
         settings: Settings | None = None,
+        hooks: Hooks | Sequence[object] | None = None,
+        events: bool | None = None,
     ) -> None:
         self.settings = (settings or load_settings()).with_url(nats_url)
         names = [queues] if isinstance(queues, str) else list(queues or [])
@@ -105,6 +109,13 @@ class Worker:
             raise ConfigurationError(
                 f"worker_name {worker_name!r} is invalid: letters, digits, '_' or '-'"
             )
+        #: this worker's own hooks, run after the global ones (:mod:`naq.hooks`)
+        self.hooks = as_hooks(hooks)
+        #: whether it publishes events (default: ``NAQ_EVENTS``)
+        self.events = self.settings.events if events is None else bool(events)
+        self._builtin_hooks = Hooks()
+        self.hook_runner = HookRunner(global_hooks, self.hooks, self._builtin_hooks)
+        self._start_hooks_ran = False
         self.counters = Counters()
         self._inflight: dict[int, Delivery] = {}
         self._backlog = Backlog()
@@ -199,6 +210,8 @@ class Worker:
                 write_running=self.write_running,
                 exclusive=self.exclusive,
                 forget=self.forget,
+                hooks=self.hook_runner,
+                worker_id=self.worker_id,
             )
         )
         self.status = WorkerStatus(
@@ -229,6 +242,9 @@ class Worker:
             await self._stop.wait()
             await self._shutdown()
         finally:
+            if self._start_hooks_ran:
+                await self.hook_runner.fire_awaiting("on_worker_stop", self)
+                await self.hook_runner.drain()
             await loops.close()
             remove_stop_handlers(self._loop)
             # the jobs finished since the last heartbeat count too (bounded: NATS may be gone)
@@ -254,6 +270,9 @@ class Worker:
 
     # -- start-up -------------------------------------------------------------------------
     async def _prepare(self, conn: Connection) -> None:
+        if self.events:
+            await with_retries("preparing the events stream", conn.ensure_events_stream)
+            self._builtin_hooks.add_middleware(WorkerEvents(EventPublisher(conn)))
         consumer_settings = ConsumerSettings(ack_wait=self.ack_wait)
         priorities = self._priorities = PriorityLevels(
             conn,
@@ -282,6 +301,8 @@ class Worker:
         await with_retries("watching priorities", priorities.watch)
         conn.add_reconnect_listener(self._on_reconnect)
         await with_retries("writing the worker record", self._beat)
+        await self.hook_runner.fire_awaiting("on_worker_start", self)
+        self._start_hooks_ran = True
         for puller in self._pullers:
             await puller.start()
 
@@ -433,9 +454,17 @@ class Worker:
         loop = self._loop
         if loop is None:
             return
-        loop.call_soon_threadsafe(
-            lambda: self._spawn(self._store_progress(job_id, fraction, message))
-        )
+        loop.call_soon_threadsafe(self._on_progress, job_id, fraction, message)
+
+    def _on_progress(self, job_id: str, fraction: float, message: str | None) -> None:
+        self._spawn(self._store_progress(job_id, fraction, message))
+        if self.hook_runner.has("on_progress"):
+            for delivery in self._inflight.values():
+                run = delivery.run
+                if delivery.job_id == job_id and run is not None and run.hook is not None:
+                    run.hook.progress, run.hook.progress_message = fraction, message
+                    self.hook_runner.fire("on_progress", run.hook)
+                    break
 
     async def _store_progress(self, job_id: str, fraction: float, message: str | None) -> None:
         try:

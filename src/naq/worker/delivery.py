@@ -18,6 +18,7 @@ from enum import Enum
 from typing import Any
 
 from ..context import JobContext
+from ..hooks import JobRun
 from ..limiting import Permit
 from ..models import AttemptRecord, JobEnvelope
 from ..transport import Message, reply_to
@@ -40,6 +41,7 @@ class Run:
     history: list[AttemptRecord]  # earlier attempts, from the job's record
     ctx: JobContext
     started: float = field(default_factory=time.time)
+    hook: JobRun | None = None  # what hooks see of it, when any hook wants it
 
 
 @dataclass(slots=True)

@@ -36,6 +36,7 @@ from ..errors import (
 )
 from ..expiry import has_expired, mark_expired
 from ..functions import FunctionResolver
+from ..hooks import HookRunner, JobRun, Outcome
 from ..limiting import Denied, Limiter
 from ..limits import ConcreteLimit
 from ..models import (
@@ -56,6 +57,7 @@ from .decide import Go, Refuse, decide
 from .delayed import DelayedCalls
 from .delivery import Delivery, Run, State
 from .executor import Executor
+from .job_hooks import ended, job_run, not_run, wants_runs
 from .outcomes import MAX_ATTEMPTS, Records, check_fits, qualified
 from .retry import decide as retry_decision
 from .writes import with_retries, write_retried
@@ -91,6 +93,8 @@ class Parts:
     write_running: Callable[[str, bytes, int], asyncio.Task[None]]
     exclusive: Callable[[], AbstractAsyncContextManager[None]]
     forget: Callable[[Delivery], None]
+    hooks: HookRunner
+    worker_id: str
 
 
 class JobPipeline:
@@ -114,6 +118,7 @@ class JobPipeline:
                     verdict.envelope.expires_at is None
                     or not has_expired(verdict.envelope.expires_at)
                 )
+                and not p.hooks.awaits("before_job")
             ):
                 delivery.job_id = verdict.envelope.id
                 if self._launch(delivery, verdict, 1, [], None):
@@ -187,8 +192,12 @@ class JobPipeline:
                 f"reading the results job {go.envelope.id} depends on",
                 lambda: p.dependencies.results_of(go.envelope.depends_on),
             )
+        hook = None
+        if p.hooks.awaits("before_job"):
+            hook = job_run(go.envelope, attempt, p.worker_id, go.args, go.kwargs)
+            await p.hooks.fire_awaiting("before_job", hook)
         if not delivery.suspect:
-            if self._launch(delivery, verdict, attempt, history, finished):
+            if self._launch(delivery, verdict, attempt, history, finished, hook):
                 await finished
             return
         async with p.exclusive():
@@ -202,7 +211,7 @@ class JobPipeline:
                 delivery, verdict.envelope, JobStatus.RUNNING, attempt, now, history
             )
             await self._store(running.job_id, encode(running), p.records.ttl(verdict.envelope))
-            if self._launch(delivery, verdict, attempt, history, finished):
+            if self._launch(delivery, verdict, attempt, history, finished, hook):
                 await finished
 
     async def _guarded(self, delivery: Delivery, work: Awaitable[None]) -> None:
@@ -229,9 +238,11 @@ class JobPipeline:
         attempt: int,
         history: list[AttemptRecord],
         finished: asyncio.Future[None] | None,
+        hook: JobRun | None = None,
     ) -> bool:
         """Hand the function to the executor; its end is taken to :meth:`_ran`. False if the
-        executor could not take it (shut down): nothing was started then."""
+        executor could not take it (shut down): nothing was started then. ``hook``: its
+        :class:`JobRun`, when ``before_job`` ran already (awaited)."""
         p = self.p
         envelope = go.envelope
         ctx = JobContext(
@@ -242,10 +253,20 @@ class JobPipeline:
             _progress_sink=p.report_progress,
         )
         run = delivery.run = Run(envelope, attempt, history, ctx)
+        if hook is None and wants_runs(p.hooks):
+            hook = job_run(envelope, attempt, p.worker_id, go.args, go.kwargs)
+            p.hooks.fire("before_job", hook)
+        run.hook = hook
+        began = time.monotonic()
+        if hook is not None:
+            hook.started_at = run.started
         mark = p.running_marks.add(lambda: self._mark_running(delivery, run))
 
         def done(value: Any, error: BaseException | None) -> None:
             mark.cancel()
+            if run.hook is not None:
+                run.hook.duration = time.monotonic() - began
+                run.hook.result = value
             self._ran(delivery, run, value, error, finished)
 
         delivery.slot_handed = True
@@ -290,6 +311,7 @@ class JobPipeline:
         if delivery.settled or isinstance(error, asyncio.CancelledError):
             # handed back at shutdown while it ran, or stopped with the worker: the next
             # delivery runs it
+            ended(self.p.hooks, run.hook, Outcome.HANDED_BACK)
             self._done(delivery, finished)
             return
         p = self.p
@@ -332,6 +354,7 @@ class JobPipeline:
             self._acknowledge(delivery)
         except Exception as exc:  # noqa: BLE001 - closed meanwhile: redelivered, then skipped
             logger.debug("ack of {} failed: {}", run.envelope.id, exc)
+        ended(self.p.hooks, run.hook, Outcome.COMPLETED)
         self._done(delivery, finished)
 
     async def _finish_guarded(
@@ -368,6 +391,7 @@ class JobPipeline:
             return
         await self._store_final(run.envelope, data, JobStatus.COMPLETED, refused=refused)
         self._acknowledge(delivery)
+        ended(self.p.hooks, run.hook, Outcome.COMPLETED)
 
     def _acknowledge(self, delivery: Delivery) -> None:
         """Ack a job whose completed record is stored."""
@@ -394,6 +418,8 @@ class JobPipeline:
                 last.error,
                 decision.delay,
             )
+            # before the hand-back: its events are stored before it can run again
+            ended(p.hooks, run.hook, Outcome.RETRYING, error=exc, retry_in=decision.delay)
             delivery.settle(nak_body(decision.delay))
             return
         level = "WARNING" if isinstance(exc, JobTimeoutError | SerializationError) else "INFO"
@@ -409,6 +435,7 @@ class JobPipeline:
         await self._dead_letter(delivery, reason, "failed", envelope.id)
         delivery.settle(ACK)
         p.counters.add_failed(delivery.queue)
+        ended(p.hooks, run.hook, Outcome.FAILED, error=exc, reason=decision.reason)
 
     async def _refuse(self, delivery: Delivery, refusal: Refuse, attempt: int) -> None:
         """Keep a message that must not run in the dead-letter stream, record its job as
@@ -425,6 +452,7 @@ class JobPipeline:
             await self._store_final(envelope, encode(record), JobStatus.DEAD)
         delivery.settle(TERM)
         p.counters.add_failed(delivery.queue)
+        self._not_run("on_dead", delivery, envelope, attempt or 1, refusal.reason)
 
     async def _internal_error(self, delivery: Delivery, exc: BaseException) -> None:
         """Dead-letter a message naq itself failed on (with nothing of it but its bytes);
@@ -442,6 +470,7 @@ class JobPipeline:
             )
             delivery.settle(TERM)
             self.p.counters.add_failed(delivery.queue)
+            self._not_run("on_dead", delivery, None, delivery.delivered, f"internal error: {exc}")
         except Exception as again:  # noqa: BLE001 - NATS is away: try again later
             logger.warning("could not dead-letter it either ({}); handing it back", again)
             try:
@@ -469,6 +498,7 @@ class JobPipeline:
         await self._store_final(run.envelope, encode(record), JobStatus.CANCELLED)
         logger.bind(job_id=run.envelope.id).info("job {} cancelled while running", record.job_id)
         delivery.settle(ACK)
+        ended(self.p.hooks, run.hook, Outcome.CANCELLED, reason=CANCEL_REASON)
         await self._forget_request(run.envelope.id)
 
     async def _skip_cancelled(
@@ -488,6 +518,7 @@ class JobPipeline:
         await self._store_final(envelope, encode(record), JobStatus.CANCELLED)
         logger.bind(job_id=envelope.id).info("job {} was cancelled; not running it", envelope.id)
         delivery.settle(ACK)
+        self._not_run("on_cancel", delivery, envelope, attempt, CANCEL_REASON)
         await self._forget_request(envelope.id)
 
     async def _skip_expired(
@@ -503,6 +534,7 @@ class JobPipeline:
             "job {} was not started in time ({}); not running it", envelope.id, record.error
         )
         delivery.settle(ACK)
+        self._not_run("on_cancel", delivery, envelope, len(history) + 1, record.error or "")
 
     async def _wait_for_limit(
         self,
@@ -528,6 +560,24 @@ class JobPipeline:
         # not all come back at once
         delay = min(denied.retry_in, MAX_LIMIT_WAIT) * (1 + 0.2 * random.random()) + 0.005
         delivery.settle(nak_body(delay))
+
+    def _not_run(
+        self,
+        name: str,
+        delivery: Delivery,
+        envelope: JobEnvelope | None,
+        attempt: int,
+        reason: str,
+    ) -> None:
+        not_run(
+            self.p.hooks,
+            name,
+            envelope=envelope,
+            queue=delivery.queue,
+            worker_id=self.p.worker_id,
+            attempt=attempt,
+            reason=reason,
+        )
 
     async def _forget_request(self, job_id: str) -> None:
         self.p.cancel_requests.forget(job_id)

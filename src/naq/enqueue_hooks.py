@@ -1,0 +1,56 @@
+"""The hooks a producer runs around each enqueue: ``before_enqueue`` and ``after_enqueue``
+of the global registry, of the queue's own, and the ``enqueued`` events when they are on."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .events import EventPublisher, ProducerEvents
+from .hooks import HookRunner, Hooks, global_hooks
+from .messages import hook_headers
+from .models import JobEnvelope
+from .settings import Settings
+from .transport import Connection
+
+
+class EnqueueHooks:
+    """Runs a queue's enqueue hooks (see :mod:`naq.hooks`)."""
+
+    __slots__ = ("_builtin", "_events_on", "_settings", "runner")
+
+    def __init__(self, own: Hooks, settings: Settings) -> None:
+        self._builtin = Hooks()
+        self._settings = settings
+        self._events_on = False
+        self.runner = HookRunner(global_hooks, own, self._builtin)
+
+    async def attach(self, conn: Connection) -> None:
+        """Start sending ``enqueued`` events on ``conn`` if events are on (once)."""
+        if self._events_on or not self._settings.events:
+            return
+        await conn.ensure_events_stream()
+        self._builtin.add_middleware(ProducerEvents(EventPublisher(conn)))
+        self._events_on = True
+
+    @property
+    def active(self) -> bool:
+        """Whether an enqueue has any hook to run (or may get one: events on)."""
+        return (
+            self._settings.events
+            or self.runner.has("before_enqueue")
+            or self.runner.has("after_enqueue")
+        )
+
+    async def before(self, job: Any, envelope: JobEnvelope) -> None:
+        """Run ``before_enqueue`` for ``job``; the headers its hooks set go into the
+        envelope (checked: see :func:`naq.messages.hook_headers`)."""
+        if not self.runner.has("before_enqueue"):
+            return
+        await self.runner.fire_awaiting("before_enqueue", job)
+        if job.headers:
+            job.headers = envelope.headers = hook_headers(job.headers)
+
+    async def after(self, job: Any) -> None:
+        """Run ``after_enqueue`` for ``job`` (stored)."""
+        if self.runner.has("after_enqueue"):
+            await self.runner.fire_awaiting("after_enqueue", job)
