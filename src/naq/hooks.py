@@ -276,46 +276,53 @@ class HookRunner:
     """Calls the hooks of several registries (global first, then the object's own), each
     isolated: a hook that raises is logged and the others still run."""
 
-    __slots__ = ("_cache", "_failures", "_generation", "_registries", "_tasks")
+    __slots__ = ("_any", "_cache", "_failures", "_generation", "_registries", "_tasks")
 
     def __init__(self, *registries: Hooks) -> None:
         self._registries = registries
         self._generation = -1
-        self._cache: dict[str, tuple[HookFunction, ...]] = {}
+        self._cache: dict[str, tuple[tuple[HookFunction, ...], bool]] = {}
+        self._any: dict[tuple[str, ...], bool] = {}
         self._failures: dict[int, tuple[int, float]] = {}
         self._tasks: set[asyncio.Future[Any]] = set()
 
     def functions(self, name: str) -> tuple[HookFunction, ...]:
         """Every function registered for ``name`` (cached until a registry changes)."""
+        return self._entry(name)[0]
+
+    def _entry(self, name: str) -> tuple[tuple[HookFunction, ...], bool]:
+        """``(functions, any of them a coroutine function)`` of ``name``, cached."""
         if self._generation != _Generation.value:
             self._cache.clear()
+            self._any.clear()
             self._generation = _Generation.value
         found = self._cache.get(name)
         if found is None:
-            found = tuple(f for r in self._registries for f in r.functions(name))
-            self._cache[name] = found
+            functions = tuple(f for r in self._registries for f in r.functions(name))
+            found = self._cache[name] = (functions, any(_is_async(f) for f in functions))
         return found
 
     def has(self, name: str) -> bool:
         """Whether any function is registered for ``name``."""
-        return bool(self.functions(name))
+        return bool(self._entry(name)[0])
 
     def has_any(self, names: tuple[str, ...]) -> bool:
         """Whether any function is registered for any of ``names`` (cached)."""
-        key = "|".join(names)
-        found = self._cache.get(key) if self._generation == _Generation.value else None
-        if found is None:
-            found = tuple(f for name in names for f in self.functions(name))
-            self._cache[key] = found
-        return bool(found)
+        if self._generation == _Generation.value:
+            found = self._any.get(names)
+            if found is not None:
+                return found
+        found = any(self._entry(name)[0] for name in names)
+        self._any[names] = found
+        return found
 
     def awaits(self, name: str) -> bool:
         """Whether a coroutine function is registered for ``name``."""
-        return any(_is_async(f) for f in self.functions(name))
+        return self._entry(name)[1]
 
     def fire(self, name: str, arg: Any) -> None:
         """Call the hooks of ``name`` with ``arg``: sync ones now, coroutines as tasks."""
-        for func in self.functions(name):
+        for func in self._entry(name)[0]:
             try:
                 outcome = func(arg)
             except Exception as exc:  # noqa: BLE001 - a hook never breaks naq
