@@ -3,6 +3,7 @@ raw bytes, original headers, reason, queue and time, so they can be inspected an
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import time
 from collections.abc import Mapping
@@ -11,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from . import constants as c
-from .errors import JobNotFoundError
+from .errors import JobNotFoundError, NaqConnectionError, NaqException
 from .models import JobStatus, decode_envelope
 from .settings import validate_queue_name
 from .transport import (
@@ -23,6 +24,7 @@ from .transport import (
     streams,
 )
 from .utctime import from_epoch
+from .work_progress import OnProgress, Tally
 
 H_REASON = "Naq-Dlq-Reason"
 H_QUEUE = "Naq-Dlq-Queue"
@@ -34,6 +36,8 @@ H_ORIGINAL_PREFIX = "Naq-Orig-"
 H_DROPPED = "Naq-Dlq-Dropped-Headers"
 #: Set when the payload had to be cut to fit the server's max_payload: its original size.
 H_TRUNCATED = "Naq-Dlq-Truncated"
+#: Dead letters requeued at once by :func:`requeue_dead_letters`.
+_REQUEUE_WINDOW = 32
 
 
 class DeadLetters:
@@ -194,13 +198,87 @@ async def requeue_dead_letter(conn: Connection, entry_id: int) -> str | None:
     """
     entry = await get_dead_letter(conn, entry_id)
     await conn.ensure_jobs_stream()
+    return await _requeue(conn, entry)
+
+
+@dataclass(frozen=True, slots=True)
+class BulkRequeue:
+    """What :func:`requeue_dead_letters` did: the ``(entry id, job id)`` of each dead letter
+    requeued (job id ``None`` for an undecodable payload), and the ``(entry id, why)`` of each
+    one left in place because it cannot be requeued (e.g. it names an invalid queue)."""
+
+    requeued: list[tuple[int, str | None]]
+    skipped: list[tuple[int, str]]
+
+
+async def requeue_dead_letters(
+    conn: Connection, queue: str | None = None, *, on_progress: OnProgress | None = None
+) -> BulkRequeue:
+    """Requeue every dead letter (of ``queue``, or of all queues) stored when called, oldest
+    first, a few at a time, each as :func:`requeue_dead_letter` does.
+
+    Jobs that die again meanwhile are not requeued a second time (only entries up to the
+    newest one at the start are taken). ``on_progress(done, total)`` is called as each entry
+    is handled (``total``: the entries stored at the start). A connection failure stops the
+    walk and is raised; the entries requeued until then stay requeued.
+    """
+    await conn.ensure_dlq_stream()
+    subject = _filter(queue)
+    newest = await streams.get_message(conn, c.DLQ_STREAM, subject=subject)
+    if newest is None:
+        Tally(on_progress, 0).finish()
+        return BulkRequeue([], [])
+    await conn.ensure_jobs_stream()
+    counts = await streams.subject_counts(conn, c.DLQ_STREAM, subject)
+    tally = Tally(on_progress, sum(counts.values()))
+    done = BulkRequeue([], [])
+    window: list[DeadLetter] = []
+    seq = 1
+    while seq <= newest.seq:
+        msg = await streams.get_message(conn, c.DLQ_STREAM, subject=subject, next_from=seq)
+        if msg is None or msg.seq > newest.seq:
+            break
+        window.append(_entry(msg))
+        seq = msg.seq + 1
+        if len(window) == _REQUEUE_WINDOW:
+            await _requeue_window(conn, window, done, tally)
+            window = []
+    await _requeue_window(conn, window, done, tally)
+    tally.finish()
+    return done
+
+
+async def _requeue_window(
+    conn: Connection, entries: list[DeadLetter], done: BulkRequeue, tally: Tally
+) -> None:
+    """Requeue ``entries`` at once, adding each outcome to ``done`` in entry order; raises
+    the first failure that is not the entry's own fault (e.g. a lost connection)."""
+
+    async def one(entry: DeadLetter) -> str | None:
+        try:
+            return await _requeue(conn, entry)
+        finally:
+            tally.advance()
+
+    outcomes = await asyncio.gather(*(one(e) for e in entries), return_exceptions=True)
+    for entry, outcome in zip(entries, outcomes, strict=True):
+        if isinstance(outcome, NaqException) and not isinstance(outcome, NaqConnectionError):
+            done.skipped.append((entry.id, str(outcome)))
+        elif isinstance(outcome, BaseException):
+            raise outcome
+        else:
+            done.requeued.append((entry.id, outcome))
+
+
+async def _requeue(conn: Connection, entry: DeadLetter) -> str | None:
+    """Publish ``entry``'s job again and remove the entry; returns the job id."""
+    queue = validate_queue_name(entry.queue)
     # reset the record first: once published, a worker may store the new outcome at once
     if entry.job_id:
         await _reset_record(conn, entry.job_id)
     headers = dict(entry.original_headers)
     headers[c.HEADER_MSG_ID] = f"requeue-{entry.id}"
-    subject = c.queue_subject(validate_queue_name(entry.queue), _priority_of(entry.payload))
-    await conn.publish(subject, entry.payload, headers)
+    await conn.publish(c.queue_subject(queue, _priority_of(entry.payload)), entry.payload, headers)
     await streams.delete_message(conn, c.DLQ_STREAM, entry.id)
     return entry.job_id
 

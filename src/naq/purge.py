@@ -4,7 +4,8 @@ A job removed from the queue never runs, so its record must not stay ``pending``
 waiting for its result would wait out the whole timeout). The queue is read page by page:
 the job ids of a page's messages are collected (many readers at once), exactly those
 messages are purged, then each record still waiting is set to ``cancelled`` by
-compare-and-set (many writes in flight), which wakes anyone waiting for it.
+compare-and-set (many writes in flight), which wakes anyone waiting for it. An optional
+``on_progress(done, total)`` callback hears of each purged message whose record was settled.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import msgspec
@@ -26,6 +28,7 @@ from .models import JobRecord, JobStatus, decode_envelope, decode_record, encode
 from .serialization import signature_valid
 from .settings import validate_queue_name
 from .transport import Connection, StoredMessage, kv, streams
+from .work_progress import OnProgress, Tally
 
 #: ``error_type`` of the record of a job purged from its queue.
 PURGED_ERROR_TYPE = "naq:purged"
@@ -55,22 +58,30 @@ class _Purged:
     fresh: JobRecord
 
 
-async def purge_waiting_jobs(conn: Connection, queue: str) -> int:
+async def purge_waiting_jobs(
+    conn: Connection, queue: str, *, on_progress: OnProgress | None = None
+) -> int:
     """Remove every job waiting in ``queue`` when called and mark the records of those
     still waiting ``cancelled`` (``error_type`` ``naq:purged``); returns how many messages
-    were removed. Jobs enqueued while it runs are left alone (as with a single purge)."""
+    were removed. Jobs enqueued while it runs are left alone (as with a single purge).
+
+    ``on_progress(done, total)`` is called as the work is done: ``total`` is the number of
+    messages waiting at the start, ``done`` the messages removed whose records are settled."""
     validate_queue_name(queue)
     await conn.ensure_jobs_stream()
     await conn.ensure_bucket(c.RESULTS_BUCKET)
     counts = await streams.subject_counts(conn, c.JOBS_STREAM, c.queue_subject(queue) + ".*")
+    counts.update(await streams.subject_counts(conn, c.JOBS_STREAM, c.queue_subject(queue)))
+    tally = Tally(on_progress, sum(counts.values()))
     purged = 0
     for subject in c.queue_subjects(queue):  # every priority's subject that holds jobs
         if subject == c.queue_subject(queue) or subject in counts:
-            purged += await _purge_subject(conn, queue, subject)
+            purged += await _purge_subject(conn, queue, subject, tally)
+    tally.finish()
     return purged
 
 
-async def _purge_subject(conn: Connection, queue: str, subject: str) -> int:
+async def _purge_subject(conn: Connection, queue: str, subject: str, tally: Tally) -> int:
     """:func:`purge_waiting_jobs` for the jobs of one subject (one priority) of ``queue``."""
     newest = await streams.get_message(conn, c.JOBS_STREAM, subject=subject)
     if newest is None:
@@ -81,9 +92,25 @@ async def _purge_subject(conn: Connection, queue: str, subject: str) -> int:
         if page is None:
             return purged
         jobs, end = page
-        purged += await streams.purge(conn, c.JOBS_STREAM, subject, below=end + 1)
-        await _cancel_all(conn, queue, jobs)
+        before = tally.done
+        removed = await streams.purge(conn, c.JOBS_STREAM, subject, below=end + 1)
+        await _cancel_all(conn, queue, jobs, _settler(tally, removed))
+        tally.reach(before + removed)  # messages carrying no job to cancel count too
+        purged += removed
         start = end + 1
+
+
+def _settler(tally: Tally, removed: int) -> Callable[[], None]:
+    """What to call as each record of a page is settled, ``removed`` messages having been
+    purged: it moves ``tally`` on by one, never past those messages."""
+    before, settled = tally.done, 0
+
+    def settle_one() -> None:
+        nonlocal settled
+        settled += 1
+        tally.reach(before + min(settled, removed))
+
+    return settle_one
 
 
 async def _read_page(
@@ -154,15 +181,21 @@ def _reason(queue: str) -> str:
     return f"purged from queue {queue}"
 
 
-async def _cancel_all(conn: Connection, queue: str, jobs: list[_Purged]) -> None:
-    """Cancel the waiting records of ``jobs``, ``_IN_FLIGHT`` at a time; a write that
-    failed for another reason than a conflict is raised once all were tried."""
+async def _cancel_all(
+    conn: Connection, queue: str, jobs: list[_Purged], settled: Callable[[], None]
+) -> None:
+    """Cancel the waiting records of ``jobs``, ``_IN_FLIGHT`` at a time, calling ``settled``
+    as each one is done with; a write that failed for another reason than a conflict is
+    raised once all were tried."""
     room = asyncio.Semaphore(_IN_FLIGHT)
     canceller = _Canceller(conn, queue)
 
     async def cancel(job: _Purged) -> None:
         async with room:
-            await canceller.cancel(job)
+            try:
+                await canceller.cancel(job)
+            finally:
+                settled()
 
     results = await asyncio.gather(*(cancel(job) for job in jobs), return_exceptions=True)
     # jobs that others depend on: their dependants are cancelled too (one listing of the

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import typer
@@ -13,6 +12,7 @@ from ..__about__ import __version__
 from ..errors import JobNotFoundError
 from ..job import JobInfo
 from ..models import JobStatus
+from ..purge import purge_waiting_jobs
 from ..queue import Queue
 from ..server import default_store_dir, run_server_foreground
 from ..settings import load_settings
@@ -21,6 +21,7 @@ from ..worker import Worker
 from .common import (
     JSON_OPTION,
     URL_OPTION,
+    confirm_or_fail,
     console,
     fail,
     handle_errors,
@@ -29,6 +30,7 @@ from .common import (
     with_connection,
 )
 from .dlq_cmds import dlq_app
+from .progress import ProgressBars
 from .queues_table import queues_table
 from .times import when_text
 from .workers_table import workers_table
@@ -37,7 +39,7 @@ app = typer.Typer(
     name="naq",
     help="naq: the NATS Asynchronous Queue.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
 )
 
@@ -131,20 +133,31 @@ def purge(
     queues: list[str] = typer.Argument(..., help="Queues to empty."),
     force: bool = typer.Option(False, "--force", "-f", help="Do not ask for confirmation."),
     url: str = URL_OPTION,
+    as_json: bool = JSON_OPTION,
 ) -> None:
-    """Remove every waiting job from QUEUES (asks first)."""
+    """Remove every waiting job from QUEUES (asks first); a progress bar on a terminal."""
     settings = load_settings(url)
     names = [Queue(q, settings=settings).name for q in queues]  # validates names first
-    if not force:
-        if not sys.stdin.isatty():
-            raise fail("refusing to purge without confirmation: no terminal; pass --force", 2)
-        if not typer.confirm(f"Remove every waiting job from {', '.join(names)}?", default=False):
-            raise fail("purge cancelled; nothing removed", 1)
+    confirm_or_fail(
+        f"Remove every waiting job from {', '.join(names)}?",
+        force=force,
+        action="purge",
+        undone="nothing removed",
+    )
 
-    async def body(conn: Connection) -> list[tuple[str, int]]:
-        return [(q, await admin.purge_queue_jobs(conn, q)) for q in names]
+    with ProgressBars(show=not as_json) as bars:
 
-    for queue, count in run(with_connection(url, body)):
+        async def body(conn: Connection) -> list[tuple[str, int]]:
+            return [
+                (q, await purge_waiting_jobs(conn, q, on_progress=bars.track(f"purge {q}")))
+                for q in names
+            ]
+
+        counts = run(with_connection(url, body))
+    if as_json:
+        print_json([{"queue": queue, "purged": count} for queue, count in counts])
+        return
+    for queue, count in counts:
         console.print(f"purged {count} jobs from {queue}")
 
 

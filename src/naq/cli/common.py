@@ -1,4 +1,9 @@
-"""Helpers shared by CLI commands: one-line errors, JSON output, connection handling."""
+"""Helpers shared by CLI commands: one-line errors, JSON output, confirmations, connection
+handling.
+
+With ``--json`` a command's output is plain text whatever the terminal claims (``FORCE_COLOR``,
+a TTY): JSON goes to stdout unstyled, and its error lines carry no colour codes either.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,7 @@ import functools
 import json
 import sys
 from collections.abc import Awaitable, Callable, Coroutine
+from contextvars import ContextVar
 from datetime import datetime
 from enum import Enum
 from typing import Any, ParamSpec, TypeVar
@@ -31,26 +37,55 @@ URL_OPTION = typer.Option(
 )
 JSON_OPTION = typer.Option(False, "--json", help="Print JSON instead of a table.")
 
+#: Whether the running command was given ``--json`` (its parameter ``as_json``).
+_json_output: ContextVar[bool] = ContextVar("naq_cli_json_output", default=False)
+
+
+def json_output() -> bool:
+    """Whether the running command prints JSON (it was given ``--json``)."""
+    return _json_output.get()
+
 
 def fail(message: str, code: int = 1) -> typer.Exit:
-    """Print one clear line to stderr and return the Exit to raise."""
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    """Print one clear line to stderr and return the Exit to raise (without colour when the
+    command prints JSON)."""
+    if json_output():
+        sys.stderr.write(f"error: {message}\n")
+        sys.stderr.flush()
+    else:
+        err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
     return typer.Exit(code)
 
 
 def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
-    """Turn naq errors into one line on stderr and exit code 1 (no traceback)."""
+    """Turn naq errors into one line on stderr and exit code 1 (no traceback); note whether
+    the command was given ``--json`` (a parameter named ``as_json``) for :func:`fail`."""
 
     @functools.wraps(func)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        token = _json_output.set(kwargs.get("as_json") is True)
         try:
             return func(*args, **kwargs)
         except NaqException as exc:
             raise fail(str(exc)) from None
         except KeyboardInterrupt:
             raise typer.Exit(130) from None
+        finally:
+            _json_output.reset(token)
 
     return wrapper
+
+
+def confirm_or_fail(question: str, *, force: bool, action: str, undone: str) -> None:
+    """Ask ``question`` (y/N, on stderr so stdout keeps only output) unless ``force``; fail
+    with exit 2 when there is no terminal to ask on, with exit 1 when the answer is no.
+    ``action`` names what is refused ("purge"), ``undone`` what was left ("nothing removed")."""
+    if force:
+        return
+    if not sys.stdin.isatty():
+        raise fail(f"refusing to {action} without confirmation: no terminal; pass --force", 2)
+    if not typer.confirm(question, default=False, err=True):
+        raise fail(f"{action} cancelled; {undone}", 1)
 
 
 def run(coro: Coroutine[Any, Any, R]) -> R:
