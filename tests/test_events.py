@@ -91,6 +91,7 @@ async def test_dead_and_cancelled_events(nats_url: str, monkeypatch: pytest.Monk
     queue = _queue()
     async with naq.Queue(queue, nats_url=nats_url) as q:
         conn = await q.connection()
+        await conn.ensure_jobs_stream()
         await conn.publish(f"naq.queue.{queue}", b"not json")
         cancelled = await q.enqueue(hook_jobs.ok, 1)
         assert await q.cancel_job(cancelled.job_id)

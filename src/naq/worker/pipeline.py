@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 
 from loguru import logger
 
-from ..cancellation import CANCEL_REASON, CANCELLED_BY_REQUEST, remove_request
+from ..cancellation import CANCEL_REASON, CANCELLED_BY_REQUEST
 from ..codec import to_wire
 from ..context import JobContext, ProgressSink
 from ..deadletter import DeadLetters
@@ -60,7 +60,8 @@ from .executor import Executor
 from .job_hooks import ended, job_run, not_run, wants_runs
 from .outcomes import MAX_ATTEMPTS, Records, check_fits, qualified
 from .retry import decide as retry_decision
-from .writes import with_retries, write_retried
+from .writer import OutcomeWriter
+from .writes import with_retries
 
 T = TypeVar("T")
 
@@ -102,6 +103,7 @@ class JobPipeline:
 
     def __init__(self, parts: Parts) -> None:
         self.p = parts
+        self.w = OutcomeWriter(parts)
 
     # -- entry ------------------------------------------------------------------------------
     def start(self, delivery: Delivery) -> None:
@@ -141,7 +143,7 @@ class JobPipeline:
                 # connection) before its ack arrived. Nothing to run again.
                 logger.info("job {} is {} already; acknowledging", envelope.id, previous.status)
                 # its worker may have died while handing the outcome to its dependants
-                await self._after_final(envelope, previous.status, redelivered=True)
+                await self.w.after_final(envelope, previous.status, redelivered=True)
                 delivery.settle(ACK)
                 return
             if previous is not None:
@@ -210,7 +212,7 @@ class JobPipeline:
             running = p.records.record(
                 delivery, verdict.envelope, JobStatus.RUNNING, attempt, now, history
             )
-            await self._store(running.job_id, encode(running), p.records.ttl(verdict.envelope))
+            await self.w.store(running.job_id, encode(running), p.records.ttl(verdict.envelope))
             if self._launch(delivery, verdict, attempt, history, finished, hook):
                 await finished
 
@@ -389,7 +391,7 @@ class JobPipeline:
                 failure = RuntimeError(f"job raised {type(failure).__name__}")
             await self._failed(delivery, run, failure)
             return
-        await self._store_final(run.envelope, data, JobStatus.COMPLETED, refused=refused)
+        await self.w.store_final(run.envelope, data, JobStatus.COMPLETED, refused=refused)
         self._acknowledge(delivery)
         ended(self.p.hooks, run.hook, Outcome.COMPLETED)
 
@@ -405,9 +407,9 @@ class JobPipeline:
         retry_at = time.time() + decision.delay if decision.retry else None
         record = p.records.failed(delivery, run, exc, retry_at)
         if decision.retry:
-            await self._store(record.job_id, encode(record), p.records.ttl(envelope))
+            await self.w.store(record.job_id, encode(record), p.records.ttl(envelope))
         else:
-            await self._store_final(envelope, encode(record), JobStatus.FAILED)
+            await self.w.store_final(envelope, encode(record), JobStatus.FAILED)
         last = record.attempts[-1]
         log = logger.bind(job_id=envelope.id, queue=envelope.queue, attempt=attempt)
         if decision.retry:
@@ -432,7 +434,7 @@ class JobPipeline:
             decision.reason,
         )
         reason = f"failed: {last.error_type}: {last.error} ({decision.reason})"
-        await self._dead_letter(delivery, reason, "failed", envelope.id)
+        await self.w.dead_letter(delivery, reason, "failed", envelope.id)
         delivery.settle(ACK)
         p.counters.add_failed(delivery.queue)
         ended(p.hooks, run.hook, Outcome.FAILED, error=exc, reason=decision.reason)
@@ -446,10 +448,10 @@ class JobPipeline:
             job_id=envelope.id if envelope is not None else None, queue=delivery.queue
         ).warning("dead letter on queue {} ({}): {}", delivery.queue, refusal.kind, refusal.reason)
         job_id = envelope.id if envelope is not None else None
-        await self._dead_letter(delivery, refusal.reason, refusal.kind, job_id)
+        await self.w.dead_letter(delivery, refusal.reason, refusal.kind, job_id)
         if envelope is not None:
             record = p.records.dead(delivery, envelope, attempt or 1, refusal.kind, refusal.reason)
-            await self._store_final(envelope, encode(record), JobStatus.DEAD)
+            await self.w.store_final(envelope, encode(record), JobStatus.DEAD)
         delivery.settle(TERM)
         p.counters.add_failed(delivery.queue)
         self._not_run("on_dead", delivery, envelope, attempt or 1, refusal.reason)
@@ -478,13 +480,6 @@ class JobPipeline:
             except Exception:  # noqa: BLE001 - the connection is gone; redelivered anyway
                 pass
 
-    async def _store(self, job_id: str, data: bytes, ttl: int) -> None:
-        store = self.p.results
-        await write_retried(
-            f"storing the outcome of {job_id}",
-            lambda: store.put_encoded_nowait(job_id, data, ttl),
-        )
-
     async def _cancelled(self, delivery: Delivery, run: Run) -> None:
         """Record a run stopped by ``cancel_job`` as cancelled, and settle it."""
         if delivery.running_write is not None:
@@ -495,11 +490,11 @@ class JobPipeline:
             CANCEL_REASON,
         )
         record.attempts[-1].finished_at = record.finished_at
-        await self._store_final(run.envelope, encode(record), JobStatus.CANCELLED)
+        await self.w.store_final(run.envelope, encode(record), JobStatus.CANCELLED)
         logger.bind(job_id=run.envelope.id).info("job {} cancelled while running", record.job_id)
         delivery.settle(ACK)
         ended(self.p.hooks, run.hook, Outcome.CANCELLED, reason=CANCEL_REASON)
-        await self._forget_request(run.envelope.id)
+        await self.w.forget_request(run.envelope.id)
 
     async def _skip_cancelled(
         self,
@@ -515,11 +510,11 @@ class JobPipeline:
             CANCELLED_BY_REQUEST,
             CANCEL_REASON,
         )
-        await self._store_final(envelope, encode(record), JobStatus.CANCELLED)
+        await self.w.store_final(envelope, encode(record), JobStatus.CANCELLED)
         logger.bind(job_id=envelope.id).info("job {} was cancelled; not running it", envelope.id)
         delivery.settle(ACK)
         self._not_run("on_cancel", delivery, envelope, attempt, CANCEL_REASON)
-        await self._forget_request(envelope.id)
+        await self.w.forget_request(envelope.id)
 
     async def _skip_expired(
         self, delivery: Delivery, envelope: JobEnvelope, history: list[AttemptRecord]
@@ -529,7 +524,7 @@ class JobPipeline:
         record = mark_expired(
             record_for(envelope, JobStatus.CANCELLED, attempts=history[-MAX_ATTEMPTS:])
         )
-        await self._store_final(envelope, encode(record), JobStatus.CANCELLED)
+        await self.w.store_final(envelope, encode(record), JobStatus.CANCELLED)
         logger.bind(job_id=envelope.id).info(
             "job {} was not started in time ({}); not running it", envelope.id, record.error
         )
@@ -554,7 +549,7 @@ class JobPipeline:
             limit_waits=delivery.limit_waits + 1,
             waiting_for=denied.describe(),
         )
-        await self._store(record.job_id, encode(record), self.p.records.ttl(envelope))
+        await self.w.store(record.job_id, encode(record), self.p.records.ttl(envelope))
         # back when the limit may have room (at most a second: a limit raised or deleted
         # meanwhile applies that soon), with a little jitter so jobs sent back together do
         # not all come back at once
@@ -577,69 +572,4 @@ class JobPipeline:
             worker_id=self.p.worker_id,
             attempt=attempt,
             reason=reason,
-        )
-
-    async def _forget_request(self, job_id: str) -> None:
-        self.p.cancel_requests.forget(job_id)
-        try:
-            await remove_request(self.p.results.connection, job_id)
-        except Exception as exc:  # noqa: BLE001 - it expires by itself
-            logger.debug("could not remove the cancel request of {}: {}", job_id, exc)
-
-    async def _store_final(
-        self, envelope: JobEnvelope, data: bytes, status: JobStatus, *, refused: bool = False
-    ) -> None:
-        """Store a job's final record (encoded). The write is refused when others depend on
-        the job: then its outcome is handed to them too (see :mod:`naq.dependencies`).
-        ``refused``: the conditional write was tried and refused already."""
-        store, job_id, ttl = self.p.results, envelope.id, self.p.records.ttl(envelope)
-        try:
-            if refused:
-                raise WriteConflictError(f"others depend on job {job_id}")
-            await write_retried(
-                f"storing the outcome of {job_id}",
-                lambda: store.put_final_nowait(job_id, data, ttl),
-            )
-        except WriteConflictError:
-            await with_retries(
-                f"handing the outcome of {job_id} to its dependants",
-                lambda: self.p.dependencies.store_final(job_id, data, status.value),
-            )
-        if envelope.depends_on:
-            await self._after_final(envelope, status.value, redelivered=False)
-
-    async def _after_final(self, envelope: JobEnvelope, status: str, *, redelivered: bool) -> None:
-        """Dependency bookkeeping once a job's final record is stored: its edges go (its
-        dependencies may expire again) and, after a redelivery, its dependants are
-        handed its outcome again (its worker may have died half-way)."""
-        deps = self.p.dependencies
-        try:
-            if redelivered and await deps.has_dependants(envelope.id):
-                await with_retries(
-                    f"handing the outcome of {envelope.id} to its dependants",
-                    lambda: deps.finished(envelope.id, status),
-                )
-            if envelope.depends_on:
-                await with_retries(
-                    f"removing the dependency edges of {envelope.id}",
-                    lambda: deps.settled(envelope.id, envelope.depends_on),
-                )
-        except WriteConflictError as exc:
-            logger.warning("dependency bookkeeping of job {} failed: {}", envelope.id, exc)
-
-    async def _dead_letter(
-        self, delivery: Delivery, reason: str, kind: str, job_id: str | None
-    ) -> None:
-        msg = delivery.msg
-        await with_retries(
-            "storing a dead letter",
-            lambda: self.p.dead_letters.publish(
-                queue=delivery.queue,
-                payload=msg.data,
-                reason=reason,
-                kind=kind,
-                job_id=job_id,
-                original_headers=msg.headers,
-                dedupe_key=delivery.dedupe_key(),
-            ),
         )
