@@ -81,14 +81,22 @@ class NaqBench:
         return [*args, "--uvloop"] if self.uvloop else args
 
     async def _burst(
-        self, queue_name: str, func: Any, args: list[tuple[Any, ...]], concurrency: int
+        self,
+        queue_name: str,
+        func: Any,
+        args: list[tuple[Any, ...]],
+        concurrency: int,
+        *extra: str,
     ) -> tuple[dict[str, Any], float, list[naq.Job], Queue]:
-        """Pre-fill ``args`` jobs, run a burst worker process until it drained them."""
+        """Pre-fill ``args`` jobs, run a burst worker process (with ``extra`` arguments of
+        :mod:`benchmarks.worker_proc`) until it drained them."""
         queue = Queue(queue_name, nats_url=self.url)
         created = await queue.enqueue_many([(func, a) for a in args])
         spawned = time.time()
         child = await Child.start(
-            self.worker_args(queue_name, concurrency, "--burst", "--expect", str(len(args))),
+            self.worker_args(
+                queue_name, concurrency, "--burst", "--expect", str(len(args)), *extra
+            ),
             self.url,
         )
         done = await child.finish("done", timeout=180)
@@ -96,14 +104,17 @@ class NaqBench:
             raise RuntimeError(f"naq {queue_name}: worker reported {done}\n{child.stderr_tail()}")
         return done, spawned, created, queue
 
-    async def process(self, queue_name: str, func: Any, n: int, concurrency: int) -> dict[str, Any]:
-        """``n`` pre-filled no-op jobs, results stored, drained by a burst worker process.
+    async def process(
+        self, queue_name: str, func: Any, n: int, concurrency: int, *extra: str
+    ) -> dict[str, Any]:
+        """``n`` pre-filled no-op jobs, results stored, drained by a burst worker process
+        (``extra``: its further arguments, e.g. ``--events``).
 
         jobs/s = jobs finished between the first and the last observed completion / that time
         (worker start-up excluded); ``with_startup`` counts from spawning the process.
         """
         done, spawned, created, queue = await self._burst(
-            queue_name, func, [(i,) for i in range(n)], concurrency
+            queue_name, func, [(i,) for i in range(n)], concurrency, *extra
         )
         try:
             checked = await self.check_results(queue, random.sample(created, min(50, n)))

@@ -185,6 +185,18 @@ class Runner:
                             lambda: nb.process("bench-anoop", jobs.anoop, s.process, 200),
                             "rate",
                         ),
+                        "naq_process_noop_events": (
+                            lambda: nb.process(
+                                "bench-noop-ev", jobs.noop, s.process, 200, "--events"
+                            ),
+                            "rate",
+                        ),
+                        "naq_process_noop_hooks": (
+                            lambda: nb.process(
+                                "bench-noop-hk", jobs.noop, s.process, 200, "--hooks"
+                            ),
+                            "rate",
+                        ),
                     }
                 )
             )
@@ -272,6 +284,7 @@ def build_rows(s: Sizes, r: dict[str, Any]) -> list[Row]:
     seq, seq_raw = r["naq_enqueue_sequential"], r["raw_publish_sequential"]
     many, many_raw = r["naq_enqueue_many"], r["raw_publish_async"]
     noop, anoop = r["naq_process_noop_sync"], r["naq_process_noop_async"]
+    events, hooked = r["naq_process_noop_events"], r["naq_process_noop_hooks"]
     store, ack = r["raw_consume_store_ack"], r["raw_consume_ack"]
     lat, alat, raw_lat = r["naq_latency_sync"], r["naq_latency_async"], r["raw_latency"]
     sleep, sleep_sync = r["naq_sleep_async"], r["naq_sleep_sync"]
@@ -298,6 +311,14 @@ def build_rows(s: Sizes, r: dict[str, Any]) -> list[Row]:
             anoop["rate"], store["rate"], [], "", _process_error(anoop)),
         Row("process_noop_vs_ack", "same, sync fn, vs raw consume + ack only", "jobs/s",
             noop["rate"], ack["rate"], [], "raw: hand-written pull, +ACK, no result"),
+        Row("process_noop_events", "same, sync fn, events on (`NAQ_EVENTS=1`)", "jobs/s",
+            events["rate"], noop["rate"], [Target("min_ratio", 0.9)],
+            "baseline: the same run with events off (the first process row)",
+            _process_error(events)),
+        Row("process_noop_hooks", "same, sync fn, a no-op `before_job` + `after_job` hook",
+            "jobs/s", hooked["rate"], noop["rate"], [],
+            "baseline: the same run without hooks (the first process row)",
+            _process_error(hooked)),
         Row("latency_start_p50", "latency enqueue → start p50 (idle worker, sync fn)", "ms",
             lat["start_p50"], raw_lat["start_p50"], [], "raw: publish → consumer callback",
             lat["error"] or ""),

@@ -15,7 +15,7 @@ import os
 import time
 from dataclasses import dataclass
 
-from naq import Worker, setup_logging
+from naq import Hooks, JobRun, Worker, setup_logging
 
 from . import jobs
 from .common import emit, proc_status_mib, run_async
@@ -46,13 +46,23 @@ async def _poll(worker: Worker, expect: int, interval: float, seen: Completions)
         await asyncio.sleep(interval)
 
 
+def _noop_hook(run: JobRun) -> None:
+    """A hook that does nothing: what calling hooks costs by itself."""
+
+
 async def amain(args: argparse.Namespace) -> None:
+    hooks = Hooks()
+    if args.hooks:
+        hooks.add("before_job", _noop_hook)
+        hooks.add("after_job", _noop_hook)
     worker = Worker(
         [args.queue],
         nats_url=os.environ["NAQ_NATS_URL"],
         concurrency=args.concurrency,
         burst=args.burst,
         worker_name="bench",
+        events=args.events,
+        hooks=hooks,
     )
     started = time.time()
     emit("started", pid=os.getpid(), worker_id=worker.worker_id, rss_mib=proc_status_mib("VmRSS"))
@@ -86,6 +96,8 @@ def main() -> None:
     parser.add_argument("--expect", type=int, default=0, help="jobs to count to 'last_done'")
     parser.add_argument("--poll", type=float, default=0.002, help="completion poll interval, s")
     parser.add_argument("--uvloop", action="store_true")
+    parser.add_argument("--events", action="store_true", help="publish events (NAQ_EVENTS)")
+    parser.add_argument("--hooks", action="store_true", help="a no-op before_job + after_job")
     args = parser.parse_args()
     setup_logging("WARNING")
     run_async(amain(args), args.uvloop)

@@ -26,6 +26,8 @@ import time
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from itertools import groupby
+from operator import attrgetter
 from typing import Any
 
 import msgspec
@@ -97,6 +99,7 @@ class WireEvent(msgspec.Struct, omit_defaults=True, kw_only=True):
 
 _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder(list[WireEvent])
+_queue_and_kind = attrgetter("queue", "kind")
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,14 +185,8 @@ class EventPublisher:
         """Send every gathered event now."""
         self._flush_scheduled = False
         pending, self._pending = self._pending, []
-        start = 0
-        for end in range(1, len(pending) + 1):
-            if end == len(pending) or (
-                pending[end].kind != pending[start].kind
-                or pending[end].queue != pending[start].queue
-            ):
-                self._send(pending[start:end])
-                start = end
+        for _key, run in groupby(pending, _queue_and_kind):
+            self._send(list(run))
 
     def _send(self, events: list[WireEvent]) -> None:
         first = events[0]
@@ -226,21 +223,37 @@ class WorkerEvents(Middleware):
 
     def before_job(self, run: JobRun) -> None:
         """``started``."""
-        self.publisher.emit(self._job_event(EventKind.STARTED, run))
+        self.publisher.emit(
+            WireEvent(
+                kind=EventKind.STARTED,
+                queue=run.queue,
+                at=time.time(),
+                job_id=run.job_id,
+                worker_id=run.worker_id,
+                attempt=run.attempt,
+                function=run.function,
+            )
+        )
 
     def after_job(self, run: JobRun) -> None:
         """``completed``, ``failed``, ``retrying`` or ``cancelled``."""
         kind = _OUTCOME_KINDS.get(run.outcome or "")
         if kind is None:
             return
-        event = self._job_event(
-            kind,
-            run,
-            duration=None if run.duration is None else round(run.duration, 6),
-            error=None if kind == EventKind.COMPLETED else _error_text(run),
-            retry_in=run.retry_in,
+        self.publisher.emit(
+            WireEvent(
+                kind=kind,
+                queue=run.queue,
+                at=time.time(),
+                job_id=run.job_id,
+                worker_id=run.worker_id,
+                attempt=run.attempt,
+                function=run.function,
+                duration=run.duration,
+                error=None if kind == EventKind.COMPLETED else _error_text(run),
+                retry_in=run.retry_in,
+            )
         )
-        self.publisher.emit(event)
         if kind == EventKind.RETRYING:
             self.publisher.flush()  # stored before the job can be delivered again
 

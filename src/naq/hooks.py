@@ -328,7 +328,7 @@ class HookRunner:
             except Exception as exc:  # noqa: BLE001 - a hook never breaks naq
                 self._report(name, func, exc)
                 continue
-            if inspect.isawaitable(outcome):
+            if outcome is not None and inspect.isawaitable(outcome):
                 self._start(name, func, outcome)
 
     async def fire_awaiting(self, name: str, arg: Any) -> None:
