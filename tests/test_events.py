@@ -95,6 +95,13 @@ async def test_dead_and_cancelled_events(nats_url: str, monkeypatch: pytest.Monk
         await conn.publish(f"naq.queue.{queue}", b"not json")
         cancelled = await q.enqueue(hook_jobs.ok, 1)
         assert await q.cancel_job(cancelled.job_id)
+        scheduled = await q.enqueue_in(600, hook_jobs.ok, 1)
+        assert await q.cancel_job(scheduled.job_id)
+        deferred = await q.enqueue(hook_jobs.ok, 1, depends_on=[scheduled.job_id])
+        # (its dependency was cancelled: a deferred job on a cancelled one is cancelled)
+        parent = await q.enqueue_in(600, hook_jobs.ok, 2)
+        waiting = await q.enqueue(hook_jobs.ok, 1, depends_on=[parent.job_id])
+        assert await q.cancel_job(waiting.job_id)
         async with queue_worker(queue, nats_url, events=True):
             after = await q.enqueue(hook_jobs.ok, 2)
             await after.result(timeout=10)
@@ -104,6 +111,9 @@ async def test_dead_and_cancelled_events(nats_url: str, monkeypatch: pytest.Monk
     kinds = [(e["kind"], e.get("job_id")) for e in lines]
     assert ("dead", None) in kinds
     assert ("cancelled", cancelled.job_id) in kinds
+    assert ("cancelled", scheduled.job_id) in kinds  # never reached a worker
+    assert ("cancelled", waiting.job_id) in kinds  # deferred, never reached a worker
+    assert ("enqueued", deferred.job_id) in kinds
     assert kinds.index(("enqueued", after.job_id)) < kinds.index(("completed", after.job_id))
     assert {k for k, _ in kinds} <= set(EVENT_KINDS)
 

@@ -26,7 +26,7 @@ from . import constants as c
 from .dependencies import CAS_ATTEMPTS, Dependencies
 from .errors import JobNotFoundError, WriteConflictError
 from .expiry import as_read
-from .models import FINAL_STATUSES, JobStatus, mark_cancelled
+from .models import FINAL_STATUSES, JobRecord, JobStatus, mark_cancelled
 from .results import ResultStore
 from .transport import Connection, kv
 
@@ -70,9 +70,12 @@ async def cancel_job(
     *,
     default_ttl: int,
     cancel_scheduled: Callable[[str], Awaitable[bool]],
+    on_unreached: Callable[[JobRecord], None] | None = None,
 ) -> bool:
     """Cancel ``job_id`` (see the module docstring). True if it was cancelled; False if it
-    had finished already (nothing changes then). Unknown -> :class:`JobNotFoundError`."""
+    had finished already (nothing changes then). Unknown -> :class:`JobNotFoundError`.
+    ``on_unreached`` is told of a scheduled or deferred job cancelled before any worker
+    could see it (a worker reports the others when it skips or stops them)."""
     for _ in range(CAS_ATTEMPTS):
         entry = await results.get_entry(job_id)
         if entry is None:
@@ -85,12 +88,16 @@ async def cancel_job(
             logger.debug("job {} is {} already; nothing to cancel", job_id, status)
             return False
         if status == JobStatus.SCHEDULED.value and await cancel_scheduled(job_id):
-            pass  # its schedule is gone and its record says cancelled
+            # its schedule is gone and its record says cancelled
+            if on_unreached is not None:
+                on_unreached(record)
         elif status == JobStatus.DEFERRED.value:
             mark_cancelled(record, CANCELLED_BY_REQUEST, CANCEL_REASON)
             if not await results.update(record, revision, ttl):
                 continue  # released or changed meanwhile: look again
             await deps.settled(job_id, record.depends_on)
+            if on_unreached is not None:
+                on_unreached(record)
         elif status in _RUNNABLE or status == JobStatus.SCHEDULED.value:
             # (a scheduled job whose schedule fired already is a queued job by now)
             await kv.put(conn, c.RESULTS_BUCKET, cancel_key(job_id), b"1", ttl=ttl)

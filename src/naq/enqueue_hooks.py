@@ -1,14 +1,15 @@
-"""The hooks a producer runs around each enqueue: ``before_enqueue`` and ``after_enqueue``
-of the global registry, of the queue's own, and the ``enqueued`` events when they are on."""
+"""The hooks a producer runs: ``before_enqueue`` and ``after_enqueue`` around each enqueue,
+and ``on_cancel`` for a scheduled or deferred job it cancelled before any worker saw it; of
+the global registry, of the queue's own, and the events when they are on."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from .events import EventPublisher, ProducerEvents
-from .hooks import HookRunner, Hooks, global_hooks
+from .hooks import HookRunner, Hooks, JobRun, Outcome, global_hooks
 from .messages import hook_headers
-from .models import JobEnvelope
+from .models import JobEnvelope, JobRecord
 from .settings import Settings
 from .transport import Connection
 
@@ -54,3 +55,21 @@ class EnqueueHooks:
         """Run ``after_enqueue`` for ``job`` (stored)."""
         if self.runner.has("after_enqueue"):
             await self.runner.fire_awaiting("after_enqueue", job)
+
+    def cancelled(self, record: JobRecord) -> None:
+        """Run ``on_cancel`` for a job this producer cancelled before any worker saw it."""
+        if not self.runner.has("on_cancel"):
+            return
+        run = JobRun(
+            job_id=record.job_id,
+            queue=record.queue_name,
+            function=record.function,
+            args=(),
+            kwargs={},
+            attempt=len(record.attempts) + 1,
+            worker_id="",
+            enqueued_at=record.enqueued_at,
+            outcome=Outcome.CANCELLED,
+            reason=record.error,
+        )
+        self.runner.fire("on_cancel", run)

@@ -289,8 +289,9 @@ class WorkerEvents(Middleware):
 
 
 class ProducerEvents(Middleware):
-    """A producer's ``enqueued`` events, from its ``before_enqueue`` hook: sent at once, on
-    the connection the job is then sent on, so the event is stored before the job."""
+    """A producer's events: ``enqueued`` from its ``before_enqueue`` hook, sent at once, on
+    the connection the job is then sent on, so the event is stored before the job; and
+    ``cancelled`` for a scheduled or deferred job it cancelled (no worker would tell)."""
 
     def __init__(self, publisher: EventPublisher) -> None:
         self.publisher = publisher
@@ -304,6 +305,20 @@ class ProducerEvents(Middleware):
                 at=time.time(),
                 job_id=job.job_id,
                 function=job.function,
+            )
+        )
+        self.publisher.flush()
+
+    def on_cancel(self, run: JobRun) -> None:
+        """``cancelled``: a scheduled or deferred job cancelled before a worker saw it."""
+        self.publisher.emit(
+            WireEvent(
+                kind=EventKind.CANCELLED,
+                queue=run.queue,
+                at=time.time(),
+                job_id=run.job_id,
+                function=run.function or None,
+                error=_error_text(run),
             )
         )
         self.publisher.flush()
