@@ -465,6 +465,7 @@ class Queue:
             job_id,
             default_ttl=self.settings.result_ttl,
             cancel_scheduled=lambda jid: oneoff.cancel(conn, jid),
+            on_unreached=self._enqueue_hooks.cancelled,
         )
 
     async def purge(self) -> int:
