@@ -29,3 +29,7 @@ def with_progress() -> str:
 async def slow(seconds: float) -> str:
     await asyncio.sleep(seconds)
     return "slept"
+
+
+def my_headers() -> dict[str, str]:
+    return naq.current_job().headers

@@ -13,6 +13,7 @@ from tests.helpers import eventually, queue_worker
 
 import naq
 from naq.hooks import JobRun, Outcome, global_hooks
+from naq.transport import streams
 
 
 @pytest.fixture(autouse=True)
@@ -172,10 +173,20 @@ async def test_producer_hooks_and_headers_reach_the_worker(nats_url: str) -> Non
         one = await q.enqueue(hook_jobs.ok, 1)
         many = await q.enqueue_many([(hook_jobs.ok, (n,)) for n in range(3)])
         later = await q.enqueue_in(0.1, hook_jobs.ok, 5)
+        own = await q.enqueue(hook_jobs.my_headers)
+        # the job's message carries them as NATS headers too
+        message = await streams.get_message(
+            await q.connection(), "NAQ_JOBS", subject=f"naq.queue.{queue}"
+        )
+        assert message is not None
+        assert message.headers["traceparent"] == f"00-{own.job_id}-01"
+        assert "bad" not in message.headers
         async with queue_worker(queue, nats_url):
             for job in [one, *many, later]:
                 await job.result(timeout=10)
-    ids = [one.job_id, *(j.job_id for j in many), later.job_id]
+            # and the job's own code sees them
+            assert await own.result(timeout=10) == {"traceparent": f"00-{own.job_id}-01"}
+    ids = [one.job_id, *(j.job_id for j in many), later.job_id, own.job_id]
     assert stored == ids
     for job_id in ids:
         assert seen[job_id] == {"traceparent": f"00-{job_id}-01"}

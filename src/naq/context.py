@@ -27,6 +27,9 @@ class JobContext:
     #: The return values of the jobs this one depends on (``depends_on``), by job id; a
     #: dependency that did not complete (``allow_failure=True``) is absent.
     dependency_results: dict[str, Any] = field(default_factory=dict)
+    #: The headers the job was enqueued with (set by ``before_enqueue`` hooks, e.g. a trace
+    #: context the job's own code can continue).
+    headers: dict[str, str] = field(default_factory=dict)
     _progress_sink: ProgressSink | None = field(default=None, repr=False)
     _cancel_requested: bool = field(default=False, repr=False)
 

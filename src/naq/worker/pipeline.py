@@ -252,6 +252,7 @@ class JobPipeline:
             attempt=attempt,
             queue_name=envelope.queue,
             dependency_results=go.dependency_results,
+            headers=envelope.headers,
             _progress_sink=p.report_progress,
         )
         run = delivery.run = Run(envelope, attempt, history, ctx)
