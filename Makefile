@@ -51,6 +51,7 @@ lint: $(STAMP)
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
+	for example in examples/*/; do $(BIN)/mypy --strict "$$example" || exit 1; done
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run
