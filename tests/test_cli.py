@@ -51,16 +51,21 @@ WORKER_FIELDS = {
     "started_at",
     "last_heartbeat",
     "status",
+    "uptime",
 }
 QUEUE_FIELDS = {
     "name",
     "waiting",
     "running",
     "scheduled",
+    "deferred",
     "completed",
     "failed",
     "dead",
+    "completed_last_minute",
+    "failed_last_minute",
     "workers",
+    "consumers",
     "paused",
     "waiting_by_priority",
 }

@@ -22,7 +22,10 @@ from naq.job import QueueInfo
 from naq.settings import load_settings
 from naq.transport import Connection
 
-HEADERS = ("queue", "waiting", "running", "scheduled", "completed", "failed", "dead")
+ALL_HEADERS = (
+    *("queue", "waiting", "running", "scheduled", "deferred", "completed", "failed", "dead"),
+    *("done/min", "fail/min", "workers", "consumers", "paused"),
+)
 
 
 async def queue_info(nats_url: str, queue: str) -> QueueInfo | None:
@@ -112,7 +115,10 @@ async def test_concurrent_adds_from_many_connections_all_count(nats_url: str, qu
     conns = [await Connection(load_settings(nats_url)).connect() for _ in range(4)]
     try:
         await asyncio.gather(*(stats.add(conns[i % 4], queue, 1, i % 2) for i in range(40)))
-        assert (await stats.read_all(conns[0]))[queue] == (40, 20)
+        totals = (await stats.read_all(conns[0]))[queue]
+        assert (totals.completed, totals.failed) == (40, 20)
+        # added just now: all of them in the last minute too
+        assert (totals.completed_last_minute, totals.failed_last_minute) == (40, 20)
     finally:
         for conn in conns:
             await conn.close()
@@ -136,36 +142,63 @@ async def test_add_refuses_bad_input(
 # --------------------------------------------------------------------------- naq queues
 
 
-def test_table_fits_80_columns_with_every_count() -> None:
-    console = Console(width=80, record=True, file=io.StringIO())
-    info = QueueInfo(
-        name="emails-priority",
-        waiting=1234567,
-        running=10,
-        scheduled=45,
-        completed=98765432,
-        failed=12345,
-        dead=7,
-        workers=10,
-        paused=True,
-    )
-    console.print(queues_table([info]))
-    lines = console.export_text().splitlines()
+def _table_lines(info: QueueInfo, width: int) -> list[str]:
+    console = Console(width=width, record=True, file=io.StringIO())
+    console.print(queues_table([info], console))
+    return console.export_text().splitlines()
+
+
+_BUSY_QUEUE = QueueInfo(
+    name="emails-priority",
+    waiting=1234567,
+    running=10,
+    scheduled=45,
+    deferred=3,
+    completed=98765432,
+    failed=12345,
+    dead=7,
+    completed_last_minute=600,
+    failed_last_minute=12,
+    workers=10,
+    consumers=3,
+    paused=True,
+)
+
+
+def test_table_shows_every_count_in_120_columns() -> None:
+    lines = _table_lines(_BUSY_QUEUE, 120)
+    assert all(len(line) <= 120 for line in lines), lines
+    header = next(line for line in lines if line.split()[:1] == ["queue"])
+    assert header.split() == [*ALL_HEADERS], lines
+    row = next(line for line in lines if line.startswith("emails-priority"))
+    assert row.split() == [
+        "emails-priority",
+        *("1234567", "10", "45", "3", "98765432", "12345", "7", "600", "12", "10", "3"),
+        "yes",
+    ]
+    assert "wider terminal" not in "\n".join(lines)
+
+
+def test_table_in_80_columns_leaves_out_the_least_important_and_says_so() -> None:
+    lines = _table_lines(_BUSY_QUEUE, 80)
     assert all(len(line) <= 80 for line in lines), lines
     header = next(line for line in lines if line.split()[:1] == ["queue"])
-    assert header.split() == [*HEADERS, "workers", "paused"]
+    shown = ["queue", "waiting", "running", "deferred", "failed", "dead"]
+    assert header.split() == [*shown, "done/min", "fail/min", "paused"], lines
     row = next(line for line in lines if line.startswith("emails-priority"))
     assert row.split() == [
         "emails-priority",
         "1234567",
         "10",
-        "45",
-        "98765432",
+        "3",
         "12345",
         "7",
-        "10",
+        "600",
+        "12",
         "yes",
     ]
+    caption = " ".join(" ".join(lines).split())
+    assert "wider terminal for: consumers, workers, completed, scheduled" in caption, lines
 
 
 def test_naq_queues_shows_scheduled_and_dead_counts(nats_url: str) -> None:
@@ -179,15 +212,18 @@ def test_naq_queues_shows_scheduled_and_dead_counts(nats_url: str) -> None:
         await naq.close()
 
     asyncio.run(prepare())
-    proc = naq_cli("queues", "-u", nats_url, env={"COLUMNS": "80"})
+    # wide: other tests of this module leave queues with long names on the server
+    proc = naq_cli("queues", "-u", nats_url, env={"COLUMNS": "200"})
     assert proc.code == 0, proc.stderr
     lines = proc.stdout.splitlines()
-    assert all(len(line) <= 80 for line in lines), proc.stdout
+    assert all(len(line) <= 200 for line in lines), proc.stdout
     header = next(line for line in lines if line.split()[:1] == ["queue"])
-    assert header.split() == [*HEADERS, "workers", "paused"], proc.stdout
+    assert header.split() == [*ALL_HEADERS], proc.stdout
     row = next(line for line in lines if line.startswith(queue))
-    # waiting, running, scheduled, completed, failed, dead, workers, paused
-    assert row.split() == [queue, "1", "0", "1", "2", "1", "1", "0", "no"], proc.stdout
+    # waiting, running, scheduled, deferred, completed, failed, dead, done/min, fail/min,
+    # workers, consumers, paused
+    expected = [queue, "1", "0", "1", "0", "2", "1", "1", "2", "1", "0", "1", "no"]
+    assert row.split() == expected, proc.stdout
 
 
 def test_naq_queues_shows_waiting_jobs_per_priority(nats_url: str) -> None:

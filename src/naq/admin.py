@@ -3,10 +3,15 @@ workers and queues, purge a queue. Each takes a borrowed :class:`Connection`."""
 
 from __future__ import annotations
 
+import asyncio
+import time
+from dataclasses import dataclass, field
+
 import msgspec
 
 from . import constants as c
 from . import stats
+from .dependencies import count_deferred
 from .job import QueueInfo, WorkerInfo
 from .models import decode_worker
 from .purge import purge_waiting_jobs
@@ -23,12 +28,13 @@ async def purge_queue_jobs(conn: Connection, queue: str) -> int:
 async def list_workers(conn: Connection) -> list[WorkerInfo]:
     """The workers alive now (their records expire a few heartbeats after they die)."""
     workers: list[WorkerInfo] = []
+    now = time.time()
     for key in await kv.keys(conn, c.WORKERS_BUCKET):
         entry = await kv.get(conn, c.WORKERS_BUCKET, key)
         if entry is None:
             continue
         try:
-            workers.append(WorkerInfo.from_record(decode_worker(entry.value)))
+            workers.append(WorkerInfo.from_record(decode_worker(entry.value), now))
         except (msgspec.DecodeError, msgspec.ValidationError):
             continue
     return sorted(workers, key=lambda w: w.started_at)
@@ -46,53 +52,82 @@ async def _dead_letter_counts(conn: Connection) -> dict[str, int]:
     return {k.removeprefix(c.DLQ_SUBJECT_PREFIX): v for k, v in counts.items()}
 
 
-async def list_queues(conn: Connection) -> list[QueueInfo]:
-    """Every queue that has a consumer: its waiting, running, scheduled and dead jobs, the
-    jobs its workers completed and failed (totals, up to a heartbeat late), its workers."""
-    await conn.ensure_jobs_stream()
-    workers = await list_workers(conn)
-    dead = await _dead_letter_counts(conn)
-    totals = await stats.read_all(conn)
-    consumers = await streams.consumers(conn, c.JOBS_STREAM)
-    # jobs stored on each priority subject (waiting, or held by a worker), all queues at once
-    stored = await streams.subject_counts(conn, c.JOBS_STREAM, f"{c.QUEUE_SUBJECT_PREFIX}*.*")
-    # per queue and priority: (waiting, running); priority 0 is the queue's own consumer
-    levels: dict[str, dict[int, tuple[int, int]]] = {}
-    paused: dict[str, bool] = {}
+@dataclass(slots=True)
+class _QueueConsumers:
+    """What the consumers of one queue hold, per priority: (waiting, running)."""
+
+    levels: dict[int, tuple[int, int]] = field(default_factory=dict)
+    consumers: int = 0
+    paused: bool = False
+
+
+def _by_queue(consumers: list[streams.ConsumerCounts]) -> dict[str, _QueueConsumers]:
+    """naq's consumers of the jobs stream, gathered per queue (others are left out)."""
+    queues: dict[str, _QueueConsumers] = {}
     for consumer in consumers:
         found = c.PRIORITY_CONSUMER_RE.fullmatch(consumer.name)
         if found is not None:
             queue, priority = found.group(2), int(found.group(1))
         elif consumer.name.startswith(c.CONSUMER_PREFIX):
             queue, priority = consumer.name.removeprefix(c.CONSUMER_PREFIX), 0
-            paused[queue] = consumer.paused
         else:
             continue
-        levels.setdefault(queue, {})[priority] = (consumer.pending, consumer.ack_pending)
-    for queue, by_priority in levels.items():
+        entry = queues.setdefault(queue, _QueueConsumers())
+        entry.levels[priority] = (consumer.pending, consumer.ack_pending)
+        entry.consumers += 1
+        if found is None:  # the queue's own consumer says whether it is paused
+            entry.paused = consumer.paused
+    return queues
+
+
+async def list_queues(conn: Connection, workers: list[WorkerInfo] | None = None) -> list[QueueInfo]:
+    """Every queue that has a consumer: its waiting, running, scheduled, deferred and dead
+    jobs; the jobs its workers completed and failed, in all and during the last minute
+    (up to a heartbeat late); its workers (``workers``, if given, is the list of
+    :func:`list_workers` read already) and consumers."""
+    await conn.ensure_jobs_stream()
+    await conn.ensure_bucket(c.RESULTS_BUCKET)
+    if workers is None:
+        workers = await list_workers(conn)
+    dead = await _dead_letter_counts(conn)
+    totals = await stats.read_all(conn)
+    queues = _by_queue(await streams.consumers(conn, c.JOBS_STREAM))
+    # jobs stored on each priority subject (waiting, or held by a worker), all queues at once
+    stored = await streams.subject_counts(conn, c.JOBS_STREAM, f"{c.QUEUE_SUBJECT_PREFIX}*.*")
+    for queue, entry in queues.items():
+        by_priority = entry.levels
         for priority in c.PRIORITY_LEVELS:
             # a priority no worker pulls yet has no consumer: its jobs all wait
             count = stored.get(c.queue_subject(queue, priority), 0)
             running = by_priority.get(priority, (0, 0))[1]
             if count or priority in by_priority:
                 by_priority[priority] = (max(0, count - running), running)
+    names = sorted(queues)
+    scheduled = await asyncio.gather(*(count_scheduled(conn, q) for q in names))
+    deferred = await asyncio.gather(*(count_deferred(conn, q) for q in names))
     infos: list[QueueInfo] = []
-    for queue, by_priority in levels.items():
-        completed, failed = totals.get(queue, (0, 0))
+    for queue, scheduled_count, deferred_count in zip(names, scheduled, deferred, strict=True):
+        entry = queues[queue]
+        by_priority = entry.levels
+        counts = totals.get(queue, stats.QueueTotals(0, 0))
         infos.append(
             QueueInfo(
                 name=queue,
                 waiting=sum(waiting for waiting, _ in by_priority.values()),
                 running=sum(running for _, running in by_priority.values()),
-                scheduled=await count_scheduled(conn, queue),
-                completed=completed,
-                failed=failed,
+                scheduled=scheduled_count,
+                deferred=deferred_count,
+                completed=counts.completed,
+                failed=counts.failed,
                 dead=dead.get(queue, 0),
+                completed_last_minute=counts.completed_last_minute,
+                failed_last_minute=counts.failed_last_minute,
                 workers=sum(1 for w in workers if queue in w.queues),
-                paused=paused.get(queue, False),
+                consumers=entry.consumers,
+                paused=entry.paused,
                 waiting_by_priority={
                     p: waiting for p, (waiting, _) in sorted(by_priority.items()) if waiting
                 },
             )
         )
-    return sorted(infos, key=lambda q: q.name)
+    return infos

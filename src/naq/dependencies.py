@@ -14,6 +14,11 @@ Keys in the results bucket, next to the job records (``<id>``; a job id has no d
   finished P purges its key and counts what is left, so a thousand parents finishing at
   once never rewrite one shared record (each purge and count is independent; the one that
   purges the last key counts zero).
+* ``deferred.<queue>.<C>``, the index "C is deferred", so a listing counts a queue's
+  deferred jobs with one request (:func:`count_deferred`). Stored with C's record, in the
+  same round trip; removed (a raw purge of its one subject, so no marker is left to count)
+  once C is released or cancelled. Its expiry is C's ``expires_at``, if it has one: a job
+  not started by then never runs, and stops counting as deferred by itself.
 
 A deferred job's record holds its ``held`` message and is written twice at most: stored
 ``deferred``, then released (status ``pending`` or ``scheduled``, its message published
@@ -46,6 +51,7 @@ P's record gets its normal TTL back.
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import Awaitable, Iterable
 from typing import Any, TypeVar
@@ -92,6 +98,8 @@ WAIT_PREFIX = "wait."
 UNPIN_DELAY = 0.5
 #: Error type of a job cancelled because a dependency failed.
 DEPENDENCY_FAILED = "naq:dependency_failed"
+#: Key prefix of the index of deferred jobs (see the module docstring).
+DEFERRED_PREFIX = "deferred."
 
 
 def marker_key(job_id: str) -> str:
@@ -115,6 +123,35 @@ def wait_key(child: str, parent: str) -> str:
 
 def _wait_filter(child: str) -> str:
     return kv.subject_prefix(c.RESULTS_BUCKET) + WAIT_PREFIX + child + ".*"
+
+
+def deferred_key(queue: str, job_id: str) -> str:
+    """Key of the index entry "``job_id`` of ``queue`` is deferred"."""
+    return f"{DEFERRED_PREFIX}{queue}.{job_id}"
+
+
+def _deferred_subject(job_id: str, queue: str | None) -> str:
+    """The index entry of ``job_id`` of ``queue`` (``None``: whatever its queue, a filter)."""
+    return kv.subject_prefix(c.RESULTS_BUCKET) + deferred_key(queue or "*", job_id)
+
+
+async def count_deferred(conn: Connection, queue: str) -> int:
+    """How many jobs of ``queue`` wait for the jobs they depend on (one request)."""
+    prefix = kv.subject_prefix(c.RESULTS_BUCKET) + DEFERRED_PREFIX
+    return await streams.count_subjects(conn, RESULTS_STREAM, f"{prefix}{queue}.*")
+
+
+async def forget_deferred(conn: Connection, job_id: str, queue: str | None = None) -> None:
+    """Remove the index entry of ``job_id`` (released or cancelled; nothing if none), of
+    ``queue`` only when given."""
+    await streams.purge(conn, RESULTS_STREAM, _deferred_subject(job_id, queue))
+
+
+def _index_ttl(record: JobRecord) -> int | str:
+    """How long a deferred job's index entry is kept: until it expires, or for ever."""
+    if record.expires_at is None:
+        return "never"
+    return max(1, math.ceil(record.expires_at - time.time()))
 
 
 def succeeded(status: str) -> bool:
@@ -178,13 +215,42 @@ class Dependencies:
         record = record_for(envelope, JobStatus.DEFERRED, held=held, **fields)
         data = encode(record)
         self._conn.check_message(record_subject(envelope.id), data, None)  # fits, or raises
-        existing = await self._results.create(record, "never")
+        # the index entry goes out first, in the same round trip as the record: stored
+        # before anything can release the job (that needs the record and its edges)
+        index = await kv.put_nowait(
+            self._conn,
+            c.RESULTS_BUCKET,
+            deferred_key(envelope.queue, envelope.id),
+            b"1",
+            ttl=_index_ttl(record),
+        )
+        try:
+            existing = await self._results.create(record, "never")
+            await index
+        except Exception:
+            await self._unindex_after_error(index, envelope)
+            raise
         if existing is not None:
+            if existing.status != JobStatus.DEFERRED.value or existing.queue_name != envelope.queue:
+                # not this job deferred: the entry just written indexes nothing
+                await forget_deferred(self._conn, envelope.id, envelope.queue)
             if existing.status == JobStatus.DEFERRED.value:
                 await self.link(existing)  # an earlier call may have stopped half-way
             return existing
         await self.link(record)
         return record
+
+    async def _unindex_after_error(self, index: Awaitable[int], envelope: JobEnvelope) -> None:
+        """The record of a job just indexed was not stored: remove its index entry (it
+        counts nothing); a failure to do so is logged, the caller's error raised."""
+        try:
+            await index
+        except Exception:  # noqa: BLE001 - the caller raises its own error
+            return  # not stored either
+        try:
+            await forget_deferred(self._conn, envelope.id, envelope.queue)
+        except Exception as exc:  # noqa: BLE001 - the caller raises its own error
+            logger.warning("job {} may count as deferred: {}", envelope.id, exc)
 
     async def link(self, child: JobRecord) -> None:
         """Store the wait keys, edges and markers of ``child`` (in that order, see the
@@ -342,7 +408,7 @@ class Dependencies:
                 record.status = held.status
                 held.released_at = time.time()
                 if await self._results.update(record, revision, self._released_ttl(record)):
-                    await self._publish(record, held)
+                    await self._publish_and_unindex(record, held)
                     return "released"
             entry = await self._results.get_entry(record.job_id)
             if entry is None or entry[0].status != JobStatus.DEFERRED.value:
@@ -358,14 +424,26 @@ class Dependencies:
             ttl += max(0, int(record.next_attempt_at - time.time()) + 1)
         return ttl
 
+    async def _publish_and_unindex(self, record: JobRecord, held: HeldMessage) -> None:
+        """Publish a released job's message; its index entry goes at the same time (not
+        before: the publish waits for nothing else)."""
+        unindexed = asyncio.ensure_future(
+            forget_deferred(self._conn, record.job_id, record.queue_name)
+        )
+        try:
+            await self._publish(record, held)
+        finally:
+            await unindexed
+
     async def _republish(self, record: JobRecord) -> None:
-        """Publish a released job's message again if its releaser may have died before
-        publishing it; only inside the duplicate window, so a repeat is always dropped."""
+        """Publish a released job's message again (and remove its index entry again) if its
+        releaser may have died before doing so; only inside the duplicate window, so a
+        repeat is always dropped."""
         held = record.held
         if held is None or held.released_at is None:
             return
         if time.time() - held.released_at < c.DUPLICATE_WINDOW - 10:
-            await self._publish(record, held)
+            await self._publish_and_unindex(record, held)
 
     async def _publish(self, record: JobRecord, held: HeldMessage) -> None:
         if held.status == JobStatus.SCHEDULED.value:
@@ -377,12 +455,17 @@ class Dependencies:
         )
 
     async def settled(self, job_id: str, depends_on: Iterable[str]) -> None:
-        """``job_id`` reached a final status: remove its wait keys and edges, and unpin
-        each dependency nobody else waits on (a moment later, with ``unpin_delay``)."""
+        """``job_id`` reached a final status: remove its wait keys, edges and deferred index
+        entry, and unpin each dependency nobody else waits on (a moment later, with
+        ``unpin_delay``)."""
         parents = list(depends_on)
         subjects = [kv.subject(c.RESULTS_BUCKET, edge_key(p, job_id)) for p in parents]
         if len(parents) > 1:
             subjects.append(_wait_filter(job_id))
+        if parents:
+            # a job cancelled while deferred (cancel_job, or a failed dependency) is still
+            # indexed; a released one is not, and this purge (in parallel) removes nothing
+            subjects.append(_deferred_subject(job_id, None))
         await asyncio.gather(
             *(streams.purge(self._conn, RESULTS_STREAM, subject) for subject in subjects)
         )

@@ -263,6 +263,7 @@ class Job:
         "args",
         "enqueued_at",
         "function",
+        "headers",
         "job_id",
         "kwargs",
         "options",
@@ -280,6 +281,7 @@ class Job:
         options: JobOptions,
         enqueued_at: float,
         queue: Queue | None = None,
+        headers: dict[str, str] | None = None,
     ) -> None:
         self.job_id = job_id
         self.function = function
@@ -289,6 +291,9 @@ class Job:
         self.options = options
         self.enqueued_at = enqueued_at
         self._queue = queue
+        #: Headers that travel with the job (its envelope, and its message's NATS headers):
+        #: e.g. a trace context set by a ``before_enqueue`` hook. Strings only.
+        self.headers: dict[str, str] = headers if headers is not None else {}
 
     max_retries = property(lambda self: self.options.max_retries, doc="Retries allowed.")
     retry_delay = property(lambda self: self.options.retry_delay, doc="Delay between retries.")
@@ -326,6 +331,8 @@ class AttemptInfo:
     finished_at: datetime | None
     error_type: str | None
     error: str | None
+    #: the attempt's traceback; a worker keeps it for the latest attempt only
+    traceback: str | None = None
 
     @classmethod
     def from_record(cls, record: AttemptRecord) -> AttemptInfo:
@@ -337,7 +344,15 @@ class AttemptInfo:
             finished_at=from_epoch(record.finished_at),
             error_type=record.error_type,
             error=record.error,
+            traceback=record.traceback,
         )
+
+    @property
+    def duration(self) -> float | None:
+        """Seconds the attempt ran, or ``None`` while it runs (or if it never started)."""
+        if self.started_at is None or self.finished_at is None:
+            return None
+        return max(0.0, (self.finished_at - self.started_at).total_seconds())
 
 
 @dataclass(frozen=True, slots=True)
@@ -402,7 +417,8 @@ class JobInfo:
 
 @dataclass(frozen=True, slots=True)
 class WorkerInfo:
-    """A live worker (``list_workers``); its times are aware UTC datetimes."""
+    """A live worker (``list_workers``); its times are aware UTC datetimes, ``uptime`` the
+    seconds since it started, as of when it was read."""
 
     worker_id: str
     hostname: str
@@ -415,10 +431,13 @@ class WorkerInfo:
     started_at: datetime
     last_heartbeat: datetime
     status: str
+    uptime: float = 0.0
 
     @classmethod
-    def from_record(cls, record: WorkerRecord) -> WorkerInfo:
-        """Build from the stored record."""
+    def from_record(cls, record: WorkerRecord, now: float | None = None) -> WorkerInfo:
+        """Build from the stored record; ``uptime`` counts to ``now`` (epoch seconds;
+        default the current time; never negative, another host's clock may run ahead)."""
+        moment = time.time() if now is None else now
         return cls(
             worker_id=record.worker_id,
             hostname=record.hostname,
@@ -431,21 +450,30 @@ class WorkerInfo:
             started_at=from_epoch(record.started_at),
             last_heartbeat=from_epoch(record.last_heartbeat),
             status=record.status,
+            uptime=max(0.0, moment - record.started_at),
         )
 
 
 @dataclass(frozen=True, slots=True)
 class QueueInfo:
-    """Counts for one queue (``list_queues``)."""
+    """Counts for one queue (``list_queues``). ``completed`` and ``failed`` (failed for good
+    or dead) count every job since the counts began; the ``*_last_minute`` ones those of
+    the last 60 s; all of them up to a worker heartbeat late."""
 
     name: str
     waiting: int
     running: int
     scheduled: int = 0
+    #: jobs waiting for the jobs they depend on
+    deferred: int = 0
     completed: int = 0
     failed: int = 0
     dead: int = 0
+    completed_last_minute: int = 0
+    failed_last_minute: int = 0
     workers: int = 0
+    #: JetStream consumers serving the queue: its own, plus one per priority in use
+    consumers: int = 0
     paused: bool = False
     #: waiting jobs by priority (0 to 9), only the priorities with jobs waiting
     waiting_by_priority: dict[int, int] = dataclasses.field(default_factory=dict)

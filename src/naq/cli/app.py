@@ -18,6 +18,7 @@ from ..server import default_store_dir, run_server_foreground
 from ..settings import load_settings
 from ..transport import Connection
 from ..worker import Worker
+from .attempts_table import attempts_table, traceback_texts
 from .common import (
     JSON_OPTION,
     URL_OPTION,
@@ -178,7 +179,9 @@ def list_workers(url: str = URL_OPTION, as_json: bool = JSON_OPTION) -> None:
 @app.command()
 @handle_errors
 def queues(url: str = URL_OPTION, as_json: bool = JSON_OPTION) -> None:
-    """List queues: waiting, running, scheduled, completed, failed and dead jobs, workers."""
+    """List queues: waiting, running, scheduled, deferred, completed, failed and dead jobs,
+    jobs done and failed in the last minute, workers, consumers, paused (as many columns
+    as the terminal is wide for)."""
     infos = run(with_connection(url, admin.list_queues))
     if as_json:
         print_json(infos)
@@ -186,7 +189,7 @@ def queues(url: str = URL_OPTION, as_json: bool = JSON_OPTION) -> None:
     if not infos:
         console.print("no queues yet")
         return
-    console.print(queues_table(infos))
+    console.print(queues_table(infos, console))
 
 
 def _dependency_rows(info: JobInfo) -> list[tuple[str, str]]:
@@ -206,9 +209,17 @@ def _dependency_rows(info: JobInfo) -> list[tuple[str, str]]:
 
 @app.command()
 @handle_errors
-def job(job_id: str, url: str = URL_OPTION, as_json: bool = JSON_OPTION) -> None:
-    """Show everything known about job JOB_ID: status, times, attempts, its error (for a
-    cancelled job, why), the jobs it depends on and, while deferred, those it waits for."""
+def job(
+    job_id: str,
+    url: str = URL_OPTION,
+    as_json: bool = JSON_OPTION,
+    traceback: bool = typer.Option(
+        False, "--traceback", help="Show each attempt's traceback too (where one was kept)."
+    ),
+) -> None:
+    """Show everything known about job JOB_ID: status, times, its error (for a cancelled
+    job, why), the jobs it depends on and, while deferred, those it waits for; then each
+    attempt: worker, start, duration, error."""
 
     async def body(conn: Connection) -> JobInfo:
         return await Queue(connection=conn).get_job_info(job_id)
@@ -242,16 +253,23 @@ def job(job_id: str, url: str = URL_OPTION, as_json: bool = JSON_OPTION) -> None
     for key, value in rows:
         table.add_row(key, value)
     console.print(table)
+    if info.attempts:
+        console.print(attempts_table(info.attempts))
+    if traceback:
+        for text in traceback_texts(info.attempts):
+            console.print(text, highlight=False, markup=False, soft_wrap=True)
 
 
 app.add_typer(dlq_app, name="dlq")
 
 
+from .info_cmd import register as _register_info_cmd  # noqa: E402
 from .limits_cmds import register as _register_limits_cmds  # noqa: E402
 from .schedule_cmds import register as _register_schedule_cmds  # noqa: E402
 
 _register_schedule_cmds(app)
 _register_limits_cmds(app)
+_register_info_cmd(app)
 
 
 def main() -> None:

@@ -1,45 +1,75 @@
-"""The ``naq queues`` table: every count of every queue, readable in 80 columns.
+"""The ``naq queues`` table, fitted to the terminal's width.
 
-No outer border and one space between columns, so the nine columns fit 80 characters with
-a queue name of up to 17; a longer name folds onto more lines (it is never cut, it is what
-a user copies). Counts are right-aligned and never wrap."""
+No outer border and one space between columns. When the terminal is too narrow for every
+column, the least important ones are left out and the caption names them; the queue name
+is never cut (it is what a user copies: it folds onto more lines if even the essential
+columns do not fit). Counts are right-aligned and never wrap."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
 from rich import box
+from rich.console import Console
 from rich.table import Table
 
 from ..job import QueueInfo
+from .fitting import Column, fitted_table, left_out_caption
 
-#: Count columns after the queue name: header, and how a queue's cell reads.
-COUNT_COLUMNS: tuple[tuple[str, Callable[[QueueInfo], str]], ...] = (
-    ("waiting", lambda q: str(q.waiting)),
-    ("running", lambda q: str(q.running)),
-    ("scheduled", lambda q: str(q.scheduled)),
-    ("completed", lambda q: str(q.completed)),
-    ("failed", lambda q: str(q.failed)),
-    ("dead", lambda q: str(q.dead)),
-    ("workers", lambda q: str(q.workers)),
-    ("paused", lambda q: "yes" if q.paused else "no"),
+
+def _count(header: str, count: Callable[[QueueInfo], int]) -> Column[QueueInfo]:
+    return Column(header, lambda q: str(count(q)), justify="right")
+
+
+#: Every column, in display order.
+COLUMNS: tuple[Column[QueueInfo], ...] = (
+    Column("queue", lambda q: q.name, holds_ids=True),
+    _count("waiting", lambda q: q.waiting),
+    _count("running", lambda q: q.running),
+    _count("scheduled", lambda q: q.scheduled),
+    _count("deferred", lambda q: q.deferred),
+    _count("completed", lambda q: q.completed),
+    _count("failed", lambda q: q.failed),
+    _count("dead", lambda q: q.dead),
+    _count("done/min", lambda q: q.completed_last_minute),
+    _count("fail/min", lambda q: q.failed_last_minute),
+    _count("workers", lambda q: q.workers),
+    _count("consumers", lambda q: q.consumers),
+    Column("paused", lambda q: "yes" if q.paused else "no", justify="right"),
+)
+
+#: Headers of the columns left out when the terminal is narrow, the first one first. The
+#: columns not named here (queue, waiting) are always shown.
+DROP_ORDER = (
+    "consumers",
+    "workers",
+    "completed",
+    "scheduled",
+    "deferred",
+    "failed",
+    "fail/min",
+    "done/min",
+    "dead",
+    "running",
+    "paused",
 )
 
 
-def queues_table(queues: Sequence[QueueInfo]) -> Table:
-    """A table of ``queues``: name, waiting, running, scheduled, completed, failed, dead,
-    workers and paused."""
-    table = Table(title="queues", box=box.SIMPLE_HEAD, show_edge=False, padding=(0, 0))
-    table.add_column("queue", overflow="fold", min_width=5)
-    for header, _ in COUNT_COLUMNS:
-        table.add_column(header, justify="right", no_wrap=True)
-    for queue in queues:
-        table.add_row(queue.name, *(cell(queue) for _, cell in COUNT_COLUMNS))
+def _new_table() -> Table:
+    return Table(title="queues", box=box.SIMPLE_HEAD, show_edge=False, padding=(0, 0))
+
+
+def queues_table(queues: Sequence[QueueInfo], console: Console) -> Table:
+    """A table of ``queues`` with as many columns as fit ``console``'s width: waiting,
+    running, scheduled, deferred, completed, failed and dead jobs, jobs completed and
+    failed per minute (the last one), workers, consumers, paused."""
+    fitted = fitted_table(console, _new_table, COLUMNS, queues, DROP_ORDER)
+    captions = [left_out_caption(fitted.left_out)]
     split = [_by_priority(queue) for queue in queues if set(queue.waiting_by_priority) - {0}]
     if split:
-        # under the table, not a column: the nine columns already fill 80 characters
-        table.caption = "waiting by priority: " + "; ".join(split)
-    return table
+        captions.append("waiting by priority: " + "; ".join(split))
+    fitted.table.caption = "\n".join(text for text in captions if text) or None
+    return fitted.table
 
 
 def _by_priority(queue: QueueInfo) -> str:

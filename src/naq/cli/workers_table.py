@@ -1,82 +1,58 @@
 """The ``naq list-workers`` table, fitted to the terminal's width.
 
-Worker ids and queue names are never cut (they are what a user copies, so they stay on one
-line when at all possible): when the terminal is too narrow for every column, the least
-important columns are left out; if even the essential ones do not fit, ids fold onto more
-lines. Other cells never wrap, so no header is squashed to ``work…``."""
+No outer border and one space between columns (as ``naq queues``), so an 80-column
+terminal holds most columns. Worker ids and queue names are never cut (they are what a
+user copies, so they stay on one line when at all possible): when the terminal is too
+narrow for every column, the least important ones are left out and the caption names
+them; if even the essential ones do not fit, ids fold onto more lines. Other cells never
+wrap."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
+from rich import box
 from rich.console import Console
-from rich.measure import Measurement
 from rich.table import Table
 
 from ..job import WorkerInfo
-from .times import age_text
-
-#: Wide enough that measuring a table never clamps it to the width it is measured with.
-_UNBOUNDED_WIDTH = 1_000_000
+from .fitting import Column, fitted_table, left_out_caption
+from .times import age_text, duration_text
 
 
-@dataclass(frozen=True, slots=True)
-class WorkerColumn:
-    """One column: its header, how a worker's cell reads, and whether it holds ids."""
+def columns(now: datetime) -> list[Column[WorkerInfo]]:
+    """Every column, in display order (``now``: what the heartbeat's age counts to)."""
+    return [
+        Column("worker id", lambda w: w.worker_id, holds_ids=True),
+        Column("host", lambda w: w.hostname),
+        Column("pid", lambda w: str(w.pid), justify="right"),
+        Column("queues", lambda w: ",".join(w.queues), holds_ids=True),
+        Column("conc.", lambda w: str(w.concurrency), justify="right"),
+        Column("running", lambda w: str(len(w.running_jobs)), justify="right"),
+        Column("done", lambda w: str(w.jobs_done), justify="right"),
+        Column("failed", lambda w: str(w.jobs_failed), justify="right"),
+        Column("up", lambda w: duration_text(w.uptime), justify="right"),
+        Column("heartbeat", lambda w: age_text(w.last_heartbeat, now)),
+        Column("status", lambda w: w.status),
+    ]
 
-    header: str
-    cell: Callable[[WorkerInfo, datetime], str]
-    #: Text a user copies: folded onto more lines when narrow, never cut.
-    holds_ids: bool = False
-
-
-#: Every column, in display order.
-COLUMNS = (
-    WorkerColumn("worker id", lambda w, _: w.worker_id, holds_ids=True),
-    WorkerColumn("host", lambda w, _: w.hostname),
-    WorkerColumn("pid", lambda w, _: str(w.pid)),
-    WorkerColumn("queues", lambda w, _: ",".join(w.queues), holds_ids=True),
-    WorkerColumn("conc.", lambda w, _: str(w.concurrency)),
-    WorkerColumn("running", lambda w, _: str(len(w.running_jobs))),
-    WorkerColumn("done", lambda w, _: str(w.jobs_done)),
-    WorkerColumn("failed", lambda w, _: str(w.jobs_failed)),
-    WorkerColumn("heartbeat", lambda w, now: age_text(w.last_heartbeat, now)),
-    WorkerColumn("status", lambda w, _: w.status),
-)
 
 #: Headers of the columns left out when the terminal is narrow, the first one first. The
 #: columns not named here (worker id, queues, status) are always shown.
-DROP_ORDER = ("conc.", "failed", "done", "pid", "host", "running", "heartbeat")
-
-
-def _table(workers: Sequence[WorkerInfo], columns: Sequence[WorkerColumn], now: datetime) -> Table:
-    table = Table(title="workers")
-    for column in columns:
-        if column.holds_ids:
-            table.add_column(column.header, overflow="fold")
-        else:
-            table.add_column(column.header, no_wrap=True)
-    for worker in workers:
-        table.add_row(*(column.cell(worker, now) for column in columns))
-    return table
-
-
-def _fits(console: Console, table: Table) -> bool:
-    """Whether ``table`` fits ``console``'s width without any cell wrapping."""
-    options = console.options.update_width(_UNBOUNDED_WIDTH)
-    return Measurement.get(console, options, table).maximum <= console.width
+DROP_ORDER = ("conc.", "failed", "done", "pid", "host", "up", "running", "heartbeat")
 
 
 def workers_table(
     workers: Sequence[WorkerInfo], console: Console, now: datetime | None = None
 ) -> Table:
     """A table of ``workers`` with as many columns as fit ``console``'s width."""
-    now = now or datetime.now(UTC)
-    shown = list(COLUMNS)
-    for header in DROP_ORDER:
-        if _fits(console, _table(workers, shown, now)):
-            break
-        shown = [column for column in shown if column.header != header]
-    return _table(workers, shown, now)
+    fitted = fitted_table(
+        console,
+        lambda: Table(title="workers", box=box.SIMPLE_HEAD, show_edge=False, padding=(0, 0)),
+        columns(now or datetime.now(UTC)),
+        workers,
+        DROP_ORDER,
+    )
+    fitted.table.caption = left_out_caption(fitted.left_out)
+    return fitted.table
