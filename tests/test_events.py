@@ -12,7 +12,7 @@ from collections import defaultdict
 import pytest
 from tests import hook_jobs
 from tests.cli_run import naq_cli
-from tests.helpers import queue_worker
+from tests.helpers import queue_worker, running_scheduler
 
 import naq
 from naq.events import EVENT_KINDS, Event
@@ -123,3 +123,32 @@ def test_unknown_kind_is_a_clear_error(nats_url: str) -> None:
     assert result.code == 1
     assert "unknown event kind(s) finished" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+async def test_scheduler_runs_have_enqueued_events(
+    nats_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("NAQ_EVENTS", "1")
+    queue = _queue()
+    seen: list[Event] = []
+
+    async def read() -> None:
+        async for event in naq.watch_events(queue, nats_url=nats_url):
+            seen.append(event)
+            if sum(e.kind == "completed" for e in seen) == 2:
+                return
+
+    reader = asyncio.create_task(read())
+    await asyncio.sleep(0.3)
+    async with (
+        naq.Queue(queue, nats_url=nats_url) as q,
+        running_scheduler(nats_url),
+        queue_worker(queue, nats_url),
+    ):
+        await q.schedule(hook_jobs.ok, 1, interval=0.2, repeat=2)
+        await asyncio.wait_for(reader, 15)
+    by_job: dict[str, list[str]] = defaultdict(list)
+    for event in seen:
+        if event.job_id:
+            by_job[event.job_id].append(event.kind)
+    assert sorted(by_job.values()) == [["enqueued", "started", "completed"]] * 2

@@ -288,6 +288,13 @@ class WorkerEvents(Middleware):
         self._worker_event(EventKind.WORKER_STOPPED, worker)
 
 
+def enqueued_event(queue: str, job_id: str, function: str) -> WireEvent:
+    """The ``enqueued`` event of a job."""
+    return WireEvent(
+        kind=EventKind.ENQUEUED, queue=queue, at=time.time(), job_id=job_id, function=function
+    )
+
+
 class ProducerEvents(Middleware):
     """A producer's events: ``enqueued`` from its ``before_enqueue`` hook, sent at once, on
     the connection the job is then sent on, so the event is stored before the job; and
@@ -298,15 +305,7 @@ class ProducerEvents(Middleware):
 
     def before_enqueue(self, job: Any) -> None:
         """``enqueued``."""
-        self.publisher.emit(
-            WireEvent(
-                kind=EventKind.ENQUEUED,
-                queue=job.queue_name,
-                at=time.time(),
-                job_id=job.job_id,
-                function=job.function,
-            )
-        )
+        self.publisher.emit(enqueued_event(job.queue_name, job.job_id, job.function))
         self.publisher.flush()
 
     def on_cancel(self, run: JobRun) -> None:

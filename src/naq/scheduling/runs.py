@@ -17,6 +17,7 @@ from loguru import logger
 
 from .. import constants as c
 from ..calls import result_ttl
+from ..events import EventPublisher, enqueued_event
 from ..messages import job_headers
 from ..models import JobEnvelope, JobStatus, encode
 from ..results import ResultStore, absent_headers, record_subject
@@ -62,6 +63,14 @@ class RunPublisher:
         self.conn = conn
         self.settings = settings
         self.results = ResultStore(conn)
+        #: ``enqueued`` events of the runs, when events are on (``NAQ_EVENTS``)
+        self.events = EventPublisher(conn) if settings.events else None
+
+    def _announce(self, envelope: JobEnvelope) -> None:
+        """The run's ``enqueued`` event, sent before its job (on the same connection)."""
+        if self.events is not None:
+            self.events.emit(enqueued_event(envelope.queue, envelope.id, envelope.fn))
+            self.events.flush()
 
     async def publish(self, record: ScheduleRecord, run_at: float, *, careful: bool) -> str:
         """Store the run's record and publish its job; returns the job id.
@@ -78,6 +87,7 @@ class RunPublisher:
             # The record is created without waiting for it: if the worker wrote its own
             # record first, this create fails harmlessly (it never overwrites).
             await self._create_record_nowait(envelope.id, encode(job_record), ttl)
+            self._announce(envelope)
             await self._send(envelope.id, c.queue_subject(record.queue, envelope.priority), payload)
             return envelope.id
         existing = await self.results.create(job_record, ttl)
@@ -86,6 +96,7 @@ class RunPublisher:
             and existing.enqueued_at is not None
             and now - existing.enqueued_at < c.DUPLICATE_WINDOW - 10
         ):
+            self._announce(envelope)
             await self._send(envelope.id, c.queue_subject(record.queue, envelope.priority), payload)
         return envelope.id
 
@@ -98,6 +109,7 @@ class RunPublisher:
         payload = encode(envelope)
         ttl = result_ttl(envelope, self.settings.result_ttl)
         await self._create_record_nowait(envelope.id, encode(pending_run_record(envelope)), ttl)
+        self._announce(envelope)
         future = await self.conn.send(
             c.queue_subject(record.queue, envelope.priority),
             payload,

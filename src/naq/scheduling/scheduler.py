@@ -101,6 +101,8 @@ class Scheduler:
             conn.add_reconnect_listener(self._on_reconnect)
             install_stop_handlers(self._loop, lambda _sig: self._begin_stop())
             await conn.ensure_jobs_stream()
+            if self.settings.events:
+                await conn.ensure_events_stream()
             await ScheduleStore(conn).ready()
             await ResultStore(conn).ready()
             self._lock = LeaderLock(conn, self.scheduler_id, self.lock_ttl)
