@@ -184,14 +184,14 @@ def test_job_shows_each_attempt_and_on_request_its_traceback(
     proc = workers.start(queue, nats_url, "-n", "attempts", "--heartbeat-interval", "0.5")
     workers.wait_listed(nats_url, proc)
     with naq.SyncClient(nats_url) as client:
-        job = client.enqueue(FAIL, "boom", max_retries=1, queue_name=queue)
+        job = client.enqueue(FAIL, "boom", max_retries=6, queue_name=queue)
         refused = client.enqueue(REFUSED, "echo no", queue_name=queue)
         deadline = time.monotonic() + 30
         while not all(client.get_job_info(j.job_id).status.is_final for j in (job, refused)):
             assert time.monotonic() < deadline, workers.all_logs()
             time.sleep(0.05)
         info = client.get_job_info(job.job_id)
-    assert [a.attempt for a in info.attempts] == [1, 2]
+    assert [a.attempt for a in info.attempts] == [1, 2, 3, 4, 5, 6, 7]
     worker_id = info.attempts[0].worker_id
     assert worker_id is not None
 
@@ -199,25 +199,28 @@ def test_job_shows_each_attempt_and_on_request_its_traceback(
     assert shown.code == 0, shown.stderr
     assert "…" not in shown.stdout and job.job_id in shown.stdout, shown.stdout
     assert max(len(line) for line in shown.stdout.splitlines()) <= 80, shown.stdout
-    rows = [
-        line.split() for line in shown.stdout.splitlines() if line.split()[:1] in (["1"], ["2"])
-    ]
-    assert [row[:2] for row in rows] == [["1", worker_id], ["2", worker_id]], shown.stdout
+    numbers = [[str(n)] for n in range(1, 8)]
+    rows = [line.split() for line in shown.stdout.splitlines() if line.split()[:1] in numbers]
+    assert [row[:2] for row in rows] == [[str(n), worker_id] for n in range(1, 8)], shown.stdout
     for row in rows:
         assert row[-2:] == ["builtins:ValueError:", "boom"], shown.stdout
     assert "Traceback" not in shown.stdout
 
     traced = naq_cli("job", job.job_id, "--traceback", "-u", nats_url, env={"COLUMNS": "80"})
     assert traced.code == 0, traced.stderr
-    first, latest = traced.stdout.split("attempt 1 traceback:")[1].split("attempt 2 traceback:")
-    assert NOT_KEPT in first  # a worker keeps the latest attempt's traceback only
-    assert "Traceback (most recent call last)" in latest
-    assert "raise ValueError(message)" in latest and "ValueError: boom" in latest
+    # the last 5 attempts keep their tracebacks, older ones none
+    texts = traced.stdout.split("traceback:")[1:]
+    assert len(texts) == 7, traced.stdout
+    for text in texts[:2]:
+        assert NOT_KEPT in text and "Traceback" not in text
+    for text in texts[2:]:
+        assert "Traceback (most recent call last)" in text, text
+        assert "raise ValueError(message)" in text and "ValueError: boom" in text
 
     data = json.loads(naq_cli("job", job.job_id, "--json", "-u", nats_url).stdout)
-    assert data["attempts"][0]["traceback"] is None
-    assert "ValueError: boom" in data["attempts"][1]["traceback"]
-    assert data["attempts"][1]["error_type"] == "builtins:ValueError"
+    assert [a["traceback"] is None for a in data["attempts"]] == [True] * 2 + [False] * 5
+    assert "ValueError: boom" in data["attempts"][6]["traceback"]
+    assert data["attempts"][6]["error_type"] == "builtins:ValueError"
 
     dead = naq_cli("job", refused.job_id, "--traceback", "-u", nats_url)
     assert dead.code == 0, dead.stderr

@@ -15,7 +15,7 @@ from ..job import AttemptInfo
 from .times import duration_text
 
 #: What stands in for the traceback of an earlier attempt (a worker keeps the latest only).
-NOT_KEPT = "(not kept: only the latest attempt's traceback is stored)"
+NOT_KEPT = "(not kept: a record keeps the tracebacks of the last 5 attempts)"
 #: What stands in for the latest attempt's traceback when there is none (e.g. a job that
 #: was refused never ran, so nothing raised).
 NONE_STORED = "(none stored)"

@@ -3,8 +3,10 @@ size whatever the job does: a record is one message, and a message over the serv
 ``max_payload`` would make the server close the worker's connection.
 
 A record keeps the last :data:`MAX_ATTEMPTS` attempts (a job with ``max_retries=10**9`` must
-not grow a record past a megabyte), error texts of at most :data:`MAX_ERROR` characters and
-only the latest attempt's traceback. A result too large to store becomes a failure of its own.
+not grow a record past a megabyte), error texts of at most :data:`MAX_ERROR` characters, the
+latest attempt's traceback (at most :data:`MAX_TRACEBACK` characters) and those of the
+:data:`KEPT_TRACEBACKS` attempts before it (cut to :data:`MAX_OLD_TRACEBACK`). A result too
+large to store becomes a failure of its own.
 """
 
 from __future__ import annotations
@@ -21,6 +23,9 @@ from .delivery import Delivery, Run
 MAX_ATTEMPTS = 20
 MAX_ERROR = 2000
 MAX_TRACEBACK = 8000
+#: Earlier attempts whose tracebacks a record keeps, and their length at most.
+KEPT_TRACEBACKS = 4
+MAX_OLD_TRACEBACK = 3000
 #: Room left in a message for headers and the record's own fields besides the result.
 HEADROOM = 4096
 
@@ -58,8 +63,11 @@ class Records:
         attempts: list[AttemptRecord] = []
         if history:
             attempts = [a for a in history if a.attempt < attempt][-(MAX_ATTEMPTS - 1) :]
-            for old in attempts:
-                old.traceback = None  # only the latest attempt keeps its traceback
+            for n, old in enumerate(reversed(attempts)):
+                if old.traceback is not None:
+                    # the last few keep a shortened traceback, older ones none
+                    kept = n < KEPT_TRACEBACKS
+                    old.traceback = _cut(old.traceback, MAX_OLD_TRACEBACK) if kept else None
         attempts.append(
             AttemptRecord(attempt=attempt, worker_id=self.worker_id, started_at=started)
         )
