@@ -10,7 +10,7 @@ import weakref
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from . import admin, deadletter, limits
+from . import admin, deadletter, limits, pausing
 from .deadletter import DeadLetter
 from .job import Job, JobInfo, QueueInfo, WorkerInfo
 from .limits import LimitSpec
@@ -71,6 +71,13 @@ def _queue_filter(queue_name: str | None) -> str | None:
     return None if queue_name is None else validate_queue_name(queue_name)
 
 
+def _queue_name(queue_name: str | None, nats_url: str | None) -> str:
+    """``queue_name``, or the default queue when it is ``None``; checked."""
+    if queue_name is None:
+        return validate_queue_name(load_settings(nats_url).default_queue)
+    return validate_queue_name(queue_name)
+
+
 async def enqueue(
     func: Any,
     *args: Any,
@@ -120,6 +127,26 @@ async def purge_queue(queue_name: str | None = None, *, nats_url: str | None = N
         load_settings(nats_url).default_queue if queue_name is None else queue_name
     )
     return await admin.purge_queue_jobs(conn, name)
+
+
+async def pause_queue(queue_name: str | None = None, *, nats_url: str | None = None) -> None:
+    """Pause ``queue_name`` (default ``NAQ_DEFAULT_QUEUE``): no worker starts a job of it, of
+    any priority, until :func:`resume_queue`; jobs running now finish as usual. The pause
+    is kept by NATS (the queue's consumers are paused), so workers started or restarted
+    meanwhile take nothing either. Pausing a paused queue changes nothing; a queue no
+    worker has taken jobs from yet is paused all the same (it is created paused). A bad
+    name raises :class:`~naq.ConfigurationError`."""
+    name = _queue_name(queue_name, nats_url)
+    await pausing.pause_queue(await shared_connection(nats_url), name)
+
+
+async def resume_queue(queue_name: str | None = None, *, nats_url: str | None = None) -> None:
+    """Resume a paused ``queue_name`` (default ``NAQ_DEFAULT_QUEUE``): its workers take its
+    jobs again at once. Resuming a running queue changes nothing; a queue that was never
+    paused and that no worker has taken jobs from (a misspelt name?) raises
+    :class:`~naq.ConfigurationError`, as does a bad name."""
+    name = _queue_name(queue_name, nats_url)
+    await pausing.resume_queue(await shared_connection(nats_url), name)
 
 
 async def list_workers(*, nats_url: str | None = None) -> list[WorkerInfo]:

@@ -84,6 +84,8 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation(api.get_job_status, takes_queue=False, queue_method="get_job_status"),
     Operation(api.get_job_info, takes_queue=False, queue_method="get_job_info"),
     Operation(api.purge_queue, takes_queue=True, queue_method="purge"),
+    Operation(api.pause_queue, takes_queue=True, queue_method="pause"),
+    Operation(api.resume_queue, takes_queue=True, queue_method="resume"),
     Operation(api.list_workers, takes_queue=False, queue_method=None),
     Operation(api.list_queues, takes_queue=False, queue_method=None),
     Operation(api.list_dead_letters, takes_queue=True, queue_method="list_dead_letters"),

@@ -23,7 +23,7 @@ from collections.abc import Callable, Coroutine, Iterable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
-from . import admin, api, deadletter, limits
+from . import admin, api, deadletter, limits, pausing
 from .calls import prepare_call
 from .errors import WriteConflictError
 from .job import Job, JobInfo, QueueInfo, WorkerInfo, split_options
@@ -141,6 +141,8 @@ fetch_job_result_sync = _blocking_twin(api.fetch_job_result)
 get_job_status_sync = _blocking_twin(api.get_job_status)
 get_job_info_sync = _blocking_twin(api.get_job_info)
 purge_queue_sync = _blocking_twin(api.purge_queue)
+pause_queue_sync = _blocking_twin(api.pause_queue)
+resume_queue_sync = _blocking_twin(api.resume_queue)
 list_workers_sync = _blocking_twin(api.list_workers)
 list_queues_sync = _blocking_twin(api.list_queues)
 list_dead_letters_sync = _blocking_twin(api.list_dead_letters)
@@ -297,6 +299,18 @@ class SyncClient:
         """Remove every waiting job of the queue; returns how many."""
         name = validate_queue_name(self.queue_name if queue_name is None else queue_name)
         return _runner.run(admin.purge_queue_jobs(self._connection(), name))
+
+    def pause_queue(self, queue_name: str | None = None) -> None:
+        """Pause the queue: no worker starts a job of it until it is resumed (see
+        :func:`naq.pause_queue`)."""
+        name = validate_queue_name(self.queue_name if queue_name is None else queue_name)
+        _runner.run(pausing.pause_queue(self._connection(), name))
+
+    def resume_queue(self, queue_name: str | None = None) -> None:
+        """Resume the paused queue: its workers take its jobs again at once (see
+        :func:`naq.resume_queue`)."""
+        name = validate_queue_name(self.queue_name if queue_name is None else queue_name)
+        _runner.run(pausing.resume_queue(self._connection(), name))
 
     def list_workers(self) -> list[WorkerInfo]:
         """Live workers."""

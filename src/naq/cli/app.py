@@ -265,10 +265,12 @@ app.add_typer(dlq_app, name="dlq")
 
 from .info_cmd import register as _register_info_cmd  # noqa: E402
 from .limits_cmds import register as _register_limits_cmds  # noqa: E402
+from .queue_cmds import register as _register_queue_cmds  # noqa: E402
 from .schedule_cmds import register as _register_schedule_cmds  # noqa: E402
 
 _register_schedule_cmds(app)
 _register_limits_cmds(app)
+_register_queue_cmds(app)
 _register_info_cmd(app)
 
 

@@ -27,6 +27,7 @@ from nats.js.kv import KeyValue
 from .. import constants as c
 from ..errors import ConfigurationError, NaqConnectionError
 from ..settings import redact_url
+from . import streams
 from .errors import translate
 
 if TYPE_CHECKING:
@@ -157,9 +158,22 @@ class Storage:
                     raise _older_layout(str(config.name), again.description) from None
             self._ensured.add(key)
 
-    async def consumer(self, queue: str, settings: ConsumerSettings, priority: int = 0) -> str:
+    async def consumer(
+        self,
+        queue: str,
+        settings: ConsumerSettings,
+        priority: int = 0,
+        *,
+        paused_until: str | None = None,
+    ) -> str:
         """The durable consumer of ``queue``'s jobs with ``priority``, created or reconciled;
-        returns its name."""
+        returns its name.
+
+        Its pause (see :mod:`naq.pausing`) is the queue's: a new consumer of a priority is
+        created paused while the queue's own consumer is paused; a new consumer of the queue
+        itself is created paused until ``paused_until`` (RFC 3339) when that is given.
+        Reconciling never changes a pause: the config it sends has no ``pause_until``, and
+        the server keeps a consumer's pause across an update."""
         name = c.consumer_name(queue, priority)
         key = f"consumer:{queue}:{priority}:{settings}"
         if key in self._ensured:
@@ -177,17 +191,52 @@ class Storage:
             num_replicas=self._conn.settings.replicas,
         )
         js = self._conn.js
-        try:
-            info = await self._call(js.consumer_info(c.JOBS_STREAM, name), f"read consumer {name}")
-        except nats.js.errors.NotFoundError:
-            info = None
-        if info is None or _consumer_differs(info.config, config):
-            # add_consumer with the same durable name updates a changed consumer in place
+        info = await self._consumer_info(name)
+        if info is None:
+            if priority:
+                paused_until = await self._queue_paused_until(queue)
+            config.pause_until = paused_until
             await self._call(js.add_consumer(c.JOBS_STREAM, config), f"create consumer {name}")
-            if info is not None:
+            if priority:
+                await self._follow_queue_pause(queue, name, paused_until)
+        else:
+            if _consumer_differs(info.config, config):
+                # add_consumer with the same durable name updates a changed consumer in place
+                await self._call(js.add_consumer(c.JOBS_STREAM, config), f"update consumer {name}")
                 logger.info("reconciled consumer {} to {}", name, settings)
+            if info.paused and not priority:
+                logger.info("queue {} is paused: no job of it starts until it is resumed", queue)
         self._ensured.add(key)
         return name
+
+    async def _consumer_info(self, name: str) -> Any:
+        """The info of consumer ``name`` of the jobs stream (``None`` if there is none)."""
+        js = self._conn.js
+        try:
+            return await self._call(js.consumer_info(c.JOBS_STREAM, name), f"read consumer {name}")
+        except nats.js.errors.NotFoundError:
+            return None
+
+    async def _queue_paused_until(self, queue: str) -> str | None:
+        """Until when ``queue`` is paused (its own consumer's ``pause_until``, RFC 3339);
+        ``None`` when it is not paused or has no consumer."""
+        info = await self._consumer_info(c.consumer_name(queue))
+        if info is None or not info.paused:
+            return None
+        return str(info.config.pause_until) if info.config.pause_until else None
+
+    async def _follow_queue_pause(self, queue: str, name: str, created_until: str | None) -> None:
+        """After creating the priority consumer ``name``: a pause or resume of ``queue``
+        that ran meanwhile may have missed it, so it is set to the queue's state as read
+        now. (A pause or resume changes the queue's own consumer first, then every
+        priority consumer there is: either it saw this one, or this reads its outcome.)"""
+        until = await self._queue_paused_until(queue)
+        if (until is None) == (created_until is None):
+            return
+        await streams.pause_consumer(self._conn, c.JOBS_STREAM, name, until)
+        if until is None:
+            streams.wake_consumer(self._conn, c.JOBS_STREAM, name)
+        logger.info("consumer {} follows its queue: {}", name, "paused" if until else "resumed")
 
     async def bucket(self, bucket: str) -> KeyValue:
         """The key-value bucket ``bucket``, created on first use (history 1, direct gets)."""

@@ -1,15 +1,18 @@
 """Reading and trimming naq's streams for the layers above the boundary: stored messages by
-sequence or subject, per-subject counts, purges, consumer counts. Every ``$JS.API`` request
-naq makes by hand is spelled here."""
+sequence or subject, per-subject counts, purges, consumer counts, consumer pauses. Every
+``$JS.API`` request naq makes by hand is spelled here."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 import nats.errors
 import nats.js.errors
 
+from ..errors import ServerError
 from .errors import translate
 from .names import check_subject
 
@@ -17,6 +20,10 @@ if TYPE_CHECKING:
     from .connection import Connection
 
 _INFO_TIMEOUT = 30.0
+#: JetStream error code: the consumer does not exist.
+_CONSUMER_NOT_FOUND = 10014
+#: How long the pull request of :func:`wake_consumer` waits on the server, seconds.
+_WAKE_EXPIRES = 0.1
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,3 +156,38 @@ def _counts(info: object) -> ConsumerCounts:
         ack_pending=int(getattr(info, "num_ack_pending", 0) or 0),
         paused=bool(getattr(info, "paused", False)),
     )
+
+
+def rfc3339(when: datetime) -> str:
+    """``when`` as the RFC 3339 text JetStream reads (UTC, ``Z``)."""
+    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+async def pause_consumer(
+    conn: Connection, stream: str, name: str, until: str | None
+) -> bool | None:
+    """Pause consumer ``name`` of ``stream`` until ``until`` (RFC 3339), or resume it when
+    ``until`` is ``None`` (``CONSUMER.PAUSE``, nats-server 2.11+); returns whether it is
+    paused now, ``None`` if there is no such consumer.
+
+    A paused consumer delivers nothing: pull requests wait (or expire) unanswered, while
+    acknowledgements of what it delivered before work as usual."""
+    request: dict[str, object] = {} if until is None else {"pause_until": until}
+    try:
+        data = await conn.api(f"CONSUMER.PAUSE.{stream}.{name}", request)
+    except ServerError as exc:
+        if exc.err_code == _CONSUMER_NOT_FOUND:
+            return None
+        raise
+    return bool(data.get("paused", False))
+
+
+def wake_consumer(conn: Connection, stream: str, name: str) -> None:
+    """Make a resumed consumer serve the pull requests waiting on it now.
+
+    The server does not look at the requests that waited during a pause when the pause
+    ends, only on its next occasion (a new message, a new request, a heartbeat). This is
+    such a request, which can never take a job: one message of at most one byte (every
+    job is larger), expiring at once. The server answers it with a status nobody reads."""
+    body = {"batch": 1, "max_bytes": 1, "expires": int(_WAKE_EXPIRES * 1e9)}
+    conn.post(pull_subject(stream, name), json.dumps(body).encode(), conn.new_inbox())
