@@ -152,3 +152,31 @@ async def test_scheduler_runs_have_enqueued_events(
         if event.job_id:
             by_job[event.job_id].append(event.kind)
     assert sorted(by_job.values()) == [["enqueued", "started", "completed"]] * 2
+
+
+async def test_dependants_cancelled_by_a_failure_have_cancelled_events(
+    nats_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("NAQ_EVENTS", "1")
+    queue = _queue()
+    seen: list[Event] = []
+    async with naq.Queue(queue, nats_url=nats_url) as q:
+        parent = await q.enqueue_in(0.3, hook_jobs.boom, "parent fails")
+        child = await q.enqueue(hook_jobs.ok, 1, depends_on=[parent.job_id])
+        grandchild = await q.enqueue(hook_jobs.ok, 2, depends_on=[child.job_id])
+
+        async def read() -> None:
+            async for event in naq.watch_events(queue, nats_url=nats_url):
+                seen.append(event)
+                if {e.job_id for e in seen if e.kind == "cancelled"} == {
+                    child.job_id,
+                    grandchild.job_id,
+                }:
+                    return
+
+        reader = asyncio.create_task(read())
+        await asyncio.sleep(0.2)
+        async with queue_worker(queue, nats_url):
+            await asyncio.wait_for(reader, 15)
+    cancelled = {e.job_id: e for e in seen if e.kind == "cancelled"}
+    assert parent.job_id in (cancelled[child.job_id].error or "")

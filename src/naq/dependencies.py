@@ -53,7 +53,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import Awaitable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, TypeVar
 
 import msgspec
@@ -174,7 +174,9 @@ class Dependencies:
     """Deferred jobs and their release; borrows a connection (never closes it).
 
     ``unpin_delay``: with a number, checks whether a dependency may expire again are
-    gathered for that many seconds (a long-lived worker); ``None`` checks at once."""
+    gathered for that many seconds (a long-lived worker); ``None`` checks at once.
+    ``on_cancelled`` is told of each deferred job this object cancels (a dependency failed,
+    or it expired), for the ``on_cancel`` hooks."""
 
     def __init__(
         self,
@@ -183,11 +185,13 @@ class Dependencies:
         default_ttl: int,
         *,
         unpin_delay: float | None = None,
+        on_cancelled: Callable[[JobRecord], None] | None = None,
     ) -> None:
         self._conn = conn
         self._results = results
         self._default_ttl = default_ttl
         self._unpin_delay = unpin_delay
+        self._on_cancelled = on_cancelled
         self._unpin_due: set[str] = set()
         self._unpinning: asyncio.Task[None] | None = None
 
@@ -400,6 +404,8 @@ class Dependencies:
                     logger.bind(job_id=record.job_id).info(
                         "job {} cancelled: {}", record.job_id, record.error
                     )
+                    if self._on_cancelled is not None:
+                        self._on_cancelled(record)
                     return "cancelled"
             else:
                 held = record.held

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from .events import EventPublisher, ProducerEvents
-from .hooks import HookRunner, Hooks, JobRun, Outcome, global_hooks
+from .hooks import HookRunner, Hooks, cancelled_run, global_hooks
 from .messages import hook_headers
 from .models import JobEnvelope, JobRecord
 from .settings import Settings
@@ -57,19 +57,7 @@ class EnqueueHooks:
             await self.runner.fire_awaiting("after_enqueue", job)
 
     def cancelled(self, record: JobRecord) -> None:
-        """Run ``on_cancel`` for a job this producer cancelled before any worker saw it."""
-        if not self.runner.has("on_cancel"):
-            return
-        run = JobRun(
-            job_id=record.job_id,
-            queue=record.queue_name,
-            function=record.function,
-            args=(),
-            kwargs={},
-            attempt=len(record.attempts) + 1,
-            worker_id="",
-            enqueued_at=record.enqueued_at,
-            outcome=Outcome.CANCELLED,
-            reason=record.error,
-        )
-        self.runner.fire("on_cancel", run)
+        """Run ``on_cancel`` for a job this producer cancelled before any worker saw it
+        (asked for, or because a job it depends on was cancelled)."""
+        if self.runner.has("on_cancel"):
+            self.runner.fire("on_cancel", cancelled_run(record))

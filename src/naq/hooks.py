@@ -32,6 +32,7 @@ from typing import Any, TypeVar, overload
 from loguru import logger
 
 from .errors import ConfigurationError
+from .models import JobRecord
 
 #: Every hook name, producer side first.
 HOOK_NAMES = (
@@ -100,6 +101,23 @@ class JobRun:
     progress_message: str | None = None
     #: free for hooks: kept from ``before_job`` to ``after_job``
     state: dict[str, Any] = field(default_factory=dict)
+
+
+def cancelled_run(record: JobRecord, worker_id: str = "") -> JobRun:
+    """The :class:`JobRun` an ``on_cancel`` hook gets for a job cancelled before it started,
+    built from its (cancelled) record."""
+    return JobRun(
+        job_id=record.job_id,
+        queue=record.queue_name,
+        function=record.function,
+        args=(),
+        kwargs={},
+        attempt=len(record.attempts) + 1,
+        worker_id=worker_id,
+        enqueued_at=record.enqueued_at,
+        outcome=Outcome.CANCELLED,
+        reason=record.error,
+    )
 
 
 class _Generation:

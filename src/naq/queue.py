@@ -457,7 +457,9 @@ class Queue:
         conn = await self.connection()
         store = await self._store()
         await store.ready()
-        deps = Dependencies(conn, store, self.settings.result_ttl)
+        deps = Dependencies(
+            conn, store, self.settings.result_ttl, on_cancelled=self._enqueue_hooks.cancelled
+        )
         return await cancel_job(
             conn,
             deps,

@@ -98,7 +98,10 @@ async def tail(
             config=config,
         )
         try:
-            pending = int((await sub.consumer_info()).num_pending or 0)
+            info = await sub.consumer_info()
+            # what it sent already (pushed before this answer) plus what it has still to send
+            delivered = int(getattr(info.delivered, "consumer_seq", 0) or 0)
+            pending = int(info.num_pending or 0) + delivered
         except BaseException:
             await sub.unsubscribe()
             raise
