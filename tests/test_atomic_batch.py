@@ -13,7 +13,7 @@ from nats.js.api import RawStreamMsg, StreamConfig
 from tests import jobs
 
 import naq
-import naq.queue
+import naq.bulk
 from conftest import JOBS_STREAM, RESULTS_STREAM, WAIT, raw_nats, stream_count, stream_messages
 from naq import JobStatus
 from naq.settings import load_settings
@@ -132,7 +132,7 @@ async def test_a_batch_the_server_refuses_leaves_nothing(
     """A stream limit makes the server drop the middle job: it refuses the commit, so the
     jobs before and after it are not stored either, and their pending state is removed."""
     batch_id = uuid.uuid4().hex
-    monkeypatch.setattr(naq.queue, "new_job_id", lambda: batch_id)
+    monkeypatch.setattr(naq.bulk, "new_job_id", lambda: batch_id)
     calls = [(jobs.echo, ("small",)), (jobs.echo, ("x" * 4000,)), (jobs.echo, ("small",))]
     before = await stored_counts(nats_url)
     async with jobs_stream_changed(nats_url, max_msg_size=2048):

@@ -13,7 +13,7 @@ import pytest
 from tests import jobs
 
 import naq
-import naq.queue
+import naq.bulk
 from conftest import JOBS_STREAM, RESULTS_STREAM, WAIT, raw_nats, stream_count
 from naq import JobStatus
 from naq.batches import BatchRecord, decode_batch
@@ -134,7 +134,7 @@ async def test_one_results_write_per_chunk_not_per_job(nats_url: str, queue: str
 async def test_chunks_of_batch_size_each_get_one_record(
     nats_url: str, queue: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(naq.queue, "BATCH_SIZE", 7)
+    monkeypatch.setattr(naq.bulk, "BATCH_SIZE", 7)
     pattern = [jobs.add, jobs.echo_kwargs, jobs.echo_kwargs, jobs.add, jobs.add]
     calls: list[tuple[Any, ...]] = []
     for i in range(20):
@@ -179,7 +179,7 @@ async def test_chunks_of_batch_size_each_get_one_record(
 async def test_single_function_chunk_after_a_mixed_one(
     nats_url: str, queue: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(naq.queue, "BATCH_SIZE", 3)
+    monkeypatch.setattr(naq.bulk, "BATCH_SIZE", 3)
     funcs = [jobs.add, jobs.echo, jobs.add, jobs.echo, jobs.echo, jobs.echo, jobs.add]
     calls = [(f, (1, 2)) if f is jobs.add else (f, (1,)) for f in funcs]
     enqueued = await naq.enqueue_many(calls, queue_name=queue, nats_url=nats_url)
@@ -241,7 +241,7 @@ async def test_enqueue_many_refuses_a_job_id(nats_url: str, queue: str) -> None:
 async def test_batch_jobs_run_and_their_results_come_back(
     nats_url: str, queue: str, running_worker: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(naq.queue, "BATCH_SIZE", 8)
+    monkeypatch.setattr(naq.bulk, "BATCH_SIZE", 8)
     calls = [(jobs.add if i % 2 else jobs.async_add, (i, 100)) for i in range(30)]
     enqueued = await naq.enqueue_many(calls, queue_name=queue, nats_url=nats_url)
     assert len({batch_of(job.job_id)[0] for job in enqueued}) == 4

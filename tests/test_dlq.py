@@ -373,3 +373,36 @@ async def test_a_dead_letter_that_would_exceed_max_payload_is_cut_and_kept(
     assert entry.kind == "undecodable"
     assert entry.headers.get("Naq-Dlq-Truncated") == str(size)
     assert 0 < len(entry.payload) < size
+
+
+async def test_requeue_every_dead_letter_of_a_queue_at_once(nats_url: str, tmp_path: Path) -> None:
+    q, other = new_queue("bulk"), new_queue("bulk-other")
+    flag = tmp_path / "flag"
+    logs = [tmp_path / f"runs{n}" for n in range(3)]
+    async with worker(q, nats_url), worker(other, nats_url):
+        jobs = [
+            await naq.enqueue(
+                rj.needs_flag, str(flag), str(log), n, queue_name=q, nats_url=nats_url
+            )
+            for n, log in enumerate(logs)
+        ]
+        stays = await naq.enqueue(
+            rj.needs_flag,
+            str(flag),
+            str(tmp_path / "other"),
+            9,
+            queue_name=other,
+            nats_url=nats_url,
+        )
+        await dead_letters(q, nats_url, 3)
+        await dead_letters(other, nats_url, 1)
+        flag.touch()
+        outcome = await naq.requeue_dead_letters(q, nats_url=nats_url)
+        assert sorted(job_id for _, job_id in outcome.requeued) == sorted(j.job_id for j in jobs)
+        assert outcome.skipped == []
+        for n, job in enumerate(jobs):
+            assert await naq.fetch_job_result(job.job_id, timeout=WAIT, nats_url=nats_url) == n
+    assert await naq.list_dead_letters(q, nats_url=nats_url) == []
+    assert [e.job_id for e in await naq.list_dead_letters(other, nats_url=nats_url)] == [
+        stays.job_id
+    ]

@@ -32,13 +32,14 @@ from .api import (
     purge_dead_letters,
     purge_queue,
     requeue_dead_letter,
+    requeue_dead_letters,
     resume_queue,
     resume_scheduled_job,
     schedule,
     set_limit,
 )
 from .context import JobContext, current_job
-from .deadletter import DeadLetter
+from .deadletter import BulkRequeue, DeadLetter
 from .errors import (
     ConfigurationError,
     FunctionNotAllowedError,
@@ -96,6 +97,7 @@ from .sync import (
     purge_dead_letters_sync,
     purge_queue_sync,
     requeue_dead_letter_sync,
+    requeue_dead_letters_sync,
     resume_queue_sync,
     resume_scheduled_job_sync,
     run_sync,
@@ -110,6 +112,7 @@ loguru.logger.disable("naq")
 
 __all__ = [
     "JOB_STATUS",
+    "BulkRequeue",
     "ConfigurationError",
     "DeadLetter",
     "Event",
@@ -193,6 +196,8 @@ __all__ = [
     "remove_hook",
     "requeue_dead_letter",
     "requeue_dead_letter_sync",
+    "requeue_dead_letters",
+    "requeue_dead_letters_sync",
     "resume_queue",
     "resume_queue_sync",
     "resume_scheduled_job",

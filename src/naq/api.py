@@ -173,6 +173,16 @@ async def requeue_dead_letter(entry_id: int, *, nats_url: str | None = None) -> 
     return await deadletter.requeue_dead_letter(await shared_connection(nats_url), entry_id)
 
 
+async def requeue_dead_letters(
+    queue_name: str | None = None, *, nats_url: str | None = None
+) -> deadletter.BulkRequeue:
+    """Requeue every dead letter of ``queue_name`` (of every queue when it is ``None``),
+    oldest first, each under its original job id; those that cannot be requeued stay and
+    are listed in the result's ``skipped``."""
+    name = _queue_filter(queue_name)
+    return await deadletter.requeue_dead_letters(await shared_connection(nats_url), name)
+
+
 async def purge_dead_letters(queue_name: str | None = None, *, nats_url: str | None = None) -> int:
     """Remove the dead letters of ``queue_name`` (of every queue when it is ``None``);
     returns how many."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Iterable, Sequence
 from types import TracebackType
@@ -11,9 +10,8 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from . import bulk, deadletter
 from . import constants as c
-from . import deadletter
-from .batches import BATCH_SIZE, BatchRecord, batch_job_id, batch_key
 from .calls import prepare_call
 from .dependencies import Dependencies, bounded
 from .enqueue_hooks import EnqueueHooks
@@ -23,22 +21,17 @@ from .errors import (
     JobExecutionError,
     JobNotFoundError,
     JobTimeoutError,
-    NaqConnectionError,
-    NaqException,
     NaqTimeoutError,
     ServerError,
-    WriteConflictError,
 )
 from .expiry import as_read
 from .hooks import Hooks, as_hooks
-from .job import Job, JobInfo, JobOptions, iter_calls, new_job_id, split_options
+from .job import Job, JobInfo, JobOptions, iter_calls, split_options
 from .messages import job_header_block, job_headers
 from .models import HeldMessage, JobEnvelope, JobRecord, JobStatus, encode, record_for
 from .results import (
     ResultStore,
     absent_block,
-    absent_headers,
-    record_subject,
     record_subject_of_valid_id,
 )
 from .serialization import warn_if_pickle
@@ -51,8 +44,6 @@ if TYPE_CHECKING:
     from .deadletter import DeadLetter
     from .scheduling import Schedule
 
-#: How many ``enqueue_many`` publishes may await their acknowledgement at once.
-PUBLISH_WINDOW = 2000
 _TIMEOUT_ERROR_TYPE = f"{JobTimeoutError.__module__}:{JobTimeoutError.__qualname__}"
 
 
@@ -103,7 +94,8 @@ class Queue:
             await self._enqueue_hooks.attach(conn)
         return conn
 
-    async def _store(self) -> ResultStore:
+    async def results(self) -> ResultStore:
+        """The result store on this queue's connection (connecting on first use)."""
         if self._results is None:
             self._results = ResultStore(await self.connection())
         return self._results
@@ -174,146 +166,10 @@ class Queue:
         if opts.job_id is not None:
             raise ConfigurationError("enqueue_many does not take job_id; ids are generated")
         if atomic is not False:
-            return await self._enqueue_many_atomic(calls, opts, atomic)
+            return await bulk.enqueue_atomic(self, calls, opts, atomic)
         if opts.depends_on:
             return await self._enqueue_many_deferred(calls, opts)
-        chunks: list[tuple[str, list[tuple[Job, JobEnvelope]]]] = []
-        for n, (func, args, kwargs) in enumerate(iter_calls(calls)):
-            if n % BATCH_SIZE == 0:
-                chunks.append((new_job_id(), []))
-            batch_id, chunk = chunks[-1]
-            job_id = batch_job_id(batch_id, len(chunk))
-            chunk.append(prepare_call(self, func, args, kwargs, opts, job_id=job_id))
-        if not chunks:
-            return []
-        conn = await self.connection()
-        await conn.ensure_jobs_stream()
-        await (await self._store()).ready()
-        ttl = opts.result_ttl or self.settings.result_ttl
-        subject = c.queue_subject(self.name, opts.priority)
-        # every job encoded and checked before the first is sent
-        conn.check_message(subject, b"", None)
-        max_payload = conn.max_payload
-        encoded: list[list[tuple[bytes, bytes]]] = []
-        hooked = self.has_enqueue_hooks
-        for _batch_id, chunk in chunks:
-            messages = []
-            for job, envelope in chunk:
-                if hooked:
-                    await self.before_enqueue(job, envelope)
-                payload = encode(envelope)
-                block = job_header_block(self.settings, job.job_id, payload, envelope.headers)
-                if len(payload) + len(block) > max_payload:
-                    conn.check_message(subject, payload, block)  # raises, naming the limit
-                messages.append((payload, block))
-            encoded.append(messages)
-        futures: list[asyncio.Future[Any]] = []
-        jobs: list[Job] = []
-        for (batch_id, chunk), messages in zip(chunks, encoded, strict=True):
-            batch = BatchRecord.of(batch_id, [envelope for _, envelope in chunk])
-            # stored before its jobs: no job of the batch is ever without a status
-            key = record_subject(batch_key(batch_id))
-            await self._settle([await conn.send(key, encode(batch), absent_headers(ttl))])
-            for (job, _envelope), (payload, block) in zip(chunk, messages, strict=True):
-                futures.append(conn.send_nowait(subject, payload, block))
-                if len(futures) >= 2 * PUBLISH_WINDOW:
-                    # keep publishing while the older half is confirmed (a steady pipeline)
-                    await self._settle(futures[:PUBLISH_WINDOW])
-                    del futures[:PUBLISH_WINDOW]
-                jobs.append(job)
-        await self._settle(futures)
-        if hooked:
-            for job in jobs:
-                await self.after_enqueue(job)
-        return jobs
-
-    async def _settle(self, futures: list[asyncio.Future[Any]]) -> None:
-        """Wait for publish acknowledgements (each fails by itself after the publisher's
-        timeout) and raise the first real refusal."""
-        if not futures:
-            return
-        if len(futures) == 1:  # the single-enqueue case: no gather, no extra loop turn
-            with contextlib.suppress(Exception):
-                await futures[0]
-            outcomes: list[Any] = [futures[0].exception()]
-        else:
-            outcomes = await asyncio.gather(*futures, return_exceptions=True)
-        for outcome in outcomes:
-            if not isinstance(outcome, BaseException):
-                continue
-            if isinstance(outcome, WriteConflictError):
-                continue  # a pending record arrived after the job's outcome: keep the outcome
-            if isinstance(outcome, NaqTimeoutError):
-                raise NaqTimeoutError(
-                    "NATS did not confirm the enqueued jobs in time; some may not be stored"
-                ) from None
-            if isinstance(outcome, NaqException):
-                raise outcome
-            raise NaqConnectionError(f"NATS refused an enqueued job: {outcome}") from outcome
-
-    async def _enqueue_many_atomic(
-        self, calls: Iterable[Any], opts: JobOptions, atomic: object
-    ) -> list[Job]:
-        """``enqueue_many(..., atomic=True)``: the jobs as one JetStream atomic batch, after
-        their batch record; the record is removed again if NATS refuses the batch."""
-        from .transport.atomic import MAX_MESSAGES, AtomicBatch
-
-        if atomic is not True:
-            raise ConfigurationError(f"atomic must be True or False, got {atomic!r}")
-        if opts.depends_on:
-            raise ConfigurationError("atomic=True cannot be combined with depends_on")
-        triples = list(iter_calls(calls))
-        if len(triples) > MAX_MESSAGES:
-            raise ConfigurationError(
-                f"enqueue_many(atomic=True) takes at most {MAX_MESSAGES} calls (NATS' limit "
-                f"for one atomic batch), got {len(triples)}; split them or use atomic=False"
-            )
-        if not triples:
-            return []
-        batch_id = new_job_id()
-        prepared = [
-            prepare_call(self, func, args, kwargs, opts, job_id=batch_job_id(batch_id, n))
-            for n, (func, args, kwargs) in enumerate(triples)
-        ]
-        conn = await self.connection()
-        await conn.ensure_jobs_stream()
-        await (await self._store()).ready()
-        subject = c.queue_subject(self.name, opts.priority)
-        messages: list[tuple[str, bytes, bytes]] = []
-        for job, envelope in prepared:
-            await self.before_enqueue(job, envelope)
-            payload = encode(envelope)
-            block = job_header_block(self.settings, job.job_id, payload, envelope.headers)
-            messages.append((subject, payload, block))
-        batch = AtomicBatch(conn, messages, batch_id=batch_id)  # checks every message
-        record = BatchRecord.of(batch_id, [envelope for _, envelope in prepared])
-        key = record_subject(batch_key(batch_id))
-        ttl = opts.result_ttl or self.settings.result_ttl
-        # stored before its jobs: no job of the batch is ever without a status
-        await self._settle([await conn.send(key, encode(record), absent_headers(ttl))])
-        try:
-            await batch.commit()
-        except ServerError as exc:  # refused: nothing of the batch was stored
-            left = await self._remove_batch_record(conn, key)
-            raise ServerError(
-                f"the atomic batch of {len(prepared)} jobs was refused by NATS: {exc}{left}",
-                code=exc.code,
-                err_code=exc.err_code,
-            ) from None
-        for job, _envelope in prepared:
-            await self.after_enqueue(job)
-        return [job for job, _ in prepared]
-
-    async def _remove_batch_record(self, conn: Connection, key: str) -> str:
-        """Remove the batch record on ``key`` (its jobs were never stored); returns ``""``,
-        or a note saying why it could not be removed."""
-        from .transport import kv, streams
-
-        try:
-            await streams.purge(conn, kv.stream_name(c.RESULTS_BUCKET), key)
-        except NaqException as exc:
-            return f" (its pending record could not be removed: {exc})"
-        return ""
+        return await bulk.enqueue_chunked(self, calls, opts)
 
     def _prepare(
         self, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any], options: JobOptions
@@ -323,7 +179,7 @@ class Queue:
     async def _publish_job(self, job: Job, envelope: JobEnvelope, options: JobOptions) -> None:
         conn = await self.connection()
         await conn.ensure_jobs_stream()
-        store = await self._store()
+        store = await self.results()
         await store.ready()
         await self.before_enqueue(job, envelope)
         if envelope.depends_on:
@@ -352,7 +208,7 @@ class Queue:
             except BaseException:
                 record_ack.add_done_callback(_retrieved)  # the job's error is the one raised
                 raise
-            await self._settle([record_ack])
+            await bulk.settle([record_ack])
             return
         record = record_for(envelope, JobStatus.PENDING)
         payload = encode(envelope)
@@ -379,7 +235,7 @@ class Queue:
             return []
         conn = await self.connection()
         await conn.ensure_jobs_stream()
-        await (await self._store()).ready()
+        await (await self.results()).ready()
         for job, envelope in prepared:
             await self.before_enqueue(job, envelope)
             conn.check_message(c.queue_subject(self.name), encode(envelope), None)
@@ -398,7 +254,7 @@ class Queue:
         )
         conn = await self.connection()
         conn.check_message(c.queue_subject(job.queue_name, envelope.priority), payload, None)
-        deps = Dependencies(conn, await self._store(), self.settings.result_ttl)
+        deps = Dependencies(conn, await self.results(), self.settings.result_ttl)
         record = await deps.defer(envelope, held)
         job.function, job.queue_name = record.function, record.queue_name
 
@@ -413,7 +269,7 @@ class Queue:
     # -- results and status ---------------------------------------------------------------
     async def get_job_info(self, job_id: str) -> JobInfo:
         """Everything known about ``job_id``; raises :class:`JobNotFoundError` if unknown."""
-        store = await self._store()
+        store = await self.results()
         record = as_read(await store.get(_check_id(job_id)))
         if record is None:
             raise JobNotFoundError(f"job {job_id} not found (unknown, or its record expired)")
@@ -434,7 +290,7 @@ class Queue:
         also at once for a job not started by its ``expires`` (no waiting for the timeout);
         unknown or unfinished -> :class:`JobNotFoundError`.
         """
-        store = await self._store()
+        store = await self.results()
         _check_id(job_id)
         if timeout is not None and timeout < 0:
             raise ConfigurationError(f"timeout must be >= 0, got {timeout!r}")
@@ -455,7 +311,7 @@ class Queue:
 
         _check_id(job_id)
         conn = await self.connection()
-        store = await self._store()
+        store = await self.results()
         await store.ready()
         deps = Dependencies(
             conn, store, self.settings.result_ttl, on_cancelled=self._enqueue_hooks.cancelled
@@ -494,6 +350,10 @@ class Queue:
     async def list_dead_letters(self, *, limit: int = 100) -> list[DeadLetter]:
         """This queue's dead-letter entries, oldest first (at most ``limit``)."""
         return await deadletter.list_dead_letters(await self.connection(), self.name, limit)
+
+    async def requeue_dead_letters(self) -> deadletter.BulkRequeue:
+        """Requeue every dead letter of this queue (see :func:`naq.requeue_dead_letters`)."""
+        return await deadletter.requeue_dead_letters(await self.connection(), self.name)
 
     async def purge_dead_letters(self) -> int:
         """Remove this queue's dead letters; returns how many."""

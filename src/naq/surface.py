@@ -90,6 +90,7 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation(api.list_queues, takes_queue=False, queue_method=None),
     Operation(api.list_dead_letters, takes_queue=True, queue_method="list_dead_letters"),
     Operation(api.requeue_dead_letter, takes_queue=False, queue_method=None),
+    Operation(api.requeue_dead_letters, takes_queue=True, queue_method="requeue_dead_letters"),
     Operation(api.purge_dead_letters, takes_queue=True, queue_method="purge_dead_letters"),
     Operation(api.cancel_job, takes_queue=False, queue_method="cancel_job"),
     Operation(api.cancel_scheduled_job, takes_queue=False, queue_method="cancel_scheduled_job"),

@@ -109,9 +109,10 @@ def _enqueue_blocking(
         not blocking.supports(settings)
         or kwargs.get("job_id") is not None
         or kwargs.get("depends_on") is not None
+        or queue.has_enqueue_hooks
     ):
         # a custom id is claimed by compare-and-set first, a dependent job is deferred
-        # (see naq.dependencies): the async path
+        # (see naq.dependencies), hooks are awaited: the async path
         return None
     options, call_kwargs = split_options(kwargs)
     job, envelope = prepare_call(queue, func, args, call_kwargs, options)
@@ -147,6 +148,7 @@ list_workers_sync = _blocking_twin(api.list_workers)
 list_queues_sync = _blocking_twin(api.list_queues)
 list_dead_letters_sync = _blocking_twin(api.list_dead_letters)
 requeue_dead_letter_sync = _blocking_twin(api.requeue_dead_letter)
+requeue_dead_letters_sync = _blocking_twin(api.requeue_dead_letters)
 purge_dead_letters_sync = _blocking_twin(api.purge_dead_letters)
 cancel_job_sync = _blocking_twin(api.cancel_job)
 cancel_scheduled_job_sync = _blocking_twin(api.cancel_scheduled_job)
@@ -332,6 +334,12 @@ class SyncClient:
     def requeue_dead_letter(self, entry_id: int) -> str | None:
         """Run a dead-lettered job again under its original job id; returns that id."""
         return _runner.run(deadletter.requeue_dead_letter(self._connection(), entry_id))
+
+    def requeue_dead_letters(self, queue_name: str | None = None) -> deadletter.BulkRequeue:
+        """Requeue every dead letter of ``queue_name`` (of every queue when it is ``None``, as
+        :func:`naq.requeue_dead_letters`)."""
+        name = None if queue_name is None else validate_queue_name(queue_name)
+        return _runner.run(deadletter.requeue_dead_letters(self._connection(), name))
 
     def purge_dead_letters(self, queue_name: str | None = None) -> int:
         """Remove the dead letters of ``queue_name`` (of every queue when it is ``None``, as
