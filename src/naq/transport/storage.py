@@ -139,6 +139,26 @@ class Storage:
             ),
         )
 
+    async def events_stream(self) -> None:
+        """The events stream (``naq.events.<queue>.<kind>``): in memory, bounded by age and
+        size, the oldest events dropped first."""
+        if self.has("events"):
+            return
+        await self._stream(
+            "events",
+            StreamConfig(
+                name=c.EVENTS_STREAM,
+                subjects=[f"{c.EVENTS_SUBJECT_PREFIX}>"],
+                retention=RetentionPolicy.LIMITS,
+                storage=StorageType.MEMORY,
+                max_age=c.EVENTS_MAX_AGE,
+                max_bytes=c.EVENTS_MAX_BYTES,
+                discard=DiscardPolicy.OLD,
+                num_replicas=self._conn.settings.replicas,
+                allow_direct=True,
+            ),
+        )
+
     async def _stream(self, key: str, config: StreamConfig) -> None:
         if key in self._ensured:
             return
