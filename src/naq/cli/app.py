@@ -11,6 +11,7 @@ from .. import admin
 from ..__about__ import __version__
 from ..errors import JobNotFoundError
 from ..job import JobInfo
+from ..metrics import DEFAULT_METRICS_HOST
 from ..models import JobStatus
 from ..purge import purge_waiting_jobs
 from ..queue import Queue
@@ -85,6 +86,19 @@ def worker(
     max_crashes: int = typer.Option(
         3, "--max-crashes", help="Runs alone after a worker died holding a job, before it is dead."
     ),
+    events: bool | None = typer.Option(
+        None, "--events/--no-events", help="Publish job events (default: NAQ_EVENTS)."
+    ),
+    metrics_port: int | None = typer.Option(
+        None,
+        "--metrics-port",
+        help="Serve Prometheus /metrics on this port (workers of a host may share it).",
+    ),
+    metrics_host: str = typer.Option(
+        DEFAULT_METRICS_HOST,
+        "--metrics-host",
+        help="Address /metrics listens on (127.0.0.1: this host only).",
+    ),
     url: str = URL_OPTION,
 ) -> None:
     """Run a worker on QUEUES."""
@@ -99,6 +113,9 @@ def worker(
         ack_wait=ack_wait,
         heartbeat_interval=heartbeat_interval,
         max_crashes=max_crashes,
+        events=events,
+        metrics_port=metrics_port,
+        metrics_host=metrics_host,
     )
     run(w.run())
 

@@ -25,6 +25,7 @@ from ..functions import FunctionResolver, add_module_paths
 from ..hooks import HookRunner, Hooks, as_hooks, global_hooks
 from ..limiting import Limiter
 from ..limits import LimitBook
+from ..metrics import DEFAULT_METRICS_HOST, WorkerMetrics
 from ..models import FINAL_STATUSES, JobEnvelope, JobStatus
 from ..results import ResultStore, record_subject
 from ..serialization import warn_if_pickle
@@ -79,6 +80,8 @@ class Worker:
         settings: Settings | None = None,
         hooks: Hooks | Sequence[object] | None = None,
         events: bool | None = None,
+        metrics_port: int | None = None,
+        metrics_host: str = DEFAULT_METRICS_HOST,
     ) -> None:
         self.settings = (settings or load_settings()).with_url(nats_url)
         names = [queues] if isinstance(queues, str) else list(queues or [])
@@ -113,6 +116,8 @@ class Worker:
         self.hooks = as_hooks(hooks)
         #: whether it publishes events (default: ``NAQ_EVENTS``)
         self.events = self.settings.events if events is None else bool(events)
+        #: Prometheus ``/metrics`` on ``metrics_port``, shared by this host's workers
+        self.metrics = None if metrics_port is None else WorkerMetrics(metrics_port, metrics_host)
         self._builtin_hooks = Hooks()
         self.hook_runner = HookRunner(global_hooks, self.hooks, self._builtin_hooks)
         self._start_hooks_ran = False
@@ -245,6 +250,8 @@ class Worker:
             if self._start_hooks_ran:
                 await self.hook_runner.fire_awaiting("on_worker_stop", self)
                 await self.hook_runner.drain()
+            if self.metrics is not None:
+                await self.metrics.close()
             await loops.close()
             remove_stop_handlers(self._loop)
             # the jobs finished since the last heartbeat count too (bounded: NATS may be gone)
@@ -273,6 +280,9 @@ class Worker:
         if self.events:
             await with_retries("preparing the events stream", conn.ensure_events_stream)
             self._builtin_hooks.add_middleware(WorkerEvents(EventPublisher(conn)))
+        if self.metrics is not None:
+            self.metrics.start(self)
+            self._builtin_hooks.add_middleware(self.metrics)
         consumer_settings = ConsumerSettings(ack_wait=self.ack_wait)
         priorities = self._priorities = PriorityLevels(
             conn,
@@ -447,6 +457,9 @@ class Worker:
         await self.status.beat(running, self.jobs_done, self.jobs_failed, status)
         # what finished since the last beat, into the queues' shared totals (naq queues)
         await self.counters.flush(self._conn_or_raise())
+        if self.metrics is not None:
+            levels = [(p.queue, p.priority) for p in self._pullers]
+            await self.metrics.refresh(self._conn_or_raise(), levels)
 
     # -- progress -------------------------------------------------------------------------
     def report_progress(self, job_id: str, fraction: float, message: str | None) -> None:
