@@ -52,11 +52,14 @@ WORKER_FIELDS = {
     "last_heartbeat",
     "status",
     "uptime",
+    "retrying",
+    "limited",
 }
 QUEUE_FIELDS = {
     "name",
     "waiting",
     "running",
+    "retrying",
     "scheduled",
     "deferred",
     "completed",

@@ -25,6 +25,7 @@ from naq import stats
 from naq.cli.workers_table import workers_table
 from naq.errors import JobExecutionError
 from naq.job import QueueInfo, WorkerInfo
+from naq.models import JobStatus
 from naq.settings import load_settings
 from naq.transport import Connection, kv, streams
 
@@ -34,7 +35,8 @@ FAIL = "tests.jobs:fail"
 REFUSED = "os:system"
 #: Every column of ``naq queues``, in order.
 QUEUE_HEADERS = (
-    *("queue", "waiting", "running", "scheduled", "deferred", "completed", "failed", "dead"),
+    *("queue", "waiting", "running", "retrying", "scheduled", "deferred", "completed"),
+    *("failed", "dead"),
     *("done/min", "fail/min", "workers", "consumers", "paused"),
 )
 #: Every column of ``naq list-workers``, in order.
@@ -60,6 +62,10 @@ def cli_json(*args: str) -> Any:
     return json.loads(proc.stdout)
 
 
+async def _has_status(job_id: str, nats_url: str, status: JobStatus) -> bool:
+    return await naq.get_job_status(job_id, nats_url=nats_url) is status
+
+
 async def _settled(job_id: str, nats_url: str) -> bool:
     info = await naq.get_job_info(job_id, nats_url=nats_url)
     return info.status.is_final
@@ -74,13 +80,20 @@ async def test_queue_counts_and_rates_after_a_known_mix(
     queue = _name("mix")
     proc = workers.start(queue, nats_url, "--heartbeat-interval", "0.2", "-c", "4")
     workers.wait_listed(nats_url, proc)
-    n, m, k, d, s = 4, 2, 1, 3, 2
+    n, m, k, d, s, r = 4, 2, 1, 3, 2, 2
     # n completed (one at priority 5: the worker sets up a second consumer for it)
     done = [await naq.enqueue(ADD, i, 1, queue_name=queue, nats_url=nats_url) for i in range(n - 1)]
     done.append(await naq.enqueue(ADD, 0, 1, priority=5, queue_name=queue, nats_url=nats_url))
     # m failed for good, k dead (refused: never ran)
     failed = [await naq.enqueue(FAIL, "no", queue_name=queue, nats_url=nats_url) for _ in range(m)]
     dead = [await naq.enqueue(REFUSED, "x", queue_name=queue, nats_url=nats_url) for _ in range(k)]
+    # r failed once and wait a minute for their next attempt
+    retrying = [
+        await naq.enqueue(
+            FAIL, "later", max_retries=1, retry_delay=60, queue_name=queue, nats_url=nats_url
+        )
+        for _ in range(r)
+    ]
     # s scheduled an hour ahead; d deferred until the first of them has run
     scheduled = [
         await naq.enqueue_in(3600, ADD, i, 1, queue_name=queue, nats_url=nats_url) for i in range(s)
@@ -94,11 +107,14 @@ async def test_queue_counts_and_rates_after_a_known_mix(
             await naq.fetch_job_result(job.job_id, timeout=WAIT, nats_url=nats_url)
     for job in dead:
         await wait_for(functools.partial(_settled, job.job_id, nats_url))
+    for job in retrying:
+        await wait_for(functools.partial(_has_status, job.job_id, nats_url, JobStatus.RETRYING))
 
     expected = {
         "name": queue,
         "waiting": 0,
-        "running": 0,
+        "running": 0,  # the retrying ones are unacknowledged, but not running
+        "retrying": r,
         "scheduled": s,
         "deferred": d,
         "completed": n,
@@ -131,6 +147,29 @@ async def test_queue_counts_and_rates_after_a_known_mix(
     (worker,) = [w for w in snapshot["workers"] if w["pid"] == proc.pid]
     assert worker["jobs_done"] == n and worker["jobs_failed"] == m + k
     assert 0 < worker["uptime"] < 120
+
+
+async def test_a_job_waiting_for_a_shared_limit_counts_as_waiting(
+    nats_url: str, workers: WorkerProcesses
+) -> None:
+    queue, limit = _name("limited"), _name("lim")
+    await naq.set_limit(limit, concurrency=1, nats_url=nats_url)
+    proc = workers.start(queue, nats_url, "--heartbeat-interval", "0.2", "-c", "4")
+    workers.wait_listed(nats_url, proc)
+    slow = await naq.enqueue(
+        "tests.jobs:sleep_sync", 5, limits=[limit], queue_name=queue, nats_url=nats_url
+    )
+    await wait_for(functools.partial(_has_status, slow.job_id, nats_url, JobStatus.RUNNING))
+    held = await naq.enqueue(ADD, 1, 2, limits=[limit], queue_name=queue, nats_url=nats_url)
+
+    async def counted() -> QueueInfo | None:
+        info = await queue_info(nats_url, queue)
+        ok = info is not None and (info.waiting, info.running, info.retrying) == (1, 1, 0)
+        return info if ok else None
+
+    await wait_for(counted)
+    assert (await naq.get_job_info(held.job_id, nats_url=nats_url)).waiting_for
+    assert await naq.fetch_job_result(held.job_id, timeout=WAIT, nats_url=nats_url) == 3
 
 
 # --------------------------------------------------------------------------- deferred index

@@ -23,7 +23,8 @@ from naq.settings import load_settings
 from naq.transport import Connection
 
 ALL_HEADERS = (
-    *("queue", "waiting", "running", "scheduled", "deferred", "completed", "failed", "dead"),
+    *("queue", "waiting", "running", "retrying", "scheduled", "deferred", "completed"),
+    *("failed", "dead"),
     *("done/min", "fail/min", "workers", "consumers", "paused"),
 )
 
@@ -152,6 +153,7 @@ _BUSY_QUEUE = QueueInfo(
     name="emails-priority",
     waiting=1234567,
     running=10,
+    retrying=4,
     scheduled=45,
     deferred=3,
     completed=98765432,
@@ -165,15 +167,15 @@ _BUSY_QUEUE = QueueInfo(
 )
 
 
-def test_table_shows_every_count_in_120_columns() -> None:
-    lines = _table_lines(_BUSY_QUEUE, 120)
-    assert all(len(line) <= 120 for line in lines), lines
+def test_table_shows_every_count_in_132_columns() -> None:
+    lines = _table_lines(_BUSY_QUEUE, 132)
+    assert all(len(line) <= 132 for line in lines), lines
     header = next(line for line in lines if line.split()[:1] == ["queue"])
     assert header.split() == [*ALL_HEADERS], lines
     row = next(line for line in lines if line.startswith("emails-priority"))
     assert row.split() == [
         "emails-priority",
-        *("1234567", "10", "45", "3", "98765432", "12345", "7", "600", "12", "10", "3"),
+        *("1234567", "10", "4", "45", "3", "98765432", "12345", "7", "600", "12", "10", "3"),
         "yes",
     ]
     assert "wider terminal" not in "\n".join(lines)
@@ -198,7 +200,7 @@ def test_table_in_80_columns_leaves_out_the_least_important_and_says_so() -> Non
         "yes",
     ]
     caption = " ".join(" ".join(lines).split())
-    assert "wider terminal for: consumers, workers, completed, scheduled" in caption, lines
+    assert "wider terminal for: consumers, workers, completed, scheduled, retrying" in caption
 
 
 def test_naq_queues_shows_scheduled_and_dead_counts(nats_url: str) -> None:
@@ -220,9 +222,9 @@ def test_naq_queues_shows_scheduled_and_dead_counts(nats_url: str) -> None:
     header = next(line for line in lines if line.split()[:1] == ["queue"])
     assert header.split() == [*ALL_HEADERS], proc.stdout
     row = next(line for line in lines if line.startswith(queue))
-    # waiting, running, scheduled, deferred, completed, failed, dead, done/min, fail/min,
-    # workers, consumers, paused
-    expected = [queue, "1", "0", "1", "0", "2", "1", "1", "2", "1", "0", "1", "no"]
+    # waiting, running, retrying, scheduled, deferred, completed, failed, dead, done/min,
+    # fail/min, workers, consumers, paused
+    expected = [queue, "1", "0", "0", "1", "0", "2", "1", "1", "2", "1", "0", "1", "no"]
     assert row.split() == expected, proc.stdout
 
 

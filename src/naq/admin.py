@@ -110,13 +110,20 @@ async def list_queues(conn: Connection, workers: list[WorkerInfo] | None = None)
         entry = queues[queue]
         by_priority = entry.levels
         counts = totals.get(queue, stats.QueueTotals(0, 0))
+        # the server counts jobs handed back to wait (retry delay, full limit) as running;
+        # their workers report them
+        retrying = sum(w.retrying.get(queue, 0) for w in workers)
+        limited = sum(w.limited.get(queue, 0) for w in workers)
+        unacked = sum(running for _, running in by_priority.values())
+        held = min(unacked, retrying + limited)
         infos.append(
             QueueInfo(
                 name=queue,
-                waiting=sum(waiting for waiting, _ in by_priority.values()),
-                running=sum(running for _, running in by_priority.values()),
+                waiting=sum(waiting for waiting, _ in by_priority.values()) + min(limited, held),
+                running=unacked - held,
                 scheduled=scheduled_count,
                 deferred=deferred_count,
+                retrying=min(retrying, held),
                 completed=counts.completed,
                 failed=counts.failed,
                 dead=dead.get(queue, 0),

@@ -432,6 +432,10 @@ class WorkerInfo:
     last_heartbeat: datetime
     status: str
     uptime: float = 0.0
+    #: per queue, jobs it handed back to wait for their next attempt (not due yet)
+    retrying: dict[str, int] = dataclasses.field(default_factory=dict)
+    #: per queue, jobs it handed back to wait for a shared limit (not due yet)
+    limited: dict[str, int] = dataclasses.field(default_factory=dict)
 
     @classmethod
     def from_record(cls, record: WorkerRecord, now: float | None = None) -> WorkerInfo:
@@ -451,6 +455,8 @@ class WorkerInfo:
             last_heartbeat=from_epoch(record.last_heartbeat),
             status=record.status,
             uptime=max(0.0, moment - record.started_at),
+            retrying=dict(record.retrying),
+            limited=dict(record.limited),
         )
 
 
@@ -466,6 +472,8 @@ class QueueInfo:
     scheduled: int = 0
     #: jobs waiting for the jobs they depend on
     deferred: int = 0
+    #: jobs that failed and wait for their next attempt
+    retrying: int = 0
     completed: int = 0
     failed: int = 0
     dead: int = 0

@@ -148,6 +148,10 @@ class WorkerRecord(msgspec.Struct, omit_defaults=True, kw_only=True):
     started_at: float
     last_heartbeat: float
     status: str = "running"
+    #: per queue, jobs it handed back to wait for their next attempt / for a shared limit
+    #: (not due yet); the server counts them as unacknowledged, like running ones
+    retrying: dict[str, int] = msgspec.field(default_factory=dict)
+    limited: dict[str, int] = msgspec.field(default_factory=dict)
 
 
 def record_for(envelope: JobEnvelope, status: JobStatus, **fields: Any) -> JobRecord:

@@ -280,6 +280,7 @@ def job(
 app.add_typer(dlq_app, name="dlq")
 
 
+from .events_cmd import register as _register_events_cmd  # noqa: E402
 from .info_cmd import register as _register_info_cmd  # noqa: E402
 from .limits_cmds import register as _register_limits_cmds  # noqa: E402
 from .queue_cmds import register as _register_queue_cmds  # noqa: E402
@@ -289,8 +290,10 @@ _register_schedule_cmds(app)
 _register_limits_cmds(app)
 _register_queue_cmds(app)
 _register_info_cmd(app)
+_register_events_cmd(app)
 
 
 def main() -> None:
-    """Entry point of the ``naq`` script."""
-    app()
+    """Entry point of the ``naq`` script (also ``python -m naq``: completion scripts are
+    made for the name ``naq`` either way)."""
+    app(prog_name="naq")

@@ -19,6 +19,7 @@ from typing import Any, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from .. import eventloop
 from ..errors import NaqException
@@ -53,7 +54,7 @@ def fail(message: str, code: int = 1) -> typer.Exit:
         sys.stderr.write(f"error: {message}\n")
         sys.stderr.flush()
     else:
-        err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+        err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     return typer.Exit(code)
 
 

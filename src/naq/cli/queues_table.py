@@ -26,6 +26,7 @@ COLUMNS: tuple[Column[QueueInfo], ...] = (
     Column("queue", lambda q: q.name, holds_ids=True),
     _count("waiting", lambda q: q.waiting),
     _count("running", lambda q: q.running),
+    _count("retrying", lambda q: q.retrying),
     _count("scheduled", lambda q: q.scheduled),
     _count("deferred", lambda q: q.deferred),
     _count("completed", lambda q: q.completed),
@@ -45,6 +46,7 @@ DROP_ORDER = (
     "workers",
     "completed",
     "scheduled",
+    "retrying",
     "deferred",
     "failed",
     "fail/min",
@@ -61,7 +63,7 @@ def _new_table() -> Table:
 
 def queues_table(queues: Sequence[QueueInfo], console: Console) -> Table:
     """A table of ``queues`` with as many columns as fit ``console``'s width: waiting,
-    running, scheduled, deferred, completed, failed and dead jobs, jobs completed and
+    running, retrying, scheduled, deferred, completed, failed and dead jobs, jobs completed and
     failed per minute (the last one), workers, consumers, paused."""
     fitted = fitted_table(console, _new_table, COLUMNS, queues, DROP_ORDER)
     captions = [left_out_caption(fitted.left_out)]

@@ -22,11 +22,11 @@ from ..dependencies import UNPIN_DELAY, Dependencies
 from ..errors import ConfigurationError, NaqConnectionError
 from ..events import EventPublisher, WorkerEvents
 from ..functions import FunctionResolver, add_module_paths
-from ..hooks import HookRunner, Hooks, as_hooks, global_hooks
+from ..hooks import HookRunner, Hooks, as_hooks, cancelled_run, global_hooks
 from ..limiting import Limiter
 from ..limits import LimitBook
 from ..metrics import DEFAULT_METRICS_HOST, WorkerMetrics
-from ..models import FINAL_STATUSES, JobEnvelope, JobStatus
+from ..models import FINAL_STATUSES, JobEnvelope, JobRecord, JobStatus
 from ..results import ResultStore, record_subject
 from ..serialization import warn_if_pickle
 from ..settings import Settings, load_settings, validate_queue_name
@@ -46,6 +46,7 @@ from .decide import decode
 from .delayed import DelayedCalls
 from .delivery import Delivery, State
 from .executor import Executor
+from .holds import HeldBack
 from .levels import PriorityLevels
 from .loops import Loops, renew_lease
 from .outcomes import Records
@@ -122,6 +123,7 @@ class Worker:
         self.hook_runner = HookRunner(global_hooks, self.hooks, self._builtin_hooks)
         self._start_hooks_ran = False
         self.counters = Counters()
+        self.held = HeldBack()
         self._inflight: dict[int, Delivery] = {}
         self._backlog = Backlog()
         #: (queue, priority) levels whose consumer this worker pulls from (0 always)
@@ -192,7 +194,11 @@ class Worker:
         self.limit_book = LimitBook(conn)
         self.limiter = Limiter(conn, self.worker_id)
         self.dependencies = Dependencies(
-            conn, self.results, self.settings.result_ttl, unpin_delay=UNPIN_DELAY
+            conn,
+            self.results,
+            self.settings.result_ttl,
+            unpin_delay=UNPIN_DELAY,
+            on_cancelled=self._dependant_cancelled,
         )
         self.running_marks = DelayedCalls(RUNNING_WRITE_DELAY)
         self.pipeline = JobPipeline(
@@ -217,6 +223,7 @@ class Worker:
                 forget=self.forget,
                 hooks=self.hook_runner,
                 worker_id=self.worker_id,
+                held=self.held,
             )
         )
         self.status = WorkerStatus(
@@ -421,6 +428,11 @@ class Worker:
                 if puller.wants_more():
                     puller.request_more()
 
+    def _dependant_cancelled(self, record: JobRecord) -> None:
+        """A deferred job was cancelled here (a job it depends on failed): ``on_cancel``."""
+        if self.hook_runner.has("on_cancel"):
+            self.hook_runner.fire("on_cancel", cancelled_run(record, self.worker_id))
+
     def _cancel_running(self, job_id: str) -> None:
         """``cancel_job`` was asked for ``job_id``: stop it if this worker runs it."""
         for delivery in list(self._inflight.values()):
@@ -454,7 +466,7 @@ class Worker:
             await self._priorities.scan()
         running = [d.job_id for d in self._inflight.values() if d.job_id and not d.settled]
         status = "stopping" if self._stop is not None and self._stop.is_set() else "running"
-        await self.status.beat(running, self.jobs_done, self.jobs_failed, status)
+        await self.status.beat(running, self.jobs_done, self.jobs_failed, status, self.held)
         # what finished since the last beat, into the queues' shared totals (naq queues)
         await self.counters.flush(self._conn_or_raise())
         if self.metrics is not None:

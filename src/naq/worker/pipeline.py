@@ -57,6 +57,7 @@ from .decide import Go, Refuse, decide
 from .delayed import DelayedCalls
 from .delivery import Delivery, Run, State
 from .executor import Executor
+from .holds import LIMITED, RETRYING, HeldBack
 from .job_hooks import ended, job_run, not_run, wants_runs
 from .outcomes import MAX_ATTEMPTS, Records, check_fits, qualified
 from .retry import decide as retry_decision
@@ -96,6 +97,7 @@ class Parts:
     forget: Callable[[Delivery], None]
     hooks: HookRunner
     worker_id: str
+    held: HeldBack  # jobs handed back to wait (retry delay, full limit), counted
 
 
 class JobPipeline:
@@ -285,6 +287,7 @@ class JobPipeline:
             mark.cancel()
             delivery.slot_handed = False
             delivery.state = State.HELD
+            ended(p.hooks, hook, Outcome.HANDED_BACK)  # before_job ran: close the run
             return False
         if envelope.id in p.cancel_requests:  # asked while it was being prepared
             delivery.request_cancel()
@@ -424,6 +427,7 @@ class JobPipeline:
             # before the hand-back: its events are stored before it can run again
             ended(p.hooks, run.hook, Outcome.RETRYING, error=exc, retry_in=decision.delay)
             delivery.settle(nak_body(decision.delay))
+            p.held.add(delivery.queue, RETRYING, decision.delay)
             return
         level = "WARNING" if isinstance(exc, JobTimeoutError | SerializationError) else "INFO"
         log.log(
@@ -556,6 +560,7 @@ class JobPipeline:
         # not all come back at once
         delay = min(denied.retry_in, MAX_LIMIT_WAIT) * (1 + 0.2 * random.random()) + 0.005
         delivery.settle(nak_body(delay))
+        self.p.held.add(delivery.queue, LIMITED, delay)
 
     def _not_run(
         self,

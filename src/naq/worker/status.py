@@ -15,6 +15,7 @@ from loguru import logger
 from .. import constants as c
 from ..models import WorkerRecord, encode
 from ..transport import Connection, kv
+from .holds import LIMITED, RETRYING, HeldBack
 
 
 class WorkerStatus:
@@ -40,9 +41,18 @@ class WorkerStatus:
         )
         self.ttl = max(2, math.ceil(heartbeat_interval * 3))
 
-    async def beat(self, running_jobs: list[str], done: int, failed: int, status: str) -> None:
+    async def beat(
+        self,
+        running_jobs: list[str],
+        done: int,
+        failed: int,
+        status: str,
+        held: HeldBack | None = None,
+    ) -> None:
         """Write the current state (raises on connection trouble; caller decides)."""
         record = self.record
+        if held is not None:
+            record.retrying, record.limited = held.counts(RETRYING), held.counts(LIMITED)
         record.running_jobs = running_jobs
         record.jobs_done = done
         record.jobs_failed = failed
