@@ -314,3 +314,13 @@ def test_resuming_a_queue_nobody_knows_is_refused(nats_url: str, queue: str) -> 
     assert len(shown.error_lines) == 1, shown.stderr
     assert f"no queue '{queue}' to resume" in shown.stderr
     assert queue not in [q.name for q in naq.list_queues_sync(nats_url=nats_url)]
+
+
+def test_a_burst_worker_does_not_wait_for_a_paused_queue(nats_url: str, queue: str) -> None:
+    """A paused queue has nothing a worker could take: ``--burst`` returns (its jobs stay)."""
+    naq.pause_queue_sync(queue, nats_url=nats_url)
+    job = naq.enqueue_sync(step, "held", queue_name=queue, nats_url=nats_url)
+    burst = naq_cli("worker", queue, "--burst", "-u", nats_url, timeout=30)
+    assert burst.code == 0, burst.stderr
+    assert naq.get_job_status_sync(job.job_id, nats_url=nats_url) is JobStatus.PENDING
+    assert _queue_row(queue, nats_url)["waiting"] == 1

@@ -128,6 +128,8 @@ class Loops:
             counts = await streams.consumer_counts(
                 self._conn, c.JOBS_STREAM, c.consumer_name(queue)
             )
+            if counts is not None and counts.paused and not counts.ack_pending:
+                continue  # paused: nothing can come; a burst worker does not wait for resume
             if counts is not None and (counts.pending or counts.ack_pending):
                 return False
             # jobs of a priority above 0, pulled by another consumer or by none yet
