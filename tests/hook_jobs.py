@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 
 import naq
 
@@ -33,3 +34,18 @@ async def slow(seconds: float) -> str:
 
 def my_headers() -> dict[str, str]:
     return naq.current_job().headers
+
+
+class FileLog:
+    """A middleware that appends ``hook job_id`` lines to the file in ``NAQ_TEST_HOOK_LOG``
+    (``naq worker --middleware tests.hook_jobs:FileLog``)."""
+
+    def _write(self, line: str) -> None:
+        with open(os.environ["NAQ_TEST_HOOK_LOG"], "a", encoding="utf-8") as log:
+            log.write(line + "\n")
+
+    def before_job(self, run: naq.JobRun) -> None:
+        self._write(f"before_job {run.job_id}")
+
+    def after_job(self, run: naq.JobRun) -> None:
+        self._write(f"after_job {run.job_id} {run.outcome}")

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from pathlib import Path
 from typing import Any
 
 import pytest
 from tests import hook_jobs
+from tests.cli_run import naq_cli
 from tests.helpers import eventually, queue_worker
 
 import naq
@@ -227,3 +229,25 @@ async def test_dead_letters_fire_on_dead(nats_url: str) -> None:
             await eventually(dead_seen)
     dead = [c for c in recorder.calls if c[0] == "on_dead"]
     assert dead == [("on_dead", None, Outcome.DEAD)]
+
+
+def test_naq_worker_takes_middleware_by_name(nats_url: str, tmp_path: Path) -> None:
+    queue = _queue()
+    log = tmp_path / "hooks.log"
+    job = naq.enqueue_sync(hook_jobs.ok, 5, queue_name=queue, nats_url=nats_url)
+    env = {"NAQ_TEST_HOOK_LOG": str(log)}
+    args = ("worker", queue, "--burst", "-u", nats_url)
+    ran = naq_cli(*args, "--middleware", "tests.hook_jobs:FileLog", env=env)
+    assert ran.code == 0, ran.stderr
+    assert log.read_text().splitlines() == [
+        f"before_job {job.job_id}",
+        f"after_job {job.job_id} completed",
+    ]
+    missing = naq_cli(*args, "--middleware", "tests.hook_jobs:Nope", env=env)
+    assert missing.code == 1
+    assert missing.error_lines == [
+        "error: cannot load middleware 'tests.hook_jobs:Nope': AttributeError: module "
+        "'tests.hook_jobs' has no attribute 'Nope'"
+    ]
+    plain = naq_cli(*args, "--middleware", "tests.hook_jobs", env=env)
+    assert plain.code == 1 and "must be written module:name" in plain.stderr

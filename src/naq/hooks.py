@@ -23,7 +23,10 @@ Events, metrics and tracing are themselves built on these hooks (:mod:`naq.event
 from __future__ import annotations
 
 import asyncio
+import importlib
 import inspect
+import os
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -130,14 +133,18 @@ class Hooks:
     """A registry of hook functions by name.
 
     ``hooks.add("after_job", fn)``, or as a decorator ``@hooks.add("after_job")``;
-    ``hooks.add_middleware(obj)`` registers every method of ``obj`` named like a hook."""
+    ``hooks.add_middleware(obj)`` registers every method of ``obj`` named like a hook.
+    ``Hooks(a, b)`` starts with the hooks of middleware objects or other registries."""
 
     __slots__ = ("_functions",)
 
     def __init__(self, *middleware: object) -> None:
         self._functions: dict[str, list[HookFunction]] = {}
         for item in middleware:
-            self.add_middleware(item)
+            if isinstance(item, Hooks):
+                self.merge(item)
+            else:
+                self.add_middleware(item)
 
     @overload
     def add(self, name: str) -> Callable[[F], F]: ...
@@ -188,6 +195,12 @@ class Hooks:
             raise ConfigurationError(
                 f"{middleware!r} has no hook methods (any of: {', '.join(HOOK_NAMES)})"
             )
+
+    def merge(self, other: Hooks) -> None:
+        """Register every function of ``other`` here too."""
+        for name in HOOK_NAMES:
+            for func in other.functions(name):
+                self.add(name, func)
 
     def clear(self) -> None:
         """Unregister every hook."""
@@ -273,9 +286,36 @@ def add_middleware(middleware: object) -> None:
     global_hooks.add_middleware(middleware)
 
 
+def load_middleware(spec: str) -> object:
+    """The middleware named ``module:name`` (``naq worker --middleware``): a class is
+    instantiated without arguments; an instance or a :class:`Hooks` is taken as it is. The
+    module is imported from the working directory or the installed packages."""
+    module_name, sep, attr = spec.partition(":")
+    if not sep or not module_name or not attr:
+        raise ConfigurationError(f"middleware {spec!r} must be written module:name")
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        found: Any = importlib.import_module(module_name)
+        for part in attr.split("."):
+            found = getattr(found, part)
+    except Exception as exc:  # noqa: BLE001 - any import failure is the user's to fix
+        raise ConfigurationError(
+            f"cannot load middleware {spec!r}: {type(exc).__name__}: {exc}"
+        ) from None
+    if isinstance(found, type):
+        try:
+            found = found()
+        except Exception as exc:  # noqa: BLE001 - its constructor is the user's
+            raise ConfigurationError(
+                f"cannot create middleware {spec!r}: {type(exc).__name__}: {exc}"
+            ) from None
+    return found
+
+
 def as_hooks(value: Hooks | object | None) -> Hooks:
     """A ``hooks=`` argument as a registry: a :class:`Hooks`, one middleware object, or a
-    list of middleware objects (``None``: an empty registry)."""
+    list of middleware objects and registries (``None``: an empty registry)."""
     if value is None:
         return Hooks()
     if isinstance(value, Hooks):

@@ -10,6 +10,7 @@ from rich.table import Table
 from .. import admin
 from ..__about__ import __version__
 from ..errors import JobNotFoundError
+from ..hooks import Hooks, load_middleware
 from ..job import JobInfo
 from ..metrics import DEFAULT_METRICS_HOST
 from ..models import JobStatus
@@ -99,9 +100,16 @@ def worker(
         "--metrics-host",
         help="Address /metrics listens on (127.0.0.1: this host only).",
     ),
+    middleware: list[str] = typer.Option(
+        None,
+        "--middleware",
+        help="Hooks to run, as module:name of a naq.Middleware (class or instance) or "
+        "naq.Hooks, importable from here (repeatable).",
+    ),
     url: str = URL_OPTION,
 ) -> None:
     """Run a worker on QUEUES."""
+    hooks = [load_middleware(spec) for spec in middleware or ()]
     w = Worker(
         queues or None,
         nats_url=url,
@@ -116,6 +124,7 @@ def worker(
         events=events,
         metrics_port=metrics_port,
         metrics_host=metrics_host,
+        hooks=Hooks(*hooks) if hooks else None,
     )
     run(w.run())
 
