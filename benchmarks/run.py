@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 from rich.console import Console
 
 import naq
-from naq.server import EmbeddedServer, find_nats_server
+from naq.server import EmbeddedServer, find_nats_server, free_port
 
 from . import jobs
 from .common import ROOT, run_async
@@ -191,6 +191,17 @@ class Runner:
                             ),
                             "rate",
                         ),
+                        "naq_process_noop_metrics": (
+                            lambda: nb.process(
+                                "bench-noop-mx",
+                                jobs.noop,
+                                s.process,
+                                200,
+                                "--metrics-port",
+                                str(free_port("127.0.0.1")),
+                            ),
+                            "rate",
+                        ),
                         "naq_process_noop_hooks": (
                             lambda: nb.process(
                                 "bench-noop-hk", jobs.noop, s.process, 200, "--hooks"
@@ -285,6 +296,7 @@ def build_rows(s: Sizes, r: dict[str, Any]) -> list[Row]:
     many, many_raw = r["naq_enqueue_many"], r["raw_publish_async"]
     noop, anoop = r["naq_process_noop_sync"], r["naq_process_noop_async"]
     events, hooked = r["naq_process_noop_events"], r["naq_process_noop_hooks"]
+    metered = r["naq_process_noop_metrics"]
     store, ack = r["raw_consume_store_ack"], r["raw_consume_ack"]
     lat, alat, raw_lat = r["naq_latency_sync"], r["naq_latency_async"], r["raw_latency"]
     sleep, sleep_sync = r["naq_sleep_async"], r["naq_sleep_sync"]
@@ -315,6 +327,10 @@ def build_rows(s: Sizes, r: dict[str, Any]) -> list[Row]:
             events["rate"], noop["rate"], [Target("min_ratio", 0.9)],
             "baseline: the same run with events off (the first process row)",
             _process_error(events)),
+        Row("process_noop_metrics", "same, sync fn, Prometheus metrics on (`--metrics-port`)",
+            "jobs/s", metered["rate"], noop["rate"], [],
+            "baseline: the same run without metrics (the first process row)",
+            _process_error(metered)),
         Row("process_noop_hooks", "same, sync fn, a no-op `before_job` + `after_job` hook",
             "jobs/s", hooked["rate"], noop["rate"], [],
             "baseline: the same run without hooks (the first process row)",

@@ -63,6 +63,8 @@ async def amain(args: argparse.Namespace) -> None:
         worker_name="bench",
         events=args.events,
         hooks=hooks,
+        metrics_port=args.metrics_port,
+        metrics_host="127.0.0.1",
     )
     started = time.time()
     emit("started", pid=os.getpid(), worker_id=worker.worker_id, rss_mib=proc_status_mib("VmRSS"))
@@ -98,6 +100,7 @@ def main() -> None:
     parser.add_argument("--uvloop", action="store_true")
     parser.add_argument("--events", action="store_true", help="publish events (NAQ_EVENTS)")
     parser.add_argument("--hooks", action="store_true", help="a no-op before_job + after_job")
+    parser.add_argument("--metrics-port", type=int, default=None, help="serve /metrics")
     args = parser.parse_args()
     setup_logging("WARNING")
     run_async(amain(args), args.uvloop)

@@ -1,6 +1,7 @@
 """Reading and trimming naq's streams for the layers above the boundary: stored messages by
 sequence or subject, per-subject counts, purges, consumer counts, consumer pauses. Every
-``$JS.API`` request naq makes by hand is spelled here."""
+``$JS.API`` request naq makes by hand is spelled here, but for the two reads of a consumer's
+backlog the metrics make (:mod:`.consumer_backlog`)."""
 
 from __future__ import annotations
 
