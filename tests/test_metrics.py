@@ -6,6 +6,7 @@ processes, scraped over HTTP."""
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import signal
 import subprocess
@@ -131,6 +132,9 @@ def test_metrics_count_exactly_the_jobs_of_a_known_mix(
         asyncio.run(publish_raw(nats_url, f"naq.queue.{queue}", b"\x00 not a job \xff"))  # dead
         cancelled = client.enqueue(metric_jobs.ok, 0)
         assert client.cancel_job(cancelled.job_id)
+        # deferred: waits on a job scheduled an hour ahead (neither is in the stream yet)
+        later = client.enqueue_in(3600, metric_jobs.ok, 1)
+        client.enqueue(metric_jobs.ok, 2, depends_on=later.job_id)
         waiting = n + m + 2 + 1
         time.sleep(1.0)
         samples = scrape_until(
@@ -185,6 +189,29 @@ def test_metrics_count_exactly_the_jobs_of_a_known_mix(
     assert info["worker_id"] == listed.worker_id
     assert info["queues"] == queue and info["concurrency"] == "1" and info["hostname"]
     assert value(samples, "naq_worker_info", **info) == 1
+
+    # the listings count the same mix (CLI as a subprocess; totals are up to a heartbeat late)
+    expected = {
+        "waiting": 0,
+        "running": 0,
+        "retrying": 0,
+        "scheduled": 1,
+        "deferred": 1,
+        "completed": n + 1,
+        "failed": m + 2,  # failed for good, or dead
+        "dead": m + 2,  # dead-letter entries: the failed ones and the two dead
+        "completed_last_minute": n + 1,
+        "failed_last_minute": m + 2,
+    }
+
+    def listed() -> dict[str, object]:
+        shown = naq_cli("queues", "--json", "-u", nats_url)
+        assert shown.code == 0, shown.stderr
+        [row] = [q for q in json.loads(shown.stdout) if q["name"] == queue]
+        counts = {key: row[key] for key in expected}
+        return counts if counts == expected else {}
+
+    wait_until(listed, 10, f"naq queues --json shows {expected}", interval=0.2)
 
 
 def test_two_workers_share_one_port_and_a_survivor_takes_it_over(
