@@ -6,12 +6,17 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 import uuid
 from collections import defaultdict
 
 import pytest
 from tests import hook_jobs
-from tests.cli_run import naq_cli
+from tests.cli_run import ROOT, naq_cli
 from tests.helpers import queue_worker, running_scheduler
 
 import naq
@@ -180,3 +185,44 @@ async def test_dependants_cancelled_by_a_failure_have_cancelled_events(
             await asyncio.wait_for(reader, 15)
     cancelled = {e.job_id: e for e in seen if e.kind == "cancelled"}
     assert parent.job_id in (cancelled[child.job_id].error or "")
+
+
+def test_naq_events_follow_prints_new_events_until_interrupted(
+    nats_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("NAQ_EVENTS", "1")
+    queue = _queue()
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("NAQ_")}
+    command = [sys.executable, "-m", "naq", "events", "--follow", "--json", "-n", "0"]
+    follower = subprocess.Popen(
+        [*command, "--queue", queue, "-u", nats_url],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=environ,
+        cwd=ROOT,
+        text=True,
+    )
+
+    async def run_one() -> None:
+        async with naq.Queue(queue, nats_url=nats_url) as q, queue_worker(queue, nats_url):
+            job = await q.enqueue(hook_jobs.ok, 4)
+            await job.result(timeout=10)
+
+    try:
+        time.sleep(1.5)  # its reader is set up by then
+        asyncio.run(run_one())
+        time.sleep(1.0)  # the last events reach it
+    finally:
+        follower.send_signal(signal.SIGINT)
+        out, err = follower.communicate(timeout=10)
+    assert follower.returncode == 0, err
+    assert "Traceback" not in err
+    events = [json.loads(line) for line in out.splitlines() if line.strip()]
+    assert {e["queue"] for e in events} == {queue}
+    kinds = [e["kind"] for e in events]
+    assert sorted(kinds) == sorted(
+        ["enqueued", "worker_started", "started", "completed", "worker_stopped"]
+    )
+    assert kinds.index("enqueued") < kinds.index("started") < kinds.index("completed")
+    assert kinds.index("worker_started") < kinds.index("started")
+    assert kinds[-1] == "worker_stopped"
