@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
+import select
+import signal
+import struct
 import subprocess
 import sys
+import termios
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,3 +63,52 @@ def table_row(table: str, field: str) -> str:
         if len(cells) == 2 and cells[0] == field:
             return cells[1]
     return ""
+
+
+def run_in_terminal(
+    command: list[str], env: dict[str, str], answer: str | None = None, timeout: float = 90.0
+) -> tuple[int, str]:
+    """Run ``command`` with stdin/stdout/stderr on a 120x40 pseudo-terminal, answering a y/N
+    prompt with ``answer`` (one must come then); returns the exit code and everything it
+    wrote, raw (colour and cursor codes kept, ``\\r\\n`` as ``\\n``)."""
+    master, slave = os.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+    proc = subprocess.Popen(
+        command,
+        cwd=ROOT,
+        env=env,
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        start_new_session=True,
+    )
+    os.close(slave)
+    out = b""
+    answered = answer is None
+    try:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([master], [], [], 0.2)
+            if ready:
+                try:
+                    chunk = os.read(master, 65536)
+                except OSError:  # EIO: the child closed the terminal
+                    break
+                if not chunk:
+                    break
+                out += chunk
+                if not answered and b"[y/N]" in out:
+                    assert answer is not None
+                    os.write(master, answer.encode() + b"\n")
+                    answered = True
+            elif proc.poll() is not None:
+                break
+        code = proc.wait(30)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+        os.close(master)
+    text = out.decode(errors="replace").replace("\r\n", "\n")
+    assert answered, f"no [y/N] prompt seen; output:\n{text}"
+    return code, text

@@ -11,7 +11,6 @@ import asyncio
 import json
 import os
 import re
-import select
 import signal
 import socket
 import subprocess
@@ -25,6 +24,7 @@ from typing import Any
 
 import nats
 import pytest
+from tests.cli_run import run_in_terminal
 
 import naq
 from naq.job import QueueInfo, WorkerInfo
@@ -173,45 +173,9 @@ def _stop_group(proc: subprocess.Popen[Any]) -> None:
 
 
 def _run_in_pty(args: list[str], env: dict[str, str], answer: str) -> tuple[int, str]:
-    """Run ``args`` with stdin/stdout/stderr on a pseudo-terminal; answer the y/N prompt."""
-    master, slave = os.openpty()
-    proc = subprocess.Popen(
-        args,
-        cwd=ROOT,
-        env=env,
-        stdin=slave,
-        stdout=slave,
-        stderr=slave,
-        start_new_session=True,
-    )
-    os.close(slave)
-    out = b""
-    answered = False
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            ready, _, _ = select.select([master], [], [], 0.2)
-            if ready:
-                try:
-                    chunk = os.read(master, 4096)
-                except OSError:  # EIO: the child closed the terminal
-                    break
-                if not chunk:
-                    break
-                out += chunk
-                if not answered and b"[y/N]" in out:
-                    os.write(master, answer.encode() + b"\n")
-                    answered = True
-            elif proc.poll() is not None:
-                break
-        code = proc.wait(30)
-    finally:
-        if proc.poll() is None:
-            _stop_group(proc)
-        os.close(master)
-    text = ANSI.sub("", out.decode(errors="replace")).replace("\r", "")
-    assert answered, f"no [y/N] prompt seen; output:\n{text}"
-    return code, text
+    """Run ``args`` on a pseudo-terminal and answer its y/N prompt; colour codes removed."""
+    code, text = run_in_terminal(args, env, answer, timeout=60)
+    return code, ANSI.sub("", text).replace("\r", "")
 
 
 @pytest.fixture

@@ -9,21 +9,16 @@ at a terminal has) through :func:`_run_in_pty`.
 from __future__ import annotations
 
 import asyncio
-import fcntl
 import json
 import os
 import re
-import select
-import struct
 import subprocess
 import sys
-import termios
-import time
 import uuid
 from pathlib import Path
 
 import pytest
-from tests.cli_run import ROOT, naq_cli
+from tests.cli_run import ROOT, naq_cli, run_in_terminal
 
 import naq
 from conftest import DLQ_STREAM, JOBS_STREAM, raw_nats, stream_count, stream_messages
@@ -55,49 +50,8 @@ def _env(url: str | None = None, **extra: str) -> dict[str, str]:
 
 
 def _run_in_pty(args: list[str], env: dict[str, str], answer: str | None = None) -> tuple[int, str]:
-    """Run ``naq ARGS`` with stdin/stdout/stderr on a 120x40 pseudo-terminal, answering a
-    y/N prompt with ``answer``; returns the exit code and everything written, raw."""
-    master, slave = os.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "naq", *args],
-        cwd=ROOT,
-        env=env,
-        stdin=slave,
-        stdout=slave,
-        stderr=slave,
-        start_new_session=True,
-    )
-    os.close(slave)
-    out = b""
-    answered = answer is None
-    try:
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            ready, _, _ = select.select([master], [], [], 0.2)
-            if ready:
-                try:
-                    chunk = os.read(master, 65536)
-                except OSError:  # EIO: the child closed the terminal
-                    break
-                if not chunk:
-                    break
-                out += chunk
-                if not answered and b"[y/N]" in out:
-                    assert answer is not None
-                    os.write(master, answer.encode() + b"\n")
-                    answered = True
-            elif proc.poll() is not None:
-                break
-        code = proc.wait(30)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, 9)
-            proc.wait(10)
-        os.close(master)
-    text = out.decode(errors="replace").replace("\r\n", "\n")
-    assert answered, f"no [y/N] prompt seen; output:\n{text}"
-    return code, text
+    """Run ``naq ARGS`` on a pseudo-terminal (see :func:`tests.cli_run.run_in_terminal`)."""
+    return run_in_terminal([sys.executable, "-m", "naq", *args], env, answer)
 
 
 def _plain(text: str) -> str:
