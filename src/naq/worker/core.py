@@ -9,7 +9,6 @@ import contextlib
 import os
 import signal
 import threading
-import uuid
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
@@ -22,11 +21,11 @@ from ..dependencies import UNPIN_DELAY, Dependencies
 from ..errors import ConfigurationError, NaqConnectionError
 from ..events import EventPublisher, WorkerEvents
 from ..functions import FunctionResolver, add_module_paths
-from ..hooks import HookRunner, Hooks, as_hooks, cancelled_run, global_hooks
+from ..hooks import HookRunner, Hooks, JobRun, as_hooks, cancelled_run, global_hooks
 from ..limiting import Limiter
 from ..limits import LimitBook
 from ..metrics import DEFAULT_METRICS_HOST, WorkerMetrics
-from ..models import FINAL_STATUSES, JobEnvelope, JobRecord, JobStatus
+from ..models import FINAL_STATUSES, JobRecord
 from ..results import ResultStore, record_subject
 from ..serialization import warn_if_pickle
 from ..settings import Settings, load_settings, validate_queue_name
@@ -37,20 +36,21 @@ from ..transport import (
     Message,
     delivery_info,
     nak_body,
-    reply_to,
 )
 from .backlog import Backlog
 from .cancels import CancelRequests
 from .counters import Counters
-from .decide import decode
 from .delayed import DelayedCalls
 from .delivery import Delivery, State
 from .executor import Executor
+from .handback import hand_back
 from .holds import HeldBack
 from .levels import PriorityLevels
 from .loops import Loops, renew_lease
+from .options import check_options, new_worker_id
 from .outcomes import Records
 from .pipeline import RUNNING_WRITE_DELAY, JobPipeline, Parts
+from .progress import ProgressReports
 from .puller import Puller
 from .status import WorkerStatus
 from .writes import with_retries
@@ -87,19 +87,7 @@ class Worker:
         self.settings = (settings or load_settings()).with_url(nats_url)
         names = [queues] if isinstance(queues, str) else list(queues or [])
         self.queues = [validate_queue_name(q) for q in (names or [self.settings.default_queue])]
-        if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
-            raise ConfigurationError(f"concurrency must be an integer >= 1, got {concurrency!r}")
-        for name, value in (
-            ("shutdown_timeout", shutdown_timeout),
-            ("heartbeat_interval", heartbeat_interval),
-            ("ack_wait", ack_wait),
-        ):
-            if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-                raise ConfigurationError(f"{name} must be a number >= 0, got {value!r}")
-        if heartbeat_interval <= 0 or ack_wait < 1:
-            raise ConfigurationError("heartbeat_interval must be > 0 and ack_wait >= 1 s")
-        if max_crashes < 0:
-            raise ConfigurationError(f"max_crashes must be >= 0, got {max_crashes!r}")
+        check_options(concurrency, shutdown_timeout, heartbeat_interval, ack_wait, max_crashes)
         self.concurrency = concurrency
         self.shutdown_timeout = float(shutdown_timeout)
         self.heartbeat_interval = float(heartbeat_interval)
@@ -107,12 +95,7 @@ class Worker:
         self.max_crashes = max_crashes
         self.burst = burst
         self.module_paths = tuple(os.path.abspath(p) for p in (module_paths or ()))
-        suffix = uuid.uuid4().hex[:8]
-        self.worker_id = f"{worker_name}-{suffix}" if worker_name else f"worker-{suffix}"
-        if not c.JOB_ID_RE.fullmatch(self.worker_id):
-            raise ConfigurationError(
-                f"worker_name {worker_name!r} is invalid: letters, digits, '_' or '-'"
-            )
+        self.worker_id = new_worker_id(worker_name)
         #: this worker's own hooks, run after the global ones (:mod:`naq.hooks`)
         self.hooks = as_hooks(hooks)
         #: whether it publishes events (default: ``NAQ_EVENTS``)
@@ -190,6 +173,13 @@ class Worker:
         self._conn = conn
         self.executor = Executor(self.concurrency, on_release=self._schedule_fill)
         self.results = ResultStore(conn)
+        self.progress = ProgressReports(
+            self.results,
+            self.settings.result_ttl,
+            self.hook_runner,
+            self._running_hook,
+            self._spawn,
+        )
         self.cancel_requests = CancelRequests(conn, self._cancel_running)
         self.limit_book = LimitBook(conn)
         self.limiter = Limiter(conn, self.worker_id)
@@ -479,31 +469,14 @@ class Worker:
         loop = self._loop
         if loop is None:
             return
-        loop.call_soon_threadsafe(self._on_progress, job_id, fraction, message)
+        loop.call_soon_threadsafe(self.progress.report, job_id, fraction, message)
 
-    def _on_progress(self, job_id: str, fraction: float, message: str | None) -> None:
-        self._spawn(self._store_progress(job_id, fraction, message))
-        if self.hook_runner.has("on_progress"):
-            for delivery in self._inflight.values():
-                run = delivery.run
-                if delivery.job_id == job_id and run is not None and run.hook is not None:
-                    run.hook.progress, run.hook.progress_message = fraction, message
-                    self.hook_runner.fire("on_progress", run.hook)
-                    break
-
-    async def _store_progress(self, job_id: str, fraction: float, message: str | None) -> None:
-        try:
-            found = await self.results.get_entry(job_id)
-            if found is None:
-                return
-            record, revision = found
-            if record.status in _FINAL:
-                return  # the outcome is stored; progress must not touch it
-            record.status = JobStatus.RUNNING.value
-            record.progress, record.progress_message = fraction, message
-            await self.results.update(record, revision, self.settings.result_ttl)
-        except Exception as exc:  # noqa: BLE001 - progress is best effort
-            logger.debug("progress update for {} skipped: {}", job_id, exc)
+    def _running_hook(self, job_id: str) -> JobRun | None:
+        """The :class:`JobRun` of ``job_id``'s run here, if it has one."""
+        for delivery in self._inflight.values():
+            if delivery.job_id == job_id and delivery.run is not None:
+                return delivery.run.hook
+        return None
 
     def write_running(self, job_id: str, payload: bytes, ttl: int) -> asyncio.Task[None]:
         """Store the ``running`` record in the background; the job's outcome write awaits the
@@ -553,44 +526,13 @@ class Worker:
         for puller in self._pullers:
             self._spawn(puller.stop())
 
-    async def _hand_back(self, delivery: Delivery) -> None:
-        """Return an unfinished delivery to the queue at once (``nak``), first counting it in
-        the job's record so the hand-back does not use up one of the job's attempts."""
-        delivery.state = State.SETTLED  # from now on nothing else answers it
-        job_id = delivery.job_id
-        if job_id is None:
-            envelope = decode(delivery.msg, delivery.queue, self.settings)
-            job_id = envelope.id if isinstance(envelope, JobEnvelope) else None
-        if job_id is not None:
-            try:
-                await asyncio.wait_for(self._count_hand_back(job_id), 2.0)
-            except Exception as exc:  # noqa: BLE001 - the nak matters more than the count
-                logger.debug("could not count the hand-back of {}: {}", job_id, exc)
-        try:
-            reply_to(delivery.msg, nak_body())
-        except Exception as exc:  # noqa: BLE001 - reconnecting or closed: redelivered anyway
-            logger.debug("could not hand back {}: {}", job_id, exc)
-
-    async def _count_hand_back(self, job_id: str) -> None:
-        for _ in range(3):
-            found = await self.results.get_entry(job_id)
-            if found is None:
-                return
-            record, revision = found
-            if record.status in _FINAL:
-                return
-            record.handed_back += 1
-            record.status = JobStatus.PENDING.value
-            if await self.results.update(record, revision, self.settings.result_ttl):
-                return
-
     async def _shutdown(self) -> None:
         # jobs not started yet go back at once
         backlog = list(self._backlog)
         self._backlog.clear()
         for delivery in backlog:
             self.forget(delivery)
-        await asyncio.gather(*(self._hand_back(d) for d in backlog))
+        await asyncio.gather(*(hand_back(d, self.settings, self.results) for d in backlog))
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.shutdown_timeout
         forced = asyncio.ensure_future(self._forced.wait())
@@ -622,7 +564,7 @@ class Worker:
         for delivery in unsettled:
             if delivery.run is not None:
                 delivery.run.ctx.request_cancel()
-        await asyncio.gather(*(self._hand_back(d) for d in unsettled))
+        await asyncio.gather(*(hand_back(d, self.settings, self.results) for d in unsettled))
         leftover: list[asyncio.Task[Any]] = []
         for delivery in list(self._inflight.values()):
             for task in (delivery.task, delivery.job_task):
