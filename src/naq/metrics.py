@@ -20,8 +20,9 @@ consumer it pulls from: one per queue, plus one per priority in use; one message
 when jobs wait), the most recent measurement shown:
 
 * ``naq_queue_depth{queue}``: jobs waiting, not delivered yet, every priority;
-* ``naq_queue_running{queue}``: jobs delivered and not acknowledged (running, or waiting
-  for their retry); the two are ``naq queues``' waiting and running;
+* ``naq_queue_running{queue}``: jobs delivered and not acknowledged (running, or handed
+  back to wait for their retry or a shared limit: ``naq queues`` tells those apart, from
+  what the workers report);
 * ``naq_queue_oldest_job_age_seconds{queue}``: how long the oldest job not delivered yet
   has been in its queue (since its message was stored), 0 when none waits: the consumer lag.
 
