@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from ..settings import Settings, load_settings
+from . import api
 from .backend import Backend
 
 
@@ -34,4 +35,5 @@ def create_app(settings: Settings | None = None, *, token: str | None = None) ->
     )
     app.state.backend = backend
     app.state.token = token if token is not None else settings.dashboard_token
+    app.include_router(api.router)
     return app
