@@ -289,6 +289,7 @@ def job(
 app.add_typer(dlq_app, name="dlq")
 
 
+from .dashboard_cmd import register as _register_dashboard_cmd  # noqa: E402
 from .events_cmd import register as _register_events_cmd  # noqa: E402
 from .info_cmd import register as _register_info_cmd  # noqa: E402
 from .limits_cmds import register as _register_limits_cmds  # noqa: E402
@@ -300,6 +301,7 @@ _register_limits_cmds(app)
 _register_queue_cmds(app)
 _register_info_cmd(app)
 _register_events_cmd(app)
+_register_dashboard_cmd(app)
 
 
 def main() -> None:

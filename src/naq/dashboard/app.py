@@ -9,6 +9,7 @@ from fastapi import FastAPI
 
 from ..settings import Settings, load_settings
 from . import api
+from .auth import install_auth
 from .backend import Backend
 
 
@@ -35,5 +36,6 @@ def create_app(settings: Settings | None = None, *, token: str | None = None) ->
     )
     app.state.backend = backend
     app.state.token = token if token is not None else settings.dashboard_token
+    install_auth(app)
     app.include_router(api.router)
     return app
