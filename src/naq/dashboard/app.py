@@ -36,7 +36,7 @@ def create_app(settings: Settings | None = None, *, token: str | None = None) ->
     )
     app.state.backend = backend
     app.state.token = token if token is not None else settings.dashboard_token
-    pass  # install_auth(app)
+    install_auth(app)
     app.include_router(api.router)
     app.include_router(pages.router)
     return app
