@@ -14,6 +14,7 @@ import contextlib
 import functools
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime
 
 from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
@@ -53,6 +54,7 @@ async def _stream(
     is ``None``)."""
     backend = backend_of(request)
     out: asyncio.Queue[Message] = asyncio.Queue(_BACKLOG)
+    since = datetime.now(UTC)  # events from now on, even those stored while it subscribes
 
     def put(messages: list[Message]) -> None:
         for message in messages:
@@ -69,9 +71,12 @@ async def _stream(
             await asyncio.sleep(TICK)
 
     async def following() -> None:
+        nonlocal since
         while on_event is not None:
             try:
-                async for event in read_events(backend.conn, queue=queue, follow=True):
+                found = read_events(backend.conn, queue=queue, since=since, follow=True)
+                async for event in found:
+                    since = max(since, event.at)
                     put(await on_event(event))
             except NaqException:
                 pass
