@@ -15,6 +15,7 @@ from ..dependencies import Dependencies
 from ..errors import JobNotFoundError
 from ..events import read_events
 from ..job import JobInfo, QueueInfo, WorkerInfo
+from ..models import JobStatus
 from ..queue import Queue
 from ..results import ResultStore
 from ..scheduling import Schedule, list_schedules, oneoff
@@ -156,7 +157,7 @@ class Backend:
         payload: bytes | None = None
         if record is not None and record.held is not None:
             payload = bytes(record.held.payload)  # deferred: its message waits in the record
-        elif info.schedule_id is None and info.status.value == "scheduled":
+        elif info.schedule_id is None and info.status == JobStatus.SCHEDULED:
             one_off, _ = await oneoff.find(self.conn, job_id)
             payload = one_off.data if one_off is not None else None
         if payload is not None:
