@@ -11,6 +11,7 @@ from ..settings import Settings, load_settings
 from . import api, pages
 from .auth import install_auth
 from .backend import Backend
+from .hub import LiveHub
 
 
 def create_app(settings: Settings | None = None, *, token: str | None = None) -> FastAPI:
@@ -35,6 +36,7 @@ def create_app(settings: Settings | None = None, *, token: str | None = None) ->
         redoc_url=None,
     )
     app.state.backend = backend
+    app.state.hub = LiveHub(backend)
     app.state.token = token if token is not None else settings.dashboard_token
     install_auth(app)
     app.include_router(api.router)

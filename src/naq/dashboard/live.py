@@ -1,40 +1,33 @@
 """Live updates for the pages: Server-Sent Events (``GET /live/...``) carrying HTML
 fragments that htmx's SSE extension swaps in.
 
-Each stream sends, every :data:`TICK` seconds, a ``status`` fragment (empty, or the
-"disconnected" banner while NATS is away) and the page's counts; and, as the events stream
-(:func:`naq.events.read_events`, filled by workers run with ``NAQ_EVENTS=1``) brings them,
-one ``activity`` row per job event. A stream's state (the throughput samples of the plot)
-lives in the stream, for as long as the page is open."""
+Every open page is fed by the app's one :class:`~.hub.LiveHub`: at each refresh of the
+counts (every :data:`~.hub.TICK` seconds) a ``status`` fragment (empty, or the
+"disconnected" banner while NATS is away) and the page's counts; at each hand-over of
+events (workers run with ``NAQ_EVENTS=1``) an ``activity`` row for each of the newest
+events. A stream's own state (the throughput samples of the plot) lives in the stream, for
+as long as the page is open."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import functools
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import UTC, datetime
 
 from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 
 from ..errors import NaqException
-from ..events import Event, read_events
+from ..events import Event
 from ..settings import validate_queue_name
 from . import views
+from .hub import Counts, Events, LiveHub
 from .rendering import PLOT_SAMPLES, backend_of, render_text
 
 router = APIRouter(prefix="/live", include_in_schema=False)
 
-#: Seconds between two refreshes of the counts.
-TICK = 2.0
-#: Fragments a slow page may fall behind by before the newest are dropped.
-_BACKLOG = 500
-
 Message = tuple[str, str]
-Tick = Callable[[], Awaitable[list[Message]]]
-OnEvent = Callable[[Event], Awaitable[list[Message]]]
+OnCounts = Callable[[Counts], Awaitable[list[Message]]]
+OnEvents = Callable[[Events], Awaitable[list[Message]]]
 
 
 def sse_message(name: str, html: str) -> str:
@@ -47,51 +40,39 @@ def _status(request: Request, ok: bool) -> Message:
     return "status", render_text(request, "fragments/status.html", ok=ok)
 
 
+def hub_of(request: Request) -> LiveHub:
+    """The app's :class:`~.hub.LiveHub`."""
+    hub: LiveHub = request.app.state.hub
+    return hub
+
+
+async def _nothing(update: Counts | Events) -> list[Message]:
+    return []
+
+
 async def _stream(
-    request: Request, tick: Tick, on_event: OnEvent | None, *, queue: str | None = None
+    request: Request, on_counts: OnCounts = _nothing, on_events: OnEvents = _nothing
 ) -> AsyncIterator[str]:
-    """The SSE stream of one open page (following the events stream unless ``on_event``
-    is ``None``)."""
-    backend = backend_of(request)
-    out: asyncio.Queue[Message] = asyncio.Queue(_BACKLOG)
-    since = datetime.now(UTC)  # events from now on, even those stored while it subscribes
-
-    def put(messages: list[Message]) -> None:
-        for message in messages:
-            with contextlib.suppress(asyncio.QueueFull):
-                out.put_nowait(message)
-
-    async def ticking() -> None:
-        while True:
-            try:
-                put(await tick() if backend.connected else [])
-                put([_status(request, backend.connected)])
-            except NaqException:
-                put([_status(request, False)])
-            await asyncio.sleep(TICK)
-
-    async def following() -> None:
-        nonlocal since
-        while on_event is not None:
-            try:
-                found = read_events(backend.conn, queue=queue, since=since, follow=True)
-                async for event in found:
-                    since = max(since, event.at)
-                    put(await on_event(event))
-            except NaqException:
-                pass
-            await asyncio.sleep(TICK)
-
-    tasks = [asyncio.create_task(ticking()), asyncio.create_task(following())]
+    """The SSE stream of one open page, from the hub's updates."""
+    hub = hub_of(request)
+    page = hub.open()
     try:
         yield "retry: 2000\n\n"
         while True:
-            name, html = await out.get()
-            yield sse_message(name, html)
+            update = await page.get()
+            try:
+                if isinstance(update, Counts):
+                    messages = [_status(request, update.connected)]
+                    if update.connected:
+                        messages += await on_counts(update)
+                else:
+                    messages = await on_events(update)
+            except NaqException:  # NATS went away while the page's own read ran
+                messages = [_status(request, False)]
+            for name, html in messages:
+                yield sse_message(name, html)
     finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await hub.close(page)
 
 
 def _response(stream: AsyncIterator[str]) -> StreamingResponse:
@@ -102,70 +83,75 @@ def _response(stream: AsyncIterator[str]) -> StreamingResponse:
     )
 
 
-async def _activity(request: Request, event: Event) -> list[Message]:
-    if event.job_id is None:
-        return []
-    row = render_text(request, "fragments/event_row.html", event=event)
-    messages: list[Message] = [("activity", row)]
-    if event.kind in views.FAILURE_KINDS:
-        messages.append(("failure", row))
+def _activity(request: Request, events: list[Event]) -> list[Message]:
+    """An ``activity`` row per job event (oldest first: each goes on top), and a ``failure``
+    row for each failure among them."""
+    messages: list[Message] = []
+    for event in events:
+        if event.job_id is None:
+            continue
+        row = render_text(request, "fragments/event_row.html", event=event)
+        messages.append(("activity", row))
+        if event.kind in views.FAILURE_KINDS:
+            messages.append(("failure", row))
     return messages
-
-
-async def _no_counts() -> list[Message]:
-    return []
 
 
 @router.get("/status")
 async def status_stream(request: Request) -> StreamingResponse:
     """Only the connection state (the pages without live counts)."""
-    return _response(_stream(request, _no_counts, None))
+    return _response(_stream(request))
 
 
 @router.get("/overview")
 async def overview_stream(request: Request) -> StreamingResponse:
     """The overview's live parts: queue and worker counts, the throughput plot, activity."""
-    backend = backend_of(request)
     samples: deque[float] = deque(maxlen=PLOT_SAMPLES)
 
-    async def tick() -> list[Message]:
-        workers = await backend.workers()
-        queues = await backend.queues()
+    async def counts(update: Counts) -> list[Message]:
+        queues = update.queues
         samples.append(sum(q.completed_last_minute + q.failed_last_minute for q in queues) / 60)
         return [
             ("queues", render_text(request, "fragments/queues_table.html", queues=queues)),
-            ("workers", render_text(request, "fragments/workers_table.html", workers=workers)),
+            (
+                "workers",
+                render_text(request, "fragments/workers_table.html", workers=update.workers),
+            ),
             ("plot", render_text(request, "fragments/plot.html", samples=list(samples))),
         ]
 
-    return _response(_stream(request, tick, functools.partial(_activity, request)))
+    async def events(update: Events) -> list[Message]:
+        return _activity(request, update.recent)
+
+    return _response(_stream(request, counts, events))
 
 
 @router.get("/queues/{name}")
 async def queue_stream(request: Request, name: str) -> StreamingResponse:
     """A queue page's live parts: its state line and the jobs of its events."""
     validate_queue_name(name)
-    backend = backend_of(request)
 
-    async def tick() -> list[Message]:
-        queues = {q.name: q for q in await backend.queues()}
-        html = render_text(request, "fragments/queue_state.html", name=name, info=queues.get(name))
+    async def counts(update: Counts) -> list[Message]:
+        info = next((q for q in update.queues if q.name == name), None)
+        html = render_text(request, "fragments/queue_state.html", name=name, info=info)
         return [("state", html)]
 
-    return _response(_stream(request, tick, functools.partial(_activity, request), queue=name))
+    async def events(update: Events) -> list[Message]:
+        return _activity(request, update.by_queue.get(name, []))
+
+    return _response(_stream(request, counts, events))
 
 
 @router.get("/jobs/{job_id}")
 async def job_stream(request: Request, job_id: str) -> StreamingResponse:
-    """A job page's live part: its status, progress and attempts, refreshed on each of its
-    events and every tick."""
+    """A job page's live part: its status, progress and attempts, refreshed at each refresh
+    of the counts and whenever it had an event."""
     backend = backend_of(request)
 
-    async def tick() -> list[Message]:
+    async def refresh(update: Counts | Events) -> list[Message]:
+        if isinstance(update, Events) and job_id not in update.job_ids:
+            return []
         view = await views.job_view(backend, job_id)
         return [("job", render_text(request, "fragments/job_live.html", view=view))]
 
-    async def on_event(event: Event) -> list[Message]:
-        return await tick() if event.job_id == job_id else []
-
-    return _response(_stream(request, tick, on_event))
+    return _response(_stream(request, refresh, refresh))
