@@ -29,6 +29,7 @@ from naq.server import EmbeddedServer, find_nats_server, free_port
 
 from . import jobs
 from .common import ROOT, run_async
+from .dashboard_bench import PAGES, open_dashboard
 from .deps_bench import DepsBench
 from .limits_bench import RATE, RATE_WARMUP_S, LimitsBench
 from .naq_bench import RESULTS_STREAM, NaqBench
@@ -91,6 +92,7 @@ class Runner:
     """Runs the scenarios in a fixed order, raw and naq side by side."""
 
     def __init__(self, url: str, sizes: Sizes, repeat: int, use_uvloop: bool) -> None:
+        self.url = url
         self.sizes = sizes
         self.repeat = repeat
         self.raw = Raw(url, use_uvloop)
@@ -202,6 +204,12 @@ class Runner:
                             ),
                             "rate",
                         ),
+                        "naq_process_noop_dashboard": (
+                            lambda: self._with_dashboard(
+                                nb.process("bench-noop-db", jobs.noop, s.process, 200, "--events")
+                            ),
+                            "rate",
+                        ),
                         "naq_process_noop_hooks": (
                             lambda: nb.process(
                                 "bench-noop-hk", jobs.noop, s.process, 200, "--hooks"
@@ -242,6 +250,14 @@ class Runner:
             await naq.close()
             await raw.close()
         return r
+
+    async def _with_dashboard(self, run: Awaitable[dict[str, Any]]) -> dict[str, Any]:
+        """``run`` while ``naq dashboard`` serves 20 open overview pages (see
+        :mod:`benchmarks.dashboard_bench`); the result notes what the pages received."""
+        async with open_dashboard(self.url) as received:
+            result = await run
+            result["pages_received"] = dict(received)
+        return result
 
     async def _dependencies(self) -> dict[str, Any]:
         """The ``depends_on`` scenarios, one run each (see :mod:`benchmarks.deps_bench`)."""
@@ -297,6 +313,7 @@ def build_rows(s: Sizes, r: dict[str, Any]) -> list[Row]:
     noop, anoop = r["naq_process_noop_sync"], r["naq_process_noop_async"]
     events, hooked = r["naq_process_noop_events"], r["naq_process_noop_hooks"]
     metered = r["naq_process_noop_metrics"]
+    dashboard = r["naq_process_noop_dashboard"]
     store, ack = r["raw_consume_store_ack"], r["raw_consume_ack"]
     lat, alat, raw_lat = r["naq_latency_sync"], r["naq_latency_async"], r["raw_latency"]
     sleep, sleep_sync = r["naq_sleep_async"], r["naq_sleep_sync"]
@@ -331,6 +348,12 @@ def build_rows(s: Sizes, r: dict[str, Any]) -> list[Row]:
             "jobs/s", metered["rate"], noop["rate"], [],
             "baseline: the same run without metrics (the first process row)",
             _process_error(metered), "plain naq"),
+        Row("process_noop_dashboard",
+            f"same, events on, `naq dashboard` with {PAGES} live overview pages open",
+            "jobs/s", dashboard["rate"], events["rate"], [Target("min_ratio", 0.95)],
+            "baseline: the events-on row (same run, no dashboard); the pages' streams are "
+            f"read throughout ({dashboard.get('pages_received', {}).get('messages', 0):,} "
+            "SSE messages)", _process_error(dashboard), "plain naq"),
         Row("process_noop_hooks", "same, sync fn, a no-op `before_job` + `after_job` hook",
             "jobs/s", hooked["rate"], noop["rate"], [],
             "baseline: the same run without hooks (the first process row)",

@@ -37,7 +37,7 @@ from . import constants as c
 from .errors import ConfigurationError, NaqException
 from .hooks import JobRun, Middleware, Outcome
 from .settings import Settings, load_settings, validate_queue_name
-from .transport import Connection
+from .transport import Connection, StoredMessage
 from .transport.tail import last_sequence, tail
 from .utctime import from_epoch
 
@@ -370,6 +370,47 @@ async def read_events(
                     yield event
             if not follow and pending == 0:
                 return
+    finally:
+        await reader.stop()
+
+
+class _JobOnly(msgspec.Struct):
+    job_id: str | None = None
+
+
+_job_ids_decoder = msgspec.json.Decoder(list[_JobOnly])
+
+
+def job_ids_of(data: bytes) -> list[str]:
+    """The job ids an events message tells of (cheaper than decoding its events whole)."""
+    try:
+        return [e.job_id for e in _job_ids_decoder.decode(data) if e.job_id is not None]
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return []
+
+
+def queue_of(subject: str) -> str:
+    """The queue of an events subject ``naq.events.<queue>.<kind>``."""
+    return subject[len(c.EVENTS_SUBJECT_PREFIX) :].rsplit(".", 1)[0]
+
+
+async def read_event_messages(
+    conn: Connection, *, start_seq: int | None = None, since: datetime | None = None
+) -> AsyncIterator[StoredMessage]:
+    """Every events message (undecoded: :func:`decode_events`) from ``start_seq``, or from
+    ``since``, or (neither) from now on, as it is stored; for a reader that looks into few
+    of them (the dashboard)."""
+    await conn.ensure_events_stream()
+    reader = await tail(
+        conn,
+        c.EVENTS_STREAM,
+        f"{c.EVENTS_SUBJECT_PREFIX}>",
+        start_seq=start_seq,
+        start_time=since if start_seq is None else None,
+    )
+    try:
+        async for message, _pending in reader:
+            yield message
     finally:
         await reader.stop()
 

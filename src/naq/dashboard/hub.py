@@ -21,8 +21,9 @@ from datetime import UTC, datetime
 from loguru import logger
 
 from ..errors import NaqException
-from ..events import Event, read_events
+from ..events import Event, decode_events, job_ids_of, queue_of, read_event_messages
 from ..job import QueueInfo, WorkerInfo
+from ..transport import StoredMessage
 from .backend import Backend
 
 #: Seconds between two refreshes of the counts.
@@ -47,7 +48,7 @@ class Counts:
 @dataclass(frozen=True, slots=True)
 class Events:
     """The events read since the last hand-over: the newest overall and per queue (oldest
-    first), and every job that had one."""
+    first), and every job that had one (only while a job page is open)."""
 
     recent: list[Event]
     by_queue: dict[str, list[Event]]
@@ -59,33 +60,46 @@ Update = Counts | Events
 
 @dataclass(slots=True)
 class _Window:
-    """Events gathered between two hand-overs."""
+    """Events messages gathered between two hand-overs, undecoded: only the newest few are
+    decoded at the hand-over (a busy system stores hundreds of messages a second, each of
+    up to hundreds of events)."""
 
-    recent: deque[Event] = field(default_factory=lambda: deque(maxlen=KEPT_EVENTS))
-    by_queue: dict[str, deque[Event]] = field(default_factory=dict)
+    recent: deque[StoredMessage] = field(default_factory=lambda: deque(maxlen=KEPT_EVENTS))
+    by_queue: dict[str, deque[StoredMessage]] = field(default_factory=dict)
     job_ids: set[str] = field(default_factory=set)
 
-    def add(self, event: Event) -> None:
-        self.recent.append(event)
-        queue = self.by_queue.get(event.queue)
-        if queue is None:
-            queue = self.by_queue[event.queue] = deque(maxlen=KEPT_EVENTS)
-        queue.append(event)
-        if event.job_id is not None:
-            self.job_ids.add(event.job_id)
+    def add(self, message: StoredMessage, want_job_ids: bool) -> None:
+        self.recent.append(message)
+        queue = queue_of(message.subject)
+        kept = self.by_queue.get(queue)
+        if kept is None:
+            kept = self.by_queue[queue] = deque(maxlen=KEPT_EVENTS)
+        kept.append(message)
+        if want_job_ids:
+            self.job_ids.update(job_ids_of(message.data))
 
     def take(self) -> Events | None:
         if not self.recent:
             return None
         taken = Events(
-            recent=list(self.recent),
-            by_queue={q: list(events) for q, events in self.by_queue.items()},
+            recent=_newest(self.recent),
+            by_queue={queue: _newest(kept) for queue, kept in self.by_queue.items()},
             job_ids=frozenset(self.job_ids),
         )
         self.recent.clear()
         self.by_queue.clear()
         self.job_ids.clear()
         return taken
+
+
+def _newest(messages: deque[StoredMessage]) -> list[Event]:
+    """The newest :data:`KEPT_EVENTS` events of ``messages``, oldest first."""
+    events: list[Event] = []
+    for message in reversed(messages):
+        events[:0] = decode_events(message.data, message.seq)
+        if len(events) >= KEPT_EVENTS:
+            break
+    return events[-KEPT_EVENTS:]
 
 
 class LiveHub:
@@ -96,9 +110,12 @@ class LiveHub:
         self._pages: set[asyncio.Queue[Update]] = set()
         self._tasks: list[asyncio.Task[None]] = []
         self._latest: Counts | None = None
+        self._job_pages = 0
 
-    def open(self) -> asyncio.Queue[Update]:
-        """A page's stream opens: its queue of updates (the latest counts already in it)."""
+    def open(self, *, job_page: bool = False) -> asyncio.Queue[Update]:
+        """A page's stream opens: its queue of updates (the latest counts already in it).
+        ``job_page``: it needs the ids of the jobs with events (:attr:`Events.job_ids`)."""
+        self._job_pages += job_page
         page: asyncio.Queue[Update] = asyncio.Queue(PAGE_BACKLOG)
         if self._latest is not None:
             page.put_nowait(self._latest)
@@ -110,8 +127,9 @@ class LiveHub:
             ]
         return page
 
-    async def close(self, page: asyncio.Queue[Update]) -> None:
+    async def close(self, page: asyncio.Queue[Update], *, job_page: bool = False) -> None:
         """A page's stream closed; the last one stops the reading."""
+        self._job_pages -= job_page
         self._pages.discard(page)
         if self._pages or not self._tasks:
             return
@@ -143,7 +161,8 @@ class LiveHub:
 
     async def _follow(self) -> None:
         window = _Window()
-        since = datetime.now(UTC)
+        since: datetime | None = datetime.now(UTC)
+        next_seq: int | None = None
 
         def hand_over() -> None:
             taken = window.take()
@@ -154,9 +173,10 @@ class LiveHub:
         try:
             while True:
                 try:
-                    async for event in read_events(self._backend.conn, since=since, follow=True):
-                        since = max(since, event.at)
-                        window.add(event)
+                    found = read_event_messages(self._backend.conn, start_seq=next_seq, since=since)
+                    async for message in found:
+                        next_seq, since = message.seq + 1, None
+                        window.add(message, want_job_ids=bool(self._job_pages))
                 except NaqException as exc:
                     logger.debug("dashboard events reader stopped: {}", exc)
                 await asyncio.sleep(TICK)  # NATS away: read again from where it was

@@ -51,11 +51,15 @@ async def _nothing(update: Counts | Events) -> list[Message]:
 
 
 async def _stream(
-    request: Request, on_counts: OnCounts = _nothing, on_events: OnEvents = _nothing
+    request: Request,
+    on_counts: OnCounts = _nothing,
+    on_events: OnEvents = _nothing,
+    *,
+    job_page: bool = False,
 ) -> AsyncIterator[str]:
     """The SSE stream of one open page, from the hub's updates."""
     hub = hub_of(request)
-    page = hub.open()
+    page = hub.open(job_page=job_page)
     try:
         yield "retry: 2000\n\n"
         while True:
@@ -72,7 +76,7 @@ async def _stream(
             for name, html in messages:
                 yield sse_message(name, html)
     finally:
-        await hub.close(page)
+        await hub.close(page, job_page=job_page)
 
 
 def _response(stream: AsyncIterator[str]) -> StreamingResponse:
@@ -154,4 +158,4 @@ async def job_stream(request: Request, job_id: str) -> StreamingResponse:
         view = await views.job_view(backend, job_id)
         return [("job", render_text(request, "fragments/job_live.html", view=view))]
 
-    return _response(_stream(request, refresh, refresh))
+    return _response(_stream(request, refresh, refresh, job_page=True))
