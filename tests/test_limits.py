@@ -77,9 +77,14 @@ async def test_waiting_job_shows_its_limit_and_queue_limit_applies(
     log = tmp_path / "runs.log"
     await naq.set_limit(f"queue:{queue}", concurrency=1, nats_url=nats_url)
     async with naq.Queue(queue, nats_url) as q:
-        long = await q.enqueue(timed, str(log), "long", 1.0)
-        short = await q.enqueue(timed, str(log), "short")
+        long = await q.enqueue(timed, str(log), "long", 2.0)
         async with running_worker([queue], nats_url, concurrency=4):
+            # the long job holds the queue's one slot before the short one asks for it
+            deadline = time.monotonic() + 10
+            while await q.get_job_status(long.job_id) != JobStatus.RUNNING:
+                assert time.monotonic() < deadline
+                await asyncio.sleep(0.02)
+            short = await q.enqueue(timed, str(log), "short")
             await asyncio.sleep(0.5)
             info = await q.get_job_info(short.job_id)
             assert info.status == JobStatus.PENDING
