@@ -110,6 +110,9 @@ async def test_reads_show_queues_workers_and_a_job_verbatim(
     assert detail["job"]["status"] == "completed"
     assert detail["job"]["function"] == "tests.dashboard_jobs:echo"
     assert detail["result"] == {"args": [SCRIPT], "kwargs": {"tag": SCRIPT}}
+    # a finished job's call is kept in its record (its message is gone)
+    assert (detail["args"], detail["kwargs"]) == ([SCRIPT], {"tag": SCRIPT})
+    assert detail["arguments_note"] is None
     assert detail["dependants"] == []
     assert len(detail["job"]["attempts"]) == 1
 

@@ -15,7 +15,7 @@ import time
 import uuid
 from pathlib import Path
 
-from tests.cli_run import naq_cli
+from tests.cli_run import naq_cli, table_row
 from tests.worker_procs import WorkerProcesses
 
 import naq
@@ -205,6 +205,7 @@ def test_job_shows_each_attempt_and_on_request_its_traceback(
     for row in rows:
         assert row[-2:] == ["builtins:ValueError:", "boom"], shown.stdout
     assert "Traceback" not in shown.stdout
+    assert table_row(shown.stdout, "arguments") == "'boom'", shown.stdout
 
     traced = naq_cli("job", job.job_id, "--traceback", "-u", nats_url, env={"COLUMNS": "80"})
     assert traced.code == 0, traced.stderr

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from datetime import date, datetime, time
+from datetime import UTC, date, datetime, time
 from pathlib import Path
 from typing import Any
 
@@ -401,3 +401,21 @@ async def test_a_closed_queue_does_not_reopen_a_connection_nobody_closes(nats_ur
         await job.result(timeout=1)
     with pytest.raises(naq.ConfigurationError, match="was closed"):
         await q.enqueue(jobs.add, 1, 2)
+
+
+async def test_job_info_keeps_the_call_of_a_small_job(nats_url: str, running_worker: Any) -> None:
+    """A job's arguments are in its record (``JobInfo.args``/``kwargs``, as the function got
+    them) when its message is at most 4 KB; a bigger call is not copied into the record."""
+    queue = f"call-{uuid.uuid4().hex[:8]}"
+    when = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    async with naq.Queue(queue, nats_url=nats_url) as q:
+        small = await q.enqueue(jobs.echo_kwargs, at=when, name="x")
+        big = await q.enqueue(jobs.echo, "y" * 5000)
+        pending = await q.get_job_info(small.job_id)
+        assert (pending.args, pending.kwargs) == ([], {"at": when, "name": "x"})
+        async with running_worker([queue], nats_url):
+            await small.result(timeout=10)
+            await big.result(timeout=10)
+        done = await q.get_job_info(small.job_id)
+        assert (done.args, done.kwargs) == ([], {"at": when, "name": "x"})
+        assert (await q.get_job_info(big.job_id)).args is None

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from .codec import from_wire
 from .constants import JOB_ID_RE
 from .errors import ConfigurationError
 from .models import AttemptRecord, JobRecord, JobStatus, WorkerRecord
@@ -386,6 +387,10 @@ class JobInfo:
     #: the shared limit a waiting job waits for (``limit user:42 (concurrency 1 reached)``)
     waiting_for: str | None = None
     expires_at: datetime | None = None
+    #: the call's arguments (as the function gets them), when the record keeps them: a job
+    #: whose message is at most 4 KB and not pickled; ``None`` otherwise
+    args: list[Any] | None = None
+    kwargs: dict[str, Any] | None = None
 
     @classmethod
     def from_record(cls, record: JobRecord) -> JobInfo:
@@ -412,7 +417,19 @@ class JobInfo:
             allow_failure=record.allow_failure,
             waiting_for=record.waiting_for,
             expires_at=from_epoch(record.expires_at),
+            args=_decoded(record.args),
+            kwargs=_decoded(record.kwargs),
         )
+
+
+def _decoded(value: Any) -> Any:
+    """Stored (codec-encoded) arguments as the function gets them; ``None`` if unreadable."""
+    if value is None:
+        return None
+    try:
+        return from_wire(value)
+    except Exception:  # noqa: BLE001 - a record written by hand: show nothing
+        return None
 
 
 @dataclass(frozen=True, slots=True)

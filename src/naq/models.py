@@ -122,6 +122,10 @@ class JobRecord(msgspec.Struct, omit_defaults=True, kw_only=True):
     progress: float = 0.0
     progress_message: str | None = None
     schedule_id: str | None = None
+    #: the call's arguments as they travel (codec-encoded), kept when its message is at most
+    #: MAX_RECORDED_CALL bytes (``naq job``, the dashboard); None otherwise
+    args: list[Any] | None = None
+    kwargs: dict[str, Any] | None = None
     result: Any = None
     error_type: str | None = None
     error: str | None = None
@@ -154,8 +158,19 @@ class WorkerRecord(msgspec.Struct, omit_defaults=True, kw_only=True):
     limited: dict[str, int] = msgspec.field(default_factory=dict)
 
 
-def record_for(envelope: JobEnvelope, status: JobStatus, **fields: Any) -> JobRecord:
-    """A job record filled from its envelope, with ``status`` and any further ``fields``."""
+#: A job's arguments are kept in its record when its message is at most this many bytes.
+MAX_RECORDED_CALL = 4096
+
+
+def record_for(
+    envelope: JobEnvelope, status: JobStatus, *, size: int | None = None, **fields: Any
+) -> JobRecord:
+    """A job record filled from its envelope, with ``status`` and any further ``fields``.
+    ``size``: the job message's size in bytes; a call that small (:data:`MAX_RECORDED_CALL`,
+    not pickled) keeps its arguments in the record."""
+    if size is not None and size <= MAX_RECORDED_CALL and envelope.pickled is None:
+        fields.setdefault("args", envelope.args)
+        fields.setdefault("kwargs", envelope.kwargs or None)
     return JobRecord(
         job_id=envelope.id,
         status=status.value,

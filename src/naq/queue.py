@@ -210,8 +210,8 @@ class Queue:
                 raise
             await bulk.settle([record_ack])
             return
-        record = record_for(envelope, JobStatus.PENDING)
         payload = encode(envelope)
+        record = record_for(envelope, JobStatus.PENDING, size=len(payload))
         existing = await store.create(record, ttl)
         if existing is None:
             await self._publish(conn, job, payload)
@@ -446,7 +446,7 @@ def enqueue_writes(
     never replaces an outcome a fast worker stored first), and the job message with its id
     for deduplication."""
     payload = encode(envelope)
-    record = encode(record_for(envelope, JobStatus.PENDING))
+    record = encode(record_for(envelope, JobStatus.PENDING, size=len(payload)))
     return (
         (record_subject_of_valid_id(job.job_id), absent_block(ttl), record),
         (

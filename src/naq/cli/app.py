@@ -218,6 +218,15 @@ def queues(url: str = URL_OPTION, as_json: bool = JSON_OPTION) -> None:
     console.print(queues_table(infos, console))
 
 
+def _call_text(info: JobInfo) -> str:
+    """The call's arguments, as Python would write them (``-`` when not kept)."""
+    if info.args is None:
+        return "- (not kept: over 4 KB, or pickled)"
+    parts = [repr(a) for a in info.args]
+    parts += [f"{name}={value!r}" for name, value in (info.kwargs or {}).items()]
+    return ", ".join(parts) or "(none)"
+
+
 def _dependency_rows(info: JobInfo) -> list[tuple[str, str]]:
     """The rows of ``naq job`` about dependencies: the jobs it depends on, those it still
     waits for (while deferred), and whether it runs when one of them failed."""
@@ -264,6 +273,7 @@ def job(
         ("status", info.status.value),
         ("queue", info.queue_name),
         ("function", info.function),
+        ("arguments", _call_text(info)),
         ("worker", info.worker_id or "-"),
         ("enqueued", when_text(info.enqueued_at)),
         ("started", when_text(info.started_at)),

@@ -15,7 +15,7 @@ from ..dependencies import Dependencies
 from ..errors import JobNotFoundError
 from ..events import read_events
 from ..job import JobInfo, QueueInfo, WorkerInfo
-from ..models import JobStatus
+from ..models import MAX_RECORDED_CALL, JobStatus
 from ..queue import Queue
 from ..results import ResultStore
 from ..scheduling import Schedule, list_schedules, oneoff
@@ -150,7 +150,8 @@ class Backend:
         return await self.queue().get_job_info(job_id)
 
     async def job_detail(self, job_id: str) -> JobDetail:
-        """The job, its call (while naq holds its message), result and dependants."""
+        """The job, its call (from its record, or its message while naq holds it), result
+        and dependants."""
         info = await self.job(job_id)
         store = ResultStore(self.conn)
         record = await store.get(job_id)
@@ -162,10 +163,13 @@ class Backend:
             payload = one_off.data if one_off is not None else None
         if payload is not None:
             args, kwargs, note = readings.job_call(payload)
+        elif record is not None and record.args is not None:
+            args, kwargs, note = list(record.args), dict(record.kwargs or {}), None
         else:
             args, kwargs = None, None
             note = (
-                "naq keeps a job's arguments only while it waits for its time or its dependencies"
+                "not kept: a job's record keeps its arguments when its message is at most "
+                f"{MAX_RECORDED_CALL:,} bytes and not pickled"
             )
         deps = Dependencies(self.conn, store, self.settings.result_ttl)
         return JobDetail(

@@ -74,6 +74,7 @@ class Records:
         return record_for(
             envelope,
             status,
+            size=len(delivery.msg.data),
             handed_back=delivery.handed_back,
             limit_waits=delivery.limit_waits,
             suspect_runs=delivery.suspect_runs,

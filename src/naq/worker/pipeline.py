@@ -511,7 +511,12 @@ class JobPipeline:
         """A job whose cancellation was asked before it started: never run, recorded
         ``cancelled``, acknowledged."""
         record = mark_cancelled(
-            record_for(envelope, JobStatus.CANCELLED, attempts=history[-MAX_ATTEMPTS:]),
+            record_for(
+                envelope,
+                JobStatus.CANCELLED,
+                size=len(delivery.msg.data),
+                attempts=history[-MAX_ATTEMPTS:],
+            ),
             CANCELLED_BY_REQUEST,
             CANCEL_REASON,
         )
@@ -527,7 +532,12 @@ class JobPipeline:
         """A job not started by its ``expires_at``: never run (nor run again), recorded
         ``cancelled`` as expired (its dependants are cancelled too), acknowledged."""
         record = mark_expired(
-            record_for(envelope, JobStatus.CANCELLED, attempts=history[-MAX_ATTEMPTS:])
+            record_for(
+                envelope,
+                JobStatus.CANCELLED,
+                size=len(delivery.msg.data),
+                attempts=history[-MAX_ATTEMPTS:],
+            )
         )
         await self.w.store_final(envelope, encode(record), JobStatus.CANCELLED)
         logger.bind(job_id=envelope.id).info(
@@ -548,6 +558,7 @@ class JobPipeline:
         record = record_for(
             envelope,
             JobStatus.PENDING,
+            size=len(delivery.msg.data),
             attempts=history[-MAX_ATTEMPTS:],
             handed_back=delivery.handed_back,
             suspect_runs=delivery.suspect_runs,
