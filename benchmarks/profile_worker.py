@@ -71,6 +71,7 @@ def main() -> int:
     parser.add_argument("--rate", type=int, default=500, help="samples per second")
     parser.add_argument("--top", type=int, default=30)
     parser.add_argument("--uvloop", action="store_true")
+    parser.add_argument("--events", action="store_true", help="the worker publishes events")
     args = parser.parse_args()
     spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     if not Path(spy).exists():
@@ -83,6 +84,7 @@ def main() -> int:
         worker = [sys.executable, "-m", "benchmarks.worker_proc", "--queue", "bench-profile"]
         worker += ["--concurrency", str(args.concurrency), "--burst", "--expect", str(args.n)]
         worker += ["--uvloop"] if args.uvloop else []
+        worker += ["--events"] if args.events else []
         cmd = [spy, "record", "-r", str(args.rate), "--gil", "--nonblocking", "-f", "raw"]
         cmd += ["-o", str(out), "--", *worker]
         proc = subprocess.run(cmd, cwd=ROOT, env=child_env(server.url), capture_output=True)

@@ -88,6 +88,10 @@ class Sizes:
         )
 
 
+#: Rounds of the processing scenarios at least (their feature rows compare two rates).
+PROCESS_ROUNDS = 5
+
+
 class Runner:
     """Runs the scenarios in a fixed order, raw and naq side by side."""
 
@@ -107,24 +111,27 @@ class Runner:
         await self.raw.purge_stream(RESULTS_STREAM)
 
     async def _rounds(
-        self, scenarios: dict[str, tuple[Callable[[], Awaitable[Any]], str]]
+        self,
+        scenarios: dict[str, tuple[Callable[[], Awaitable[Any]], str]],
+        repeat: int | None = None,
     ) -> dict[str, Any]:
         """Run each scenario ``repeat`` times, alternating between them (so drift hits naq and
         raw alike); keep every run, return each scenario's run with the median ``pick`` value
         (``pick`` names a key of a dict result, or is empty for a plain number)."""
+        rounds = repeat or self.repeat
         runs: dict[str, list[Any]] = {key: [] for key in scenarios}
-        for i in range(self.repeat):
+        for i in range(rounds):
             for key, (body, pick) in scenarios.items():
                 t0 = time.perf_counter()
                 result = await body()
                 runs[key].append(result)
                 shown = result[pick] if pick else result
                 took = time.perf_counter() - t0
-                self.console.log(f"{key} [{i + 1}/{self.repeat}]: {_short(shown)} ({took:.1f} s)")
+                self.console.log(f"{key} [{i + 1}/{rounds}]: {_short(shown)} ({took:.1f} s)")
         chosen: dict[str, Any] = {}
         for key, (_body, pick) in scenarios.items():
             values = [r[pick] if pick else r for r in runs[key]]
-            self.details[key] = runs[key] if self.repeat > 1 else runs[key][0]
+            self.details[key] = runs[key] if rounds > 1 else runs[key][0]
             chosen[key] = runs[key][
                 sorted(range(len(values)), key=values.__getitem__)[len(values) // 2]
             ]
@@ -216,7 +223,9 @@ class Runner:
                             ),
                             "rate",
                         ),
-                    }
+                    },
+                    # the feature rows are ratios of two noisy rates: more rounds
+                    max(self.repeat, PROCESS_ROUNDS),
                 )
             )
             r["raw_latency"] = await self._once("raw_latency", raw.latency(s.latency))

@@ -227,7 +227,7 @@ class WorkerEvents(Middleware):
             WireEvent(
                 kind=EventKind.STARTED,
                 queue=run.queue,
-                at=time.time(),
+                at=run.started_at or time.time(),
                 job_id=run.job_id,
                 worker_id=run.worker_id,
                 attempt=run.attempt,
@@ -240,11 +240,12 @@ class WorkerEvents(Middleware):
         kind = _OUTCOME_KINDS.get(run.outcome or "")
         if kind is None:
             return
+        started, duration = run.started_at, run.duration
         self.publisher.emit(
             WireEvent(
                 kind=kind,
                 queue=run.queue,
-                at=time.time(),
+                at=started + duration if started and duration is not None else time.time(),
                 job_id=run.job_id,
                 worker_id=run.worker_id,
                 attempt=run.attempt,

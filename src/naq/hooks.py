@@ -334,53 +334,71 @@ class HookRunner:
     """Calls the hooks of several registries (global first, then the object's own), each
     isolated: a hook that raises is logged and the others still run."""
 
-    __slots__ = ("_any", "_cache", "_failures", "_generation", "_registries", "_tasks")
+    __slots__ = (
+        "_any",
+        "_async",
+        "_failures",
+        "_functions",
+        "_generation",
+        "_registries",
+        "_tasks",
+    )
 
     def __init__(self, *registries: Hooks) -> None:
         self._registries = registries
         self._generation = -1
-        self._cache: dict[str, tuple[tuple[HookFunction, ...], bool]] = {}
+        #: per hook name, its functions; the names with a coroutine function; per tuple of
+        #: names, whether any is registered (all rebuilt when a registry changed)
+        self._functions: dict[str, tuple[HookFunction, ...]] = {}
+        self._async: frozenset[str] = frozenset()
         self._any: dict[tuple[str, ...], bool] = {}
         self._failures: dict[int, tuple[int, float]] = {}
         self._tasks: set[asyncio.Future[Any]] = set()
 
+    def _refresh(self) -> None:
+        """Read the registries again (one changed since the last look)."""
+        self._functions = {
+            name: tuple(f for r in self._registries for f in r.functions(name))
+            for name in HOOK_NAMES
+        }
+        self._async = frozenset(
+            name for name, fs in self._functions.items() if any(_is_async(f) for f in fs)
+        )
+        self._any = {}
+        self._generation = _Generation.value
+
     def functions(self, name: str) -> tuple[HookFunction, ...]:
         """Every function registered for ``name`` (cached until a registry changes)."""
-        return self._entry(name)[0]
-
-    def _entry(self, name: str) -> tuple[tuple[HookFunction, ...], bool]:
-        """``(functions, any of them a coroutine function)`` of ``name``, cached."""
         if self._generation != _Generation.value:
-            self._cache.clear()
-            self._any.clear()
-            self._generation = _Generation.value
-        found = self._cache.get(name)
-        if found is None:
-            functions = tuple(f for r in self._registries for f in r.functions(name))
-            found = self._cache[name] = (functions, any(_is_async(f) for f in functions))
-        return found
+            self._refresh()
+        return self._functions[name]
 
     def has(self, name: str) -> bool:
         """Whether any function is registered for ``name``."""
-        return bool(self._entry(name)[0])
+        if self._generation != _Generation.value:
+            self._refresh()
+        return bool(self._functions[name])
 
     def has_any(self, names: tuple[str, ...]) -> bool:
         """Whether any function is registered for any of ``names`` (cached)."""
-        if self._generation == _Generation.value:
-            found = self._any.get(names)
-            if found is not None:
-                return found
-        found = any(self._entry(name)[0] for name in names)
-        self._any[names] = found
+        if self._generation != _Generation.value:
+            self._refresh()
+        found = self._any.get(names)
+        if found is None:
+            found = self._any[names] = any(self._functions[name] for name in names)
         return found
 
     def awaits(self, name: str) -> bool:
         """Whether a coroutine function is registered for ``name``."""
-        return self._entry(name)[1]
+        if self._generation != _Generation.value:
+            self._refresh()
+        return name in self._async
 
     def fire(self, name: str, arg: Any) -> None:
         """Call the hooks of ``name`` with ``arg``: sync ones now, coroutines as tasks."""
-        for func in self._entry(name)[0]:
+        if self._generation != _Generation.value:
+            self._refresh()
+        for func in self._functions[name]:
             try:
                 outcome = func(arg)
             except Exception as exc:  # noqa: BLE001 - a hook never breaks naq
