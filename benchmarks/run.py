@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import os
 import platform
+import random
 import subprocess
 import sys
 import time
@@ -115,13 +116,19 @@ class Runner:
         scenarios: dict[str, tuple[Callable[[], Awaitable[Any]], str]],
         repeat: int | None = None,
     ) -> dict[str, Any]:
-        """Run each scenario ``repeat`` times, alternating between them (so drift hits naq and
-        raw alike); keep every run, return each scenario's run with the median ``pick`` value
-        (``pick`` names a key of a dict result, or is empty for a plain number)."""
+        """Run each scenario ``repeat`` times, alternating between them in a different order
+        each round (so drift hits naq and raw alike); keep every run, return each scenario's
+        run with the median ``pick`` value (``pick`` names a key of a dict result, or is empty
+        for a plain number)."""
         rounds = repeat or self.repeat
         runs: dict[str, list[Any]] = {key: [] for key in scenarios}
+        order = list(scenarios)
+        shuffler = random.Random(len(order))  # the same orders in every run of the bench
         for i in range(rounds):
-            for key, (body, pick) in scenarios.items():
+            if i:  # no scenario always first (the machine drifts within a round too)
+                shuffler.shuffle(order)
+            for key in order:
+                body, pick = scenarios[key]
                 t0 = time.perf_counter()
                 result = await body()
                 runs[key].append(result)
