@@ -17,13 +17,14 @@ from .transport import Connection
 class EnqueueHooks:
     """Runs a queue's enqueue hooks (see :mod:`naq.hooks`)."""
 
-    __slots__ = ("_builtin", "_events_on", "_settings", "runner")
+    __slots__ = ("_builtin", "_events_on", "_registries", "_settings", "runner")
 
     def __init__(self, own: Hooks, settings: Settings) -> None:
         self._builtin = Hooks()
         self._settings = settings
         self._events_on = False
-        self.runner = HookRunner(global_hooks, own, self._builtin)
+        self._registries = (global_hooks, own, self._builtin)
+        self.runner = HookRunner(*self._registries)
 
     async def attach(self, conn: Connection) -> None:
         """Start sending ``enqueued`` events on ``conn`` if events are on (once)."""
@@ -35,11 +36,10 @@ class EnqueueHooks:
 
     @property
     def active(self) -> bool:
-        """Whether an enqueue has any hook to run (or may get one: events on)."""
-        return (
-            self._settings.events
-            or self.runner.has("before_enqueue")
-            or self.runner.has("after_enqueue")
+        """Whether an enqueue has any hook to run (or may get one: events on). A plain
+        look into the registries: ``enqueue_sync`` asks it of a fresh queue each call."""
+        return self._settings.events or any(
+            r.has("before_enqueue") or r.has("after_enqueue") for r in self._registries
         )
 
     async def before(self, job: Any, envelope: JobEnvelope) -> None:

@@ -207,6 +207,10 @@ class Hooks:
         self._functions.clear()
         _Generation.value += 1
 
+    def has(self, name: str) -> bool:
+        """Whether a function is registered for ``name`` here."""
+        return bool(self._functions.get(name))
+
     def functions(self, name: str) -> tuple[HookFunction, ...]:
         """The functions registered for ``name``, in registration order."""
         return tuple(self._functions.get(name, ()))

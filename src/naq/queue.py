@@ -25,7 +25,7 @@ from .errors import (
     ServerError,
 )
 from .expiry import as_read
-from .hooks import Hooks, as_hooks
+from .hooks import Hooks, as_hooks, global_hooks
 from .job import Job, JobInfo, JobOptions, iter_calls, split_options
 from .messages import job_header_block, job_headers
 from .models import HeldMessage, JobEnvelope, JobRecord, JobStatus, encode, record_for
@@ -73,7 +73,8 @@ class Queue:
         #: this queue's own hooks (``before_enqueue``, ``after_enqueue``), run after the
         #: global ones (:mod:`naq.hooks`)
         self.hooks = as_hooks(hooks)
-        self._enqueue_hooks = EnqueueHooks(self.hooks, self.settings)
+        self._hooks_runner: EnqueueHooks | None = None  # made on first use (enqueue_sync
+        # makes a queue per call)
         warn_if_pickle(self.settings, "producer")
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -132,9 +133,21 @@ class Queue:
         return job
 
     @property
+    def _enqueue_hooks(self) -> EnqueueHooks:
+        if self._hooks_runner is None:
+            self._hooks_runner = EnqueueHooks(self.hooks, self.settings)
+        return self._hooks_runner
+
+    @property
     def has_enqueue_hooks(self) -> bool:
         """Whether an enqueue runs hooks (its own, global ones, or events)."""
-        return self._enqueue_hooks.active
+        if self._hooks_runner is not None:
+            return self._hooks_runner.active
+        return self.settings.events or any(
+            registry.has(name)
+            for registry in (global_hooks, self.hooks)
+            for name in ("before_enqueue", "after_enqueue")
+        )
 
     async def before_enqueue(self, job: Job, envelope: JobEnvelope) -> None:
         """Run the ``before_enqueue`` hooks of a validated job about to be stored (the
