@@ -20,7 +20,7 @@ import nats.js.api
 import nats.js.errors
 
 from .. import constants as c
-from ..errors import ConfigurationError
+from ..errors import ConfigurationError, ServerError
 from .errors import translate, translated
 from .names import is_subject
 
@@ -295,8 +295,26 @@ class Watch:
             pass
 
 
+#: Attempts at setting up a watch whose consumer vanished at once (a server restarting).
+_WATCH_ATTEMPTS = 5
+#: JetStream's error code for "consumer not found".
+_CONSUMER_NOT_FOUND = 10014
+
+
 async def watch(conn: Connection, bucket: str) -> Watch:
-    """Watch every key of ``bucket``: its current values, then each change as it happens."""
+    """Watch every key of ``bucket``: its current values, then each change as it happens.
+
+    A watch is an ephemeral consumer: when the server restarts while it is being set up,
+    the consumer it just made is gone ("consumer not found"); that is tried again a few
+    times (the connection is back by then) before it is an error."""
     kv = await conn.storage.bucket(bucket)
-    with translated(f"watch of {bucket}"):
-        return Watch(await kv.watchall())
+    attempts = 0
+    while True:
+        try:
+            with translated(f"watch of {bucket}"):
+                return Watch(await kv.watchall())
+        except ServerError as exc:
+            attempts += 1
+            if exc.err_code != _CONSUMER_NOT_FOUND or attempts >= _WATCH_ATTEMPTS:
+                raise
+            await asyncio.sleep(0.2 * attempts)
