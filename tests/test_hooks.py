@@ -251,3 +251,44 @@ def test_naq_worker_takes_middleware_by_name(nats_url: str, tmp_path: Path) -> N
     ]
     plain = naq_cli(*args, "--middleware", "tests.hook_jobs", env=env)
     assert plain.code == 1 and "must be written module:name" in plain.stderr
+
+
+class _LogLines:
+    """Stands in for naq.hooks' logger: keeps each warning as text (and whether it came
+    with an exception's traceback), without touching loguru's global state."""
+
+    def __init__(self) -> None:
+        self.lines: list[tuple[str, bool]] = []
+        self._with_exception = False
+
+    def opt(self, *, exception: BaseException | None = None) -> _LogLines:
+        self._with_exception = exception is not None
+        return self
+
+    def warning(self, message: str, *args: Any) -> None:
+        self.lines.append((message.format(*args), self._with_exception))
+        self._with_exception = False
+
+
+def test_a_failing_hook_is_reported_once_then_counted(monkeypatch: pytest.MonkeyPatch) -> None:
+    import naq.hooks as hooks_module
+
+    log = _LogLines()
+    clock = [100.0]
+    monkeypatch.setattr(hooks_module, "logger", log)
+    monkeypatch.setattr(hooks_module.time, "monotonic", lambda: clock[0])
+
+    def broken(run: Any) -> None:
+        raise RuntimeError("again")
+
+    own = naq.Hooks()
+    own.add("after_job", broken)
+    runner = hooks_module.HookRunner(own)
+    for _ in range(5):  # the first is reported with its traceback, the next 4 are counted
+        runner.fire("after_job", None)
+    clock[0] += hooks_module._REPORT_EVERY
+    runner.fire("after_job", None)  # a minute later: one line with the count
+    assert len(log.lines) == 2
+    first, later = log.lines
+    assert first[1] and "raised RuntimeError: again" in first[0]
+    assert not later[1] and "failed 5 more times since its last report" in later[0]

@@ -441,10 +441,9 @@ class HookRunner:
         """Log a hook's failure: with its traceback the first time, then once a minute with
         the count since."""
         key = id(func)
-        count, last = self._failures.get(key, (0, 0.0))
         now = time.monotonic()
         what = getattr(func, "__qualname__", repr(func))
-        if count == 0:
+        if key not in self._failures:
             logger.opt(exception=exc).warning(
                 "hook {} ({}) raised {}: {}; ignored (the job goes on)",
                 name,
@@ -452,19 +451,22 @@ class HookRunner:
                 type(exc).__name__,
                 exc,
             )
-            self._failures[key] = (1, now)
-        elif now - last >= _REPORT_EVERY:
+            self._failures[key] = (0, now)
+            return
+        unreported, last = self._failures[key]
+        unreported += 1
+        if now - last >= _REPORT_EVERY:
             logger.warning(
-                "hook {} ({}) failed {} times since its last report; last: {}: {}",
+                "hook {} ({}) failed {} more times since its last report; last: {}: {}",
                 name,
                 what,
-                count,
+                unreported,
                 type(exc).__name__,
                 exc,
             )
-            self._failures[key] = (1, now)
+            self._failures[key] = (0, now)
         else:
-            self._failures[key] = (count + 1, last)
+            self._failures[key] = (unreported, last)
 
 
 def _is_async(func: HookFunction) -> bool:
