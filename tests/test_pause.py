@@ -97,6 +97,8 @@ def test_pause_stops_new_starts_and_resume_restarts_them(
     """A worker process busy with a steady stream: after the pause no job starts (later than
     a second after the call), those running finish and complete, the queue is listed as
     paused; after the resume the jobs waited for start at once and all complete."""
+    # a long job first: it is surely running when the pause comes
+    long = naq.enqueue_sync(step, "long", 2.0, queue_name=queue, nats_url=nats_url)
     backlog = naq.enqueue_many_sync(
         [(step, (f"b{i}", 0.3), {}) for i in range(30)], queue_name=queue, nats_url=nats_url
     )
@@ -108,6 +110,7 @@ def test_pause_stops_new_starts_and_resume_restarts_them(
             20,
             "the backlog is being worked through",
         )
+        assert naq.get_job_status_sync(long.job_id, nats_url=nats_url) is JobStatus.RUNNING
         paused_at = time.time()
         pause_queue_sync(queue, nats_url=nats_url)
         time.sleep(WATCH)
@@ -115,7 +118,7 @@ def test_pause_stops_new_starts_and_resume_restarts_them(
     # no job published from here on: nothing but the resume may restart deliveries
     resumed_at = time.time()
     resume_queue_sync(queue, nats_url=nats_url)
-    everything = backlog + feeder.jobs
+    everything = [long, *backlog, *feeder.jobs]
     for job in everything:
         naq.fetch_job_result_sync(job.job_id, timeout=60, nats_url=nats_url)
     infos = [naq.get_job_info_sync(job.job_id, nats_url=nats_url) for job in everything]
