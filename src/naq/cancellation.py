@@ -26,7 +26,7 @@ from . import constants as c
 from .dependencies import CAS_ATTEMPTS, Dependencies
 from .errors import JobNotFoundError, WriteConflictError
 from .expiry import as_read
-from .models import FINAL_STATUSES, JobRecord, JobStatus, mark_cancelled
+from .models import FINAL_STATUS_VALUES, JobRecord, JobStatus, mark_cancelled
 from .results import ResultStore
 from .transport import Connection, kv
 
@@ -35,7 +35,6 @@ CANCEL_PREFIX = "cancel."
 #: Error type of a job cancelled by ``cancel_job``.
 CANCELLED_BY_REQUEST = "naq:cancelled"
 CANCEL_REASON = "cancelled by cancel_job"
-_FINAL_VALUES = frozenset(status.value for status in FINAL_STATUSES)
 _RUNNABLE = frozenset(
     status.value for status in (JobStatus.PENDING, JobStatus.RETRYING, JobStatus.RUNNING)
 )
@@ -84,7 +83,7 @@ async def cancel_job(
         record = as_read(record) or record  # a job that expired reads as cancelled
         status = record.status
         ttl = int(record.result_ttl or default_ttl)
-        if status in _FINAL_VALUES:
+        if status in FINAL_STATUS_VALUES:
             logger.debug("job {} is {} already; nothing to cancel", job_id, status)
             return False
         if status == JobStatus.SCHEDULED.value and await cancel_scheduled(job_id):

@@ -64,7 +64,7 @@ from .codec import from_wire
 from .errors import ConfigurationError, JobNotFoundError, WriteConflictError
 from .expiry import has_expired, mark_expired
 from .models import (
-    FINAL_STATUSES,
+    FINAL_STATUS_VALUES,
     HeldMessage,
     JobEnvelope,
     JobRecord,
@@ -86,7 +86,6 @@ T = TypeVar("T")
 
 #: The stream behind the results bucket.
 RESULTS_STREAM = kv.stream_name(c.RESULTS_BUCKET)
-_FINAL_VALUES = frozenset(status.value for status in FINAL_STATUSES)
 #: How many children are handled at once when a parent finishes.
 FAN_OUT_CONCURRENCY = 64
 #: Compare-and-set attempts on one record before giving up (each loss means progress).
@@ -272,14 +271,14 @@ class Dependencies:
                 # its record expired between our two reads: it cannot be waited for
                 status = JobStatus.DEAD.value
                 await self._apply_and_follow(parent, status, child.job_id, missing=True)
-            elif record.status in _FINAL_VALUES:
+            elif record.status in FINAL_STATUS_VALUES:
                 await self.pin(parent)
                 await self._apply_and_follow(parent, record.status, child.job_id)
 
         await bounded(
             finished_already(parent, record)
             for parent, record in zip(parents, records, strict=True)
-            if record is None or record.status in _FINAL_VALUES
+            if record is None or record.status in FINAL_STATUS_VALUES
         )
 
     async def _put_all(self, keys: Iterable[str]) -> None:
@@ -506,7 +505,7 @@ class Dependencies:
             if await streams.count_subjects(self._conn, RESULTS_STREAM, _edges_filter(job_id)):
                 return
             entry = await self._results.get_entry(job_id)
-            if entry is None or entry[0].status not in _FINAL_VALUES:
+            if entry is None or entry[0].status not in FINAL_STATUS_VALUES:
                 return
             record, revision = entry
             if record.pinned:

@@ -35,6 +35,8 @@ class JobStatus(StrEnum):
 FINAL_STATUSES = frozenset(
     {JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.DEAD}
 )
+#: The same as stored in records (``JobRecord.status`` is a plain string).
+FINAL_STATUS_VALUES = frozenset(status.value for status in FINAL_STATUSES)
 
 #: Kept for users of the original naq.
 JOB_STATUS = JobStatus

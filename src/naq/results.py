@@ -13,10 +13,9 @@ from . import constants as c
 from .batches import batch_key, decode_batch, split_batch_job_id
 from .errors import WriteConflictError
 from .expiry import read_deadline
-from .models import FINAL_STATUSES, JobRecord, decode_record, encode
+from .models import FINAL_STATUS_VALUES, JobRecord, decode_record, encode
 from .transport import Connection, Message, encode_headers, kv
 
-_FINAL_VALUES = frozenset(s.value for s in FINAL_STATUSES)
 _HEADER_BLOCKS: dict[tuple[int, bool], bytes] = {}  # by (TTL, create-if-absent)
 #: How long a pushed final write may take to show up in the stored record, seconds.
 _CONFIRM_FOR = 1.0
@@ -28,7 +27,7 @@ _RECHECK_FIRST, _RECHECK_MAX = 0.02, 4.0
 
 def _is_final_payload(data: bytes) -> bool:
     try:
-        return decode_record(data).status in _FINAL_VALUES
+        return decode_record(data).status in FINAL_STATUS_VALUES
     except (msgspec.DecodeError, msgspec.ValidationError):
         return False
 
@@ -222,7 +221,7 @@ class ResultStore:
                 changed.clear()
                 expect_final, pushed_final = pushed_final, False
                 record = await self._confirmed(job_id, expect_final=expect_final)
-                if record is not None and record.status in _FINAL_VALUES:
+                if record is not None and record.status in FINAL_STATUS_VALUES:
                     return record
                 if first and not changed.is_set():
                     # A write routed just before our SUB is pushed to nobody, and the stream
@@ -248,7 +247,7 @@ class ResultStore:
         """The stored record; when a final write was pushed, wait briefly until it is stored."""
         record = await self.get(job_id)
         delay = 0.005
-        while expect_final and (record is None or record.status not in _FINAL_VALUES):
+        while expect_final and (record is None or record.status not in FINAL_STATUS_VALUES):
             if delay > _CONFIRM_FOR:
                 break  # the stream refused it after all: keep waiting for the next write
             await asyncio.sleep(delay)

@@ -25,7 +25,7 @@ from ..hooks import HookRunner, Hooks, JobRun, as_hooks, cancelled_run, global_h
 from ..limiting import Limiter
 from ..limits import LimitBook
 from ..metrics import DEFAULT_METRICS_HOST, WorkerMetrics
-from ..models import FINAL_STATUSES, JobRecord
+from ..models import JobRecord
 from ..results import ResultStore, record_subject
 from ..serialization import warn_if_pickle
 from ..settings import Settings, load_settings, validate_queue_name
@@ -54,8 +54,6 @@ from .progress import ProgressReports
 from .puller import Puller
 from .status import WorkerStatus
 from .writes import with_retries
-
-_FINAL = frozenset(s.value for s in FINAL_STATUSES)
 
 
 class Worker:

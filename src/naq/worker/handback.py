@@ -7,14 +7,12 @@ import asyncio
 
 from loguru import logger
 
-from ..models import FINAL_STATUSES, JobEnvelope, JobStatus
+from ..models import FINAL_STATUS_VALUES, JobEnvelope, JobStatus
 from ..results import ResultStore
 from ..settings import Settings
 from ..transport import nak_body, reply_to
 from .decide import decode
 from .delivery import Delivery, State
-
-_FINAL = frozenset(s.value for s in FINAL_STATUSES)
 
 
 async def hand_back(delivery: Delivery, settings: Settings, results: ResultStore) -> None:
@@ -42,7 +40,7 @@ async def _count_hand_back(job_id: str, settings: Settings, results: ResultStore
         if found is None:
             return
         record, revision = found
-        if record.status in _FINAL:
+        if record.status in FINAL_STATUS_VALUES:
             return
         record.handed_back += 1
         record.status = JobStatus.PENDING.value

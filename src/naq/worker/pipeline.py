@@ -40,7 +40,7 @@ from ..hooks import HookRunner, JobRun, Outcome
 from ..limiting import Denied, Limiter
 from ..limits import ConcreteLimit
 from ..models import (
-    FINAL_STATUSES,
+    FINAL_STATUS_VALUES,
     AttemptRecord,
     JobEnvelope,
     JobStatus,
@@ -66,7 +66,6 @@ from .writes import with_retries
 
 T = TypeVar("T")
 
-_FINAL_VALUES = frozenset(status.value for status in FINAL_STATUSES)
 #: A job still running after this many seconds gets its ``running`` record written.
 RUNNING_WRITE_DELAY = 0.02
 #: The longest a job held back by a shared limit waits in NATS before it asks again, seconds.
@@ -140,7 +139,7 @@ class JobPipeline:
         if envelope is not None and delivery.delivered > 1:
             # earlier attempts' errors, and deliveries handed back at shutdown (not attempts)
             previous = await p.results.get(envelope.id)
-            if previous is not None and previous.status in _FINAL_VALUES:
+            if previous is not None and previous.status in FINAL_STATUS_VALUES:
                 # its outcome is stored: the worker that stored it died (or lost the
                 # connection) before its ack arrived. Nothing to run again.
                 logger.info("job {} is {} already; acknowledging", envelope.id, previous.status)

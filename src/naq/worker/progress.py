@@ -9,10 +9,8 @@ from typing import Any
 from loguru import logger
 
 from ..hooks import HookRunner, JobRun
-from ..models import FINAL_STATUSES, JobStatus
+from ..models import FINAL_STATUS_VALUES, JobStatus
 from ..results import ResultStore
-
-_FINAL = frozenset(s.value for s in FINAL_STATUSES)
 
 
 class ProgressReports:
@@ -47,7 +45,7 @@ class ProgressReports:
             if found is None:
                 return
             record, revision = found
-            if record.status in _FINAL:
+            if record.status in FINAL_STATUS_VALUES:
                 return  # the outcome is stored; progress must not touch it
             record.status = JobStatus.RUNNING.value
             record.progress, record.progress_message = fraction, message
