@@ -8,7 +8,7 @@ LATEST_VENV := .venv-nats-latest
 LATEST_BIN := $(LATEST_VENV)/bin
 LATEST_STAMP := $(LATEST_VENV)/.installed
 
-.PHONY: demo test test-nats-latest lint typecheck bench clean install
+.PHONY: demo test test-cluster fuzz test-nats-latest lint typecheck bench clean install
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -25,6 +25,14 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+# Node loss on a 3-node JetStream cluster: long runs, kept out of `make test`.
+test-cluster: $(STAMP)
+	$(BIN)/python -m pytest -q -m cluster
+
+# 100,000 and more hostile messages at the decoder and a live worker.
+fuzz: $(STAMP)
+	$(BIN)/python -m pytest -q -m fuzz
 
 $(LATEST_BIN)/python:
 	$(PY) -m venv $(LATEST_VENV)
