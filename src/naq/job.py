@@ -12,9 +12,9 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from .codec import from_wire
-from .constants import JOB_ID_RE
 from .errors import ConfigurationError
 from .models import AttemptRecord, JobRecord, JobStatus, WorkerRecord
+from .names import check_job_id
 from .utctime import from_epoch
 
 if TYPE_CHECKING:
@@ -107,8 +107,7 @@ def _job_ids(value: object) -> tuple[str, ...]:
     ids: list[str] = []
     for item in items:
         job_id = item.job_id if isinstance(item, Job) else item
-        if not isinstance(job_id, str) or not JOB_ID_RE.fullmatch(job_id):
-            raise ConfigurationError(f"depends_on must hold job ids or Job objects, got {item!r}")
+        check_job_id(job_id, "depends_on job id (depends_on holds job ids or Job objects)")
         if job_id not in ids:
             ids.append(job_id)
     if len(ids) > MAX_DEPENDENCIES:
@@ -202,10 +201,8 @@ class JobOptions:
                 f"known: {', '.join(sorted(OPTION_NAMES))}"
             )
         job_id = raw.get("job_id")
-        if job_id is not None and (not isinstance(job_id, str) or not JOB_ID_RE.fullmatch(job_id)):
-            raise ConfigurationError(
-                f"job_id {job_id!r} is invalid: 1-128 letters, digits, '_' or '-'"
-            )
+        if job_id is not None:
+            check_job_id(job_id)
         max_retries = raw.get("max_retries", 0)
         if max_retries is None:
             max_retries = 0

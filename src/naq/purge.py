@@ -25,6 +25,7 @@ from .dependencies import cancel_dependants
 from .errors import WriteConflictError
 from .job import MAX_SECONDS
 from .models import JobRecord, JobStatus, decode_envelope, decode_record, encode, record_for
+from .names import is_job_id
 from .serialization import signature_valid
 from .settings import validate_queue_name
 from .transport import Connection, StoredMessage, kv, streams
@@ -163,7 +164,7 @@ def _job_of(conn: Connection, queue: str, msg: StoredMessage) -> _Purged | None:
         envelope = decode_envelope(msg.data)
     except Exception:  # noqa: BLE001 - msgspec errors, RecursionError: nothing to cancel
         return None
-    if envelope.queue != queue or not c.JOB_ID_RE.fullmatch(envelope.id):
+    if envelope.queue != queue or not is_job_id(envelope.id):
         return None
     key = conn.settings.signing_key
     if key is not None and not signature_valid(msg.data, msg.headers.get(c.HEADER_SIGNATURE), key):

@@ -29,6 +29,7 @@ from .hooks import Hooks, as_hooks, global_hooks
 from .job import Job, JobInfo, JobOptions, iter_calls, split_options
 from .messages import job_header_block, job_headers
 from .models import HeldMessage, JobEnvelope, JobRecord, JobStatus, encode, record_for
+from .names import lookup_job_id
 from .results import (
     ResultStore,
     absent_block,
@@ -282,8 +283,9 @@ class Queue:
     # -- results and status ---------------------------------------------------------------
     async def get_job_info(self, job_id: str) -> JobInfo:
         """Everything known about ``job_id``; raises :class:`JobNotFoundError` if unknown."""
+        lookup_job_id(job_id)
         store = await self.results()
-        record = as_read(await store.get(_check_id(job_id)))
+        record = as_read(await store.get(job_id))
         if record is None:
             raise JobNotFoundError(f"job {job_id} not found (unknown, or its record expired)")
         if record.status == JobStatus.DEFERRED.value:
@@ -303,8 +305,8 @@ class Queue:
         also at once for a job not started by its ``expires`` (no waiting for the timeout);
         unknown or unfinished -> :class:`JobNotFoundError`.
         """
+        lookup_job_id(job_id)
         store = await self.results()
-        _check_id(job_id)
         if timeout is not None and timeout < 0:
             raise ConfigurationError(f"timeout must be >= 0, got {timeout!r}")
         if timeout:
@@ -322,7 +324,7 @@ class Queue:
         from .cancellation import cancel_job
         from .scheduling import oneoff
 
-        _check_id(job_id)
+        lookup_job_id(job_id)
         conn = await self.connection()
         store = await self.results()
         await store.ready()
@@ -502,9 +504,3 @@ def result_of(job_id: str, record: JobRecord | None) -> Any:
             error_type=record.error_type,
         )
     raise JobNotFoundError(f"job {job_id} has not finished (status: {status})")
-
-
-def _check_id(job_id: object) -> str:
-    if not isinstance(job_id, str) or not c.JOB_ID_RE.fullmatch(job_id):
-        raise JobNotFoundError(f"job {job_id!r} not found (not a valid job id)")
-    return job_id

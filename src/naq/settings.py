@@ -11,8 +11,8 @@ from dataclasses import dataclass, field, replace
 from typing import Literal
 from urllib.parse import urlsplit
 
-from .constants import QUEUE_NAME_RE
 from .errors import ConfigurationError
+from .names import check_queue_name
 
 DEFAULT_NATS_URL = "nats://127.0.0.1:4222"
 DEFAULT_RESULT_TTL = 604800
@@ -94,12 +94,9 @@ def _redact(url: str) -> str:
 
 
 def validate_queue_name(name: object) -> str:
-    """Return ``name`` if it is a valid queue name, else raise :class:`ConfigurationError`."""
-    if not isinstance(name, str) or not QUEUE_NAME_RE.fullmatch(name):
-        raise ConfigurationError(
-            f"invalid queue name {name!r}: use 1-100 letters, digits, '_' and '-' only"
-        )
-    return name
+    """Return ``name`` if it is a valid queue name, else raise :class:`ConfigurationError`
+    (the rule: :func:`naq.names.check_queue_name`)."""
+    return check_queue_name(name)
 
 
 def _env_int(name: str, default: int, minimum: int) -> int:

@@ -11,9 +11,9 @@ import typer
 from loguru import logger
 from rich.table import Table
 
-from ..constants import JOB_ID_RE
 from ..errors import ConfigurationError, JobNotFoundError
 from ..models import JobStatus
+from ..names import lookup_job_id
 from ..queue import Queue
 from ..scheduling import Schedule, Scheduler, control, recurring
 from ..scheduling.misfire import DEFAULT_GRACE
@@ -201,8 +201,7 @@ async def cancel_schedule_or_job(conn: Connection, target_id: str) -> Cancelled 
     """Cancel the recurring schedule ``target_id``, or else the job ``target_id`` wherever
     it is. Returns what was cancelled, or the final status of a job that had finished
     already. Unknown id -> :class:`JobNotFoundError` saying there is nothing to cancel."""
-    if not isinstance(target_id, str) or not JOB_ID_RE.fullmatch(target_id):
-        raise JobNotFoundError(f"nothing to cancel: {target_id!r} is not a valid job id")
+    lookup_job_id(target_id, "nothing to cancel: job or schedule", "id")
     if await recurring.cancel(ScheduleStore(conn), target_id):
         return Cancelled("schedule")
     queue = Queue(connection=conn)

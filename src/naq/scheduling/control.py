@@ -10,9 +10,9 @@ import time
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from ..constants import JOB_ID_RE
 from ..errors import ConfigurationError, JobNotFoundError
 from ..job import Job
+from ..names import lookup_job_id
 from . import oneoff, recurring
 from .models import Schedule
 from .recurring import UNSET
@@ -24,9 +24,7 @@ if TYPE_CHECKING:
 
 
 def _check_id(schedule_id: object) -> str:
-    if not isinstance(schedule_id, str) or not JOB_ID_RE.fullmatch(schedule_id):
-        raise JobNotFoundError(f"no scheduled job or schedule {schedule_id!r} (not a valid id)")
-    return schedule_id
+    return lookup_job_id(schedule_id, "scheduled job or schedule", "id")
 
 
 def _missing(schedule_id: str) -> JobNotFoundError:

@@ -4,7 +4,6 @@ and every change users make (pause, resume, cancel, modify), each a compare-and-
 from __future__ import annotations
 
 import dataclasses
-import re
 import time
 import uuid
 from datetime import datetime, timedelta
@@ -12,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from .. import names
 from ..calls import prepare_call
 from ..errors import ConfigurationError, WriteConflictError
 from ..job import split_options
@@ -23,9 +23,6 @@ from .timeutil import run_time_when
 
 if TYPE_CHECKING:
     from ..queue import Queue
-
-#: Schedule ids: run job ids are ``<schedule_id>-<UTC run time>`` and must stay <= 128 chars.
-SCHEDULE_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,100}")
 
 
 class Unset:
@@ -39,12 +36,8 @@ UNSET: Any = Unset()
 
 
 def check_schedule_id(schedule_id: object) -> str:
-    """A valid schedule id (1-100 letters, digits, '_' or '-')."""
-    if not isinstance(schedule_id, str) or not SCHEDULE_ID_RE.fullmatch(schedule_id):
-        raise ConfigurationError(
-            f"schedule_id {schedule_id!r} is invalid: 1-100 letters, digits, '_' or '-'"
-        )
-    return schedule_id
+    """A valid schedule id (the rule: :func:`naq.names.check_schedule_id`)."""
+    return names.check_schedule_id(schedule_id)
 
 
 def check_repeat(repeat: object) -> int | None:

@@ -8,8 +8,8 @@ import uuid
 
 from loguru import logger
 
-from .. import constants as c
 from ..errors import ConfigurationError, NaqConnectionError
+from ..names import check_worker_name
 from ..results import ResultStore
 from ..settings import Settings, load_settings
 from ..signals import install_stop_handlers, remove_stop_handlers
@@ -48,10 +48,10 @@ class Scheduler:
         ):
             if isinstance(value, bool) or not isinstance(value, int | float) or value < low:
                 raise ConfigurationError(f"{name} must be a number >= {low:g}, got {value!r}")
-        prefix = scheduler_id or "scheduler"
+        prefix = (
+            "scheduler" if scheduler_id is None else check_worker_name(scheduler_id, "scheduler_id")
+        )
         self.scheduler_id = f"{prefix}-{uuid.uuid4().hex[:8]}"
-        if not c.JOB_ID_RE.fullmatch(self.scheduler_id):
-            raise ConfigurationError(f"scheduler_id {scheduler_id!r} is invalid")
         self.lock_ttl = float(lock_ttl)
         self.misfire_grace = float(misfire_grace)
         self.poll_interval = min(1.0, self.lock_ttl / 4)

@@ -13,12 +13,11 @@ from __future__ import annotations
 import re
 
 from ..errors import ConfigurationError, PayloadTooLargeError
+from ..names import is_job_id
 
 #: A subject as nats-py's publish accepts it: non-empty, no whitespace or CR/LF. Stricter
 #: than nats-py: printable ASCII only (a non-ASCII subject is legal NATS, but no naq name is).
 _SUBJECT = re.compile(r"[!-~]+")
-#: One token naq builds subjects, keys and ids from (queue names, job ids, schedule ids).
-_TOKEN = re.compile(r"[A-Za-z0-9_-]{1,128}")
 #: Header names: RFC 7230 token characters (what nats-py's header encoding accepts).
 _HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,256}")
 #: Header values: no CR/LF or other control characters but tabs (nats-py replaces CR/LF;
@@ -42,9 +41,10 @@ def check_subject(subject: object, what: str = "subject") -> str:
 
 
 def is_token(name: object) -> bool:
-    """True for a plain name (1-128 letters, digits, ``_`` or ``-``): no dots, wildcards,
-    spaces, CR/LF or other characters, and no trailing newline (``fullmatch``)."""
-    return isinstance(name, str) and _TOKEN.fullmatch(name) is not None
+    """True for a plain name naq builds subjects, keys and ids from: a valid job id
+    (:func:`naq.names.is_job_id`: 1-128 ASCII letters, digits, ``_`` or ``-``; no dots,
+    wildcards, spaces, CR/LF or other characters)."""
+    return is_job_id(name)
 
 
 def is_header_name(name: object) -> bool:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import uuid
 
-from .. import constants as c
 from ..errors import ConfigurationError
+from ..names import check_worker_name
 
 
 def check_options(
@@ -33,10 +33,5 @@ def check_options(
 
 def new_worker_id(worker_name: str | None) -> str:
     """``<worker_name>-<8 hex>`` (``worker-<8 hex>`` without a name)."""
-    suffix = uuid.uuid4().hex[:8]
-    worker_id = f"{worker_name}-{suffix}" if worker_name else f"worker-{suffix}"
-    if not c.JOB_ID_RE.fullmatch(worker_id):
-        raise ConfigurationError(
-            f"worker_name {worker_name!r} is invalid: letters, digits, '_' or '-'"
-        )
-    return worker_id
+    name = "worker" if worker_name is None else check_worker_name(worker_name)
+    return f"{name}-{uuid.uuid4().hex[:8]}"
