@@ -17,6 +17,7 @@ from .errors import (
     NaqConnectionError,
     NaqException,
     NaqTimeoutError,
+    PublishNotConfirmedError,
     ServerError,
     WriteConflictError,
 )
@@ -106,6 +107,13 @@ async def settle(futures: list[asyncio.Future[Any]]) -> None:
             continue  # a pending record arrived after the job's outcome: keep the outcome
         if isinstance(outcome, NaqTimeoutError):
             raise NaqTimeoutError(
+        if isinstance(outcome, PublishNotConfirmedError):
+            unconfirmed = sum(isinstance(o, PublishNotConfirmedError) for o in outcomes)
+            raise PublishNotConfirmedError(
+                f"NATS did not confirm {unconfirmed} of {len(outcomes)} enqueued writes, "
+                f"each re-sent with its own message id until the deadline; they may not be "
+                f"stored ({outcome})"
+            ) from None
                 "NATS did not confirm the enqueued jobs in time; some may not be stored"
             ) from None
         if isinstance(outcome, NaqException):

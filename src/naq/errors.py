@@ -87,6 +87,12 @@ class JobCancelledError(JobExecutionError):
     """The job was cancelled before it could finish."""
 
 
+class PublishNotConfirmedError(NaqTimeoutError):
+    """NATS did not confirm a write that naq re-sent with the same message id until its
+    deadline: it may not be stored. Sending it again with the same id (for a job: enqueue
+    again with the same ``job_id``) is safe within the stream's duplicate window."""
+
+
 __all__ = [
     "ConfigurationError",
     "FunctionNotAllowedError",
@@ -100,6 +106,7 @@ __all__ = [
     "NaqException",
     "NaqTimeoutError",
     "PayloadTooLargeError",
+    "PublishNotConfirmedError",
     "SerializationError",
     "ServerError",
     "WriteConflictError",

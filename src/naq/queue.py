@@ -22,6 +22,7 @@ from .errors import (
     JobNotFoundError,
     JobTimeoutError,
     NaqTimeoutError,
+    PublishNotConfirmedError,
     ServerError,
 )
 from .expiry import as_read
@@ -216,6 +217,8 @@ class Queue:
                 try:
                     await job_ack
                 except (NaqTimeoutError, ServerError) as exc:
+                    if isinstance(exc, PublishNotConfirmedError):  # re-sent to its deadline
+                        raise PublishNotConfirmedError(f"job {job.job_id}: {exc}") from None
                     if isinstance(exc, ServerError) and exc.code != 503:
                         raise
                     await self._publish(conn, job, encode(envelope))  # retried, same id

@@ -32,6 +32,10 @@ class Settings:
     allowed_modules: tuple[str, ...] = ()
     result_ttl: int = DEFAULT_RESULT_TTL
     replicas: int = 1
+    #: seconds an unconfirmed job publish is re-sent with the same message id before the
+    #: call fails (``NAQ_PUBLISH_DEADLINE``): past a cluster's leader election, inside the
+    #: streams' 2-minute duplicate window
+    publish_deadline: float = 30.0
     log_level: str = "INFO"
     signing_key: bytes | None = field(default=None, repr=False)
     dashboard_token: str | None = field(default=None, repr=False)
@@ -171,3 +175,4 @@ def load_settings(nats_url: str | None = None) -> Settings:
         tls_key=env.get("NAQ_NATS_TLS_KEY") or None,
         events=_env_flag("NAQ_EVENTS"),
     )
+        publish_deadline=float(_env_int("NAQ_PUBLISH_DEADLINE", 30, 1)),

@@ -20,7 +20,7 @@ from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
-from ..errors import NaqConnectionError, NaqTimeoutError, ServerError
+from ..errors import NaqConnectionError, NaqTimeoutError, PublishNotConfirmedError, ServerError
 from ..settings import Settings, redact_url
 from .credentials import check_credentials, tls_context, wants_tls
 from .errors import SERVER_HINT, AnnotatedTimeoutError, api_error, translate, translated
@@ -289,7 +289,7 @@ class Connection:
         self._nc = nc
         self._ever_connected = True
         self._js = nc.jetstream(timeout=10.0)
-        self._publisher = AckedPublisher(nc)
+        self._publisher = AckedPublisher(nc, retry_within=settings.publish_deadline)
         await self._publisher.start()
         return self
 
@@ -391,6 +391,8 @@ class Connection:
 
     async def flush(self, timeout: float = 2.0) -> None:
         """Wait until the server has processed everything sent so far."""
+            except PublishNotConfirmedError as exc:  # re-sent until its deadline already
+                raise PublishNotConfirmedError(f"{what}: {exc}") from None
         try:
             await self.nc.flush(timeout=max(1, round(timeout)))
         except (nats.errors.Error, OSError, TimeoutError) as exc:

@@ -5,20 +5,33 @@ dataclass for every PubAck. naq publishes a job record for every job, so it keep
 wildcard reply subscription per connection (dispatched directly, see :mod:`naq.wire`),
 numbers its requests, and only parses an ack when it carries an error. Same guarantee (the
 server stored the message), less client CPU.
+
+**Retries.** A message the server deduplicates (a ``Nats-Msg-Id`` header) or refuses when
+repeated (create-if-absent: ``Nats-Expected-Last-Subject-Sequence: 0``) is re-sent with the
+same headers, so the same id, when its acknowledgement does not come: lost with a stream
+leader that died, no responders while a new leader is elected (on a cluster), or the
+connection dropped before the ack. It is re-sent until acknowledged (a duplicate's ack
+counts: the first copy is stored) or until :attr:`AckedPublisher.retry_within` seconds
+passed; then it fails with :class:`~naq.errors.PublishNotConfirmedError`. The happy path
+costs nothing more: no extra round trip, one dict entry per message.
+A retried create-if-absent write may be refused as a conflict with its own earlier attempt;
+its callers (pending records) ignore conflicts.
 """
 
 from __future__ import annotations
 
 import asyncio
+import heapq
 import itertools
 import json
 import re
-from collections import deque
+from dataclasses import dataclass
 
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 
-from ..errors import NaqTimeoutError
+from .. import constants as c
+from ..errors import NaqConnectionError, NaqTimeoutError, PublishNotConfirmedError
 from .errors import api_error, no_stream
 from .names import check_subject
 from .wire import encode_headers, publish_now, subscribe_direct
@@ -26,6 +39,39 @@ from .wire import encode_headers, publish_now, subscribe_direct
 _NO_RESPONDERS = "503"
 _SWEEP_INTERVAL = 0.25
 _SEQ = re.compile(rb'"seq"\s*:\s*(\d+)')
+#: Header lines that make a message safe to send again (see the module docstring).
+_MSG_ID_LINE = f"\r\n{c.HEADER_MSG_ID}: ".encode()
+_ABSENT_LINE = f"\r\n{c.HEADER_EXPECTED_LAST_SUBJECT_SEQ}: 0\r\n".encode()
+#: Default of :attr:`AckedPublisher.retry_within`: well past a leader election (seconds),
+#: well inside the streams' duplicate window.
+DEFAULT_RETRY_WITHIN = 30.0
+#: How long one attempt of a retried message waits for its ack before it is sent again.
+_ATTEMPT_TIMEOUT = 3.0
+#: Pause before re-sending after "no responders" (a stream leader is being elected),
+#: doubled per attempt up to the last value.
+_RESEND_PAUSES = (0.25, 0.5, 1.0)
+
+
+def is_retryable(header_block: bytes | None) -> bool:
+    """True for a message the server stores at most once however often it is sent."""
+    return header_block is not None and (
+        _MSG_ID_LINE in header_block or _ABSENT_LINE in header_block
+    )
+
+
+@dataclass(slots=True)
+class _Resend:
+    """What it takes to send a retried message again."""
+
+    subject: str
+    payload: bytes
+    header_block: bytes
+    give_up_at: float
+    attempt: int = 0
+    #: what went wrong last (named in the final error)
+    last: str = "no acknowledgement"
+    #: which of the message's entries in the deadline heap is current
+    generation: int = 0
 
 
 def _ack_timeout() -> NaqTimeoutError:
@@ -33,19 +79,35 @@ def _ack_timeout() -> NaqTimeoutError:
     return NaqTimeoutError("NATS did not confirm a write in time; it may or may not be stored")
 
 
+def _not_confirmed(subject: str, seconds: float, last: str) -> PublishNotConfirmedError:
+    """A retried message was not acknowledged within ``seconds``."""
+    return PublishNotConfirmedError(
+        f"NATS did not confirm a write to {subject[:80]} within {seconds:g} s of retries "
+        f"with the same message id ({last}); it may not be stored. Sending it again with the "
+        f"same id (enqueue again with the same job_id) is safe within the {c.DUPLICATE_WINDOW:g} "
+        "s duplicate window: it is stored at most once"
+    )
+
+
 class AckedPublisher:
     """Publishes to JetStream subjects and resolves each call when the server acknowledges."""
 
-    def __init__(self, nc: NatsClient) -> None:
+    def __init__(self, nc: NatsClient, retry_within: float = DEFAULT_RETRY_WITHIN) -> None:
         self._nc = nc
+        #: how long (s) a message that is safe to repeat is re-sent before it fails
+        self.retry_within = retry_within
         self._prefix = ""
         self._waiting: dict[str, asyncio.Future[int]] = {}
+        self._resends: dict[str, _Resend] = {}
         self._tokens = itertools.count(1)
         self._started = False
         self._lock = asyncio.Lock()
-        # (deadline, token) in send order; timeouts are all equal, so this stays sorted
-        self._deadlines: deque[tuple[float, str]] = deque()
+        # heap of (deadline, token, generation): a timeout, or for a retried message due
+        # to be re-sent, the moment to act on it
+        self._deadlines: list[tuple[float, str, int]] = []
         self._sweeper: asyncio.Future[None] | None = None
+        #: how many messages were sent again (for tests and reports)
+        self.resent = 0
 
     async def start(self) -> None:
         """Subscribe the reply inbox (once)."""
@@ -93,18 +155,32 @@ class AckedPublisher:
         token = str(next(self._tokens))
         loop = asyncio.get_running_loop()
         future: asyncio.Future[int] = loop.create_future()
+        now = loop.time()
+        if self.retry_within > 0 and is_retryable(header_block):
+            assert header_block is not None
+            self._resends[token] = _Resend(subject, payload, header_block, now + self.retry_within)
+            timeout = min(timeout, _ATTEMPT_TIMEOUT)
         self._waiting[token] = future
-        self._deadlines.append((loop.time() + timeout, token))
+        heapq.heappush(self._deadlines, (now + timeout, token, 0))
         if self._sweeper is None:
             self._sweeper = asyncio.ensure_future(self._sweep())
         try:
             publish_now(
                 self._nc, subject, payload, self._prefix + token, header_block, reply_checked=True
             )
+        except NaqConnectionError:
+            if token not in self._resends or self._nc.is_closed:
+                self._forget(token)
+                raise
+            # e.g. the reconnect buffer is full: the sweeper sends it again
         except BaseException:
-            self._waiting.pop(token, None)
+            self._forget(token)
             raise
         return future
+
+    def _forget(self, token: str) -> None:
+        self._waiting.pop(token, None)
+        self._resends.pop(token, None)
 
     def close(self) -> None:
         """Stop the sweeper and fail whatever still waits (the connection is closing)."""
@@ -113,13 +189,21 @@ class AckedPublisher:
             self._sweeper = None
         waiting, self._waiting = self._waiting, {}
         self._deadlines.clear()
+        self._resends.clear()
         for future in waiting.values():
             if not future.done():
                 future.set_exception(_ack_timeout())
                 future.exception()  # retrieved: nobody may be awaiting it any more
 
+    def _clustered(self) -> bool:
+        """True when the server is part of a cluster (there, "no responders" on a stream
+        subject means its leader is being elected; on a single server, no stream)."""
+        info = getattr(self._nc, "_server_info", None) or {}
+        return bool(info.get("cluster"))
+
     async def _sweep(self) -> None:
-        """Fail the futures whose acknowledgement is overdue (one task, not a timer each)."""
+        """Fail the futures whose acknowledgement is overdue, or send a retried message
+        again (one task, not a timer each)."""
         loop = asyncio.get_running_loop()
         deadlines = self._deadlines
         try:
@@ -127,20 +211,72 @@ class AckedPublisher:
                 await asyncio.sleep(_SWEEP_INTERVAL)
                 now = loop.time()
                 while deadlines and deadlines[0][0] <= now:
-                    _, token = deadlines.popleft()
+                    _, token, generation = heapq.heappop(deadlines)
+                    resend = self._resends.get(token)
+                    if resend is not None:
+                        if resend.generation == generation:
+                            self._again(token, resend, now)
+                        continue
                     future = self._waiting.pop(token, None)
                     if future is not None and not future.done():
                         future.set_exception(_ack_timeout())
         finally:
             self._sweeper = None
 
-    def _on_reply(self, msg: Msg) -> None:
-        future = self._waiting.pop(msg.subject[len(self._prefix) :], None)
+    def _again(self, token: str, resend: _Resend, now: float) -> None:
+        """Send a retried message again now, or fail it when its time is up."""
+        future = self._waiting.get(token)
         if future is None or future.done():
+            self._resends.pop(token, None)
             return
+        if now >= resend.give_up_at or self._nc.is_closed:
+            self._forget(token)
+            future.set_exception(_not_confirmed(resend.subject, self.retry_within, resend.last))
+            return
+        resend.attempt += 1
+        resend.generation += 1
+        self.resent += 1
+        timeout = min(_ATTEMPT_TIMEOUT * resend.attempt, resend.give_up_at - now)
+        heapq.heappush(self._deadlines, (now + max(timeout, 0.0), token, resend.generation))
+        try:
+            publish_now(
+                self._nc,
+                resend.subject,
+                resend.payload,
+                self._prefix + token,
+                resend.header_block,
+                reply_checked=True,
+            )
+        except NaqConnectionError:
+            pass  # reconnecting with a full buffer: the next deadline tries again
+
+    def _later(self, token: str, resend: _Resend) -> None:
+        """After "no responders" (no stream leader right now): send again after a pause."""
+        loop = asyncio.get_running_loop()
+        resend.generation += 1
+        resend.last = "no responders: no stream leader"
+        pause = _RESEND_PAUSES[min(resend.attempt, len(_RESEND_PAUSES) - 1)]
+        heapq.heappush(self._deadlines, (loop.time() + pause, token, resend.generation))
+        if self._sweeper is None:
+            self._sweeper = asyncio.ensure_future(self._sweep())
+
+    def _on_reply(self, msg: Msg) -> None:
+        token = msg.subject[len(self._prefix) :]
         headers = msg.headers
         if headers and headers.get("Status") == _NO_RESPONDERS:
-            future.set_exception(no_stream(f"write to {msg.subject}"))
+            resend = self._resends.get(token)
+            if resend is not None and self._clustered():
+                self._later(token, resend)  # a leader is being elected: not an answer yet
+                return
+            future = self._waiting.pop(token, None)
+            self._resends.pop(token, None)
+            if future is not None and not future.done():
+                future.set_exception(no_stream(f"write to {msg.subject}"))
+            return
+        future = self._waiting.pop(token, None)
+        if self._resends:
+            self._resends.pop(token, None)
+        if future is None or future.done():
             return
         data = msg.data
         if b'"error"' in data:

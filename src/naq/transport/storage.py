@@ -22,6 +22,7 @@ from nats.js.api import (
     StreamSource,
     SubjectTransform,
 )
+from nats.js.errors import NotFoundError
 from nats.js.kv import KeyValue
 
 from .. import constants as c
@@ -166,17 +167,54 @@ class Storage:
             if key in self._ensured:
                 return
             js = self._conn.js
+            name = str(config.name)
             try:
-                await self._call(js.add_stream(config), f"create stream {config.name}")
-            except nats.js.errors.BadRequestError as exc:
+                await self._call(js.add_stream(config), f"create stream {name}")
+            except nats.js.errors.APIError as exc:
+                self._check_placement(exc, f"stream {name}")
                 if exc.err_code == _SUBJECTS_OVERLAP:
-                    raise _older_layout(str(config.name), exc.description) from None
+                    raise _older_layout(name, exc.description) from None
+                if not isinstance(exc, nats.js.errors.BadRequestError):
+                    raise
                 # exists with another config: reconcile (update keeps messages)
+                had = await self._replicas_of(name)
                 try:
-                    await self._call(js.update_stream(config), f"update stream {config.name}")
-                except (nats.js.errors.BadRequestError, nats.js.errors.NotFoundError) as again:
-                    raise _older_layout(str(config.name), again.description) from None
+                    await self._call(js.update_stream(config), f"update stream {name}")
+                except nats.js.errors.APIError as again:
+                    self._check_placement(again, f"stream {name}", had)
+                    if not isinstance(again, nats.js.errors.BadRequestError | NotFoundError):
+                        raise
+                    raise _older_layout(name, again.description) from None
+                _log_replicas(f"stream {name}", had, config.num_replicas)
             self._ensured.add(key)
+
+    async def _replicas_of(self, stream: str) -> int | None:
+        """How many replicas ``stream`` has now (``None`` if it cannot be read)."""
+        try:
+            info = await self._call(self._conn.js.stream_info(stream), f"read stream {stream}")
+        except nats.js.errors.APIError:
+            return None
+        return int(info.config.num_replicas or 1)
+
+    def _check_placement(self, exc: Any, what: str, had: int | None = None) -> None:
+        """Raise a clear :class:`ConfigurationError` when the server cannot place ``what``
+        with the wanted number of replicas (a single server, or a cluster too small)."""
+        wanted = self._conn.settings.replicas
+        code = getattr(exc, "err_code", None)
+        if code not in (_REPLICAS_UNSUPPORTED, _NO_PLACEMENT):
+            return
+        now = f" (it has {had})" if had is not None else ""
+        where = (
+            "a single server, not a cluster"
+            if code == _REPLICAS_UNSUPPORTED
+            else "a cluster with fewer JetStream servers than that"
+        )
+        raise ConfigurationError(
+            f"cannot give {what} {wanted} replicas{now}: NATS at "
+            f"{redact_url(self._conn.settings.nats_url)} is {where} ({exc.description}); "
+            "set NAQ_REPLICAS (Settings.replicas) to at most the number of servers, "
+            "1 for a single server"
+        ) from None
 
     async def consumer(
         self,
@@ -271,19 +309,43 @@ class Storage:
             try:
                 kv = await self._call(js.key_value(bucket), f"open bucket {bucket}")
             except nats.js.errors.BucketNotFoundError:
-                kv = await self._call(
-                    js.create_key_value(
-                        KeyValueConfig(
-                            bucket=bucket,
-                            history=1,
-                            direct=True,
-                            replicas=self._conn.settings.replicas,
-                        )
-                    ),
-                    f"create bucket {bucket}",
-                )
+                try:
+                    kv = await self._call(
+                        js.create_key_value(
+                            KeyValueConfig(
+                                bucket=bucket,
+                                history=1,
+                                direct=True,
+                                replicas=self._conn.settings.replicas,
+                            )
+                        ),
+                        f"create bucket {bucket}",
+                    )
+                except nats.js.errors.APIError as exc:
+                    self._check_placement(exc, f"bucket {bucket}")
+                    raise
+            else:
+                await self._reconcile_bucket_replicas(bucket)
             self._kv[bucket] = kv
             return kv
+
+    async def _reconcile_bucket_replicas(self, bucket: str) -> None:
+        """Give the existing ``bucket`` the configured number of replicas (its stream is
+        updated in place: JetStream copies it to the new peers)."""
+        js = self._conn.js
+        stream = f"KV_{bucket}"
+        info = await self._call(js.stream_info(stream), f"read bucket {bucket}")
+        had = int(info.config.num_replicas or 1)
+        wanted = self._conn.settings.replicas
+        if had == wanted:
+            return
+        info.config.num_replicas = wanted
+        try:
+            await self._call(js.update_stream(info.config), f"update bucket {bucket}")
+        except nats.js.errors.APIError as exc:
+            self._check_placement(exc, f"bucket {bucket}", had)
+            raise
+        _log_replicas(f"bucket {bucket}", had, wanted)
 
     async def _call(self, awaitable: Awaitable[T], what: str) -> T:
         """Await a JetStream management call; connection-level failures become naq errors
@@ -292,6 +354,10 @@ class Storage:
             return await awaitable
         except (nats.js.errors.NotFoundError, nats.js.errors.BadRequestError):
             raise
+        except nats.js.errors.APIError as exc:
+            if exc.err_code in (_REPLICAS_UNSUPPORTED, _NO_PLACEMENT):
+                raise  # for the caller's clear replicas error
+            raise translate(exc, what) from exc
         except (nats.errors.ConnectionClosedError, nats.errors.NoRespondersError) as exc:
             url = redact_url(self._conn.settings.nats_url)
             raise NaqConnectionError(
@@ -304,6 +370,16 @@ class Storage:
 
 #: JetStream error code: a new stream's subjects overlap an existing stream's.
 _SUBJECTS_OVERLAP = 10065
+#: JetStream error code: "replicas > 1 not supported in non-clustered mode".
+_REPLICAS_UNSUPPORTED = 10074
+#: JetStream error code: "no suitable peers for placement" (more replicas than servers).
+_NO_PLACEMENT = 10005
+
+
+def _log_replicas(what: str, had: int | None, wanted: int | None) -> None:
+    """One info line when reconciling changed the number of replicas of ``what``."""
+    if had is not None and wanted is not None and had != wanted:
+        logger.info("{} now has {} replicas (had {})", what, wanted, had)
 
 
 def _older_layout(stream: str, detail: str | None) -> ConfigurationError:
@@ -318,5 +394,12 @@ def _older_layout(stream: str, detail: str | None) -> ConfigurationError:
 
 
 def _consumer_differs(current: Any, wanted: ConsumerConfig) -> bool:
-    fields = ("ack_wait", "max_deliver", "max_ack_pending", "filter_subject", "max_waiting")
+    fields = (
+        "ack_wait",
+        "max_deliver",
+        "max_ack_pending",
+        "filter_subject",
+        "max_waiting",
+        "num_replicas",
+    )
     return any(getattr(current, f) != getattr(wanted, f) for f in fields)
