@@ -162,10 +162,13 @@ class EmbeddedServer:
         self.close()
 
 
-def run_server_foreground(port: int, store_dir: Path, host: str = "127.0.0.1") -> int:
-    """Run ``nats-server`` in the foreground (``naq server``); returns its exit code."""
+def run_server_foreground(
+    port: int, store_dir: Path, host: str = "127.0.0.1", extra: list[str] | None = None
+) -> int:
+    """Run ``nats-server`` in the foreground (``naq server``; ``extra``: more flags, e.g.
+    :func:`naq.cluster.cluster_args`); returns its exit code."""
     store_dir.mkdir(parents=True, exist_ok=True)
-    cmd = server_command(port, store_dir, host)
+    cmd = server_command(port, store_dir, host, extra)
     proc = subprocess.Popen(cmd)
 
     def forward(signum: int, _frame: object) -> None:

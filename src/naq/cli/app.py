@@ -9,6 +9,7 @@ from rich.table import Table
 
 from .. import admin
 from ..__about__ import __version__
+from ..cluster import DEFAULT_CLUSTER_NAME, cluster_args, run_cluster_foreground
 from ..errors import JobNotFoundError
 from ..hooks import Hooks, load_middleware
 from ..job import JobInfo
@@ -135,12 +136,54 @@ def server(
     port: int = typer.Option(4222, "--port", "-p", help="Client port."),
     store_dir: Path = typer.Option(None, "--store-dir", help="JetStream store directory."),
     host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on."),
+    cluster_nodes: int = typer.Option(
+        0,
+        "--cluster-nodes",
+        help="Run a local cluster of this many nodes (development): client ports PORT, "
+        "PORT+1, ..., route ports PORT+2000, ..., stores STORE_DIR/n1, ...; connect with "
+        "all URLs comma-separated and NAQ_REPLICAS=3.",
+    ),
+    name: str = typer.Option(
+        "", "--name", help="This node's server name in a cluster (unique, e.g. n1)."
+    ),
+    cluster: str = typer.Option(
+        "",
+        "--cluster",
+        help="Run as one node of a cluster, accepting routes on this URL "
+        "(e.g. nats://0.0.0.0:6222). Needs --name and --routes.",
+    ),
+    routes: str = typer.Option(
+        "",
+        "--routes",
+        help="The other nodes' cluster URLs, comma-separated "
+        "(e.g. nats://host2:6222,nats://host3:6222).",
+    ),
+    cluster_name: str = typer.Option(
+        DEFAULT_CLUSTER_NAME, "--cluster-name", help="The cluster's name (same on every node)."
+    ),
 ) -> None:
-    """Run an embedded nats-server with JetStream in the foreground."""
+    """Run an embedded nats-server with JetStream in the foreground: one server, one node
+    of a cluster (--name/--cluster/--routes), or a local cluster (--cluster-nodes 3)."""
     store = store_dir or default_store_dir()
-    console.print(f"nats-server with JetStream on nats://{host}:{port}, store {store}")
-    code = run_server_foreground(port, store, host)
-    raise typer.Exit(code)
+    if cluster_nodes:
+        if cluster or routes or name:
+            raise fail(
+                "--cluster-nodes runs a whole local cluster: leave out --name/--cluster/--routes"
+            )
+        urls = ",".join(f"nats://{host}:{port + n}" for n in range(cluster_nodes))
+        console.print(f"{cluster_nodes}-node JetStream cluster on {urls}, stores under {store}")
+        raise typer.Exit(run_cluster_foreground(cluster_nodes, port, store, host))
+    extra: list[str] = []
+    if cluster or routes or name:
+        if not (cluster and name):
+            raise fail(
+                "a cluster node needs --name and --cluster (and --routes to the other nodes)"
+            )
+        route_list = [r.strip() for r in routes.split(",") if r.strip()]
+        extra = cluster_args(name, cluster, route_list, cluster_name)
+    what = f"node {name} of cluster {cluster_name}, " if extra else ""
+    console.print(f"nats-server with JetStream ({what}nats://{host}:{port}), store {store}")
+    raise typer.Exit(run_server_foreground(port, store, host, extra))
 
 
 @app.command()
