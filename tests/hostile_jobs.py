@@ -6,6 +6,7 @@ the function itself.
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 
@@ -32,3 +33,16 @@ def fail_with_long_message(size: int) -> None:
 def big_result(size: int) -> str:
     """Return a string of ``size`` characters (to exceed the server's max_payload)."""
     return "x" * size
+
+
+#: The tokens :func:`canary` was called with, in order (read by the fuzz test of a live
+#: in-process worker, which counts the valid jobs that ran).
+CANARY_CALLS: list[str] = []
+_canary_lock = threading.Lock()
+
+
+def canary(token: str) -> str:
+    """Note that the valid job ``token`` ran, and return ``token``."""
+    with _canary_lock:
+        CANARY_CALLS.append(token)
+    return token
