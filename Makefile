@@ -30,9 +30,12 @@ test: $(STAMP)
 test-cluster: $(STAMP)
 	$(BIN)/python -m pytest -q -m cluster
 
-# 100,000 and more hostile messages at the decoder and a live worker.
+# 100,000 and more hostile messages at the decoder and a live worker; then coverage-guided
+# fuzzing of the decoder with atheris, where it installs (a wheel for this Python and CPU).
 fuzz: $(STAMP)
 	$(BIN)/python -m pytest -q -m fuzz
+	$(BIN)/pip install atheris || echo "atheris not installable here: skipped"
+	if $(BIN)/python -c "import atheris" 2>/dev/null; then $(BIN)/python tests/fuzz_atheris.py 100000; fi
 
 $(LATEST_BIN)/python:
 	$(PY) -m venv $(LATEST_VENV)
