@@ -269,7 +269,7 @@ async def refusal(label: str, call: Call, error: type[Exception], name: object) 
     except error as exc:
         message = str(exc)
         assert_one_clear_line(
-            message, "not a valid" if error is naq.JobNotFoundError else "invalid "
+            message, "not a valid" if error is naq.JobNotFoundError else "invalid"
         )
         return message
     except Exception as exc:  # noqa: BLE001 - reported with the entry point's name
@@ -335,3 +335,21 @@ def test_worker_and_scheduler_names_are_checked_at_the_call(nats_url: str, name:
         naq.Worker(["q"], nats_url=nats_url, worker_name=name)  # type: ignore[arg-type]
     with pytest.raises(naq.ConfigurationError, match="invalid scheduler_id"):
         naq.Scheduler(nats_url, scheduler_id=name)  # type: ignore[arg-type]
+
+
+async def test_limit_names_are_checked_at_the_call(seeded: str) -> None:
+    """Limit names have a rule of their own (``:`` allowed, kept as ``=`` in keys; ``*`` ends
+    a family): hostile ones are refused in one short line, nothing written."""
+    before = await server_state(seeded)
+    for name in HOSTILE:
+
+        async def define(name: Any = name) -> None:
+            await naq.set_limit(name, concurrency=1, nats_url=seeded)
+
+        async def take(name: Any = name) -> None:
+            await naq.enqueue(jobs.add, 1, 2, limits=[name], nats_url=seeded)
+
+        if name != "victim*":  # a family: a valid limit definition
+            await refusal("set_limit", define, naq.ConfigurationError, name)
+        await refusal("enqueue limits", take, naq.ConfigurationError, name)
+    assert await server_state(seeded) == before, "a refused call wrote something"

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from .codec import from_wire
 from .errors import ConfigurationError
 from .models import AttemptRecord, JobRecord, JobStatus, WorkerRecord
-from .names import check_job_id
+from .names import check_job_id, shown
 from .utctime import from_epoch
 
 if TYPE_CHECKING:
@@ -138,7 +138,7 @@ def _limit_names(value: object) -> tuple[str, ...]:
     for item in value:
         if not isinstance(item, str) or not LIMIT_NAME_RE.fullmatch(item):
             raise ConfigurationError(
-                f"limit name {item!r} is invalid: 1-128 letters, digits, '_', '-' or ':' "
+                f"limit name {shown(item)} is invalid: 1-128 letters, digits, '_', '-' or ':' "
                 "(a job names a concrete limit, e.g. 'user:42'; '*' is for set_limit)"
             )
         if item not in names:

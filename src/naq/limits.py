@@ -31,6 +31,7 @@ import msgspec
 from loguru import logger
 
 from . import constants as c
+from . import names
 from .errors import ConfigurationError, NaqConnectionError, WriteConflictError
 from .job import LIMIT_NAME_RE
 from .settings import validate_queue_name
@@ -158,8 +159,10 @@ def check_limit_name(name: object) -> str:
     """``name`` if it may name a definition (concrete, ``prefix*`` family or
     ``queue:<queue name>``), else :class:`~naq.errors.ConfigurationError` saying why."""
     if not isinstance(name, str):
-        raise ConfigurationError(f"a limit name must be a string, got {name!r}")
-    shown = repr(name[:140])
+        raise ConfigurationError(
+            f"invalid limit name {names.shown(name)}: a limit name must be a string"
+        )
+    shown = names.shown(name)
     family = name.endswith(FAMILY_SUFFIX)
     base = name[: -len(FAMILY_SUFFIX)] if family else name
     if family and not base:
