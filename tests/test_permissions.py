@@ -226,6 +226,22 @@ async def test_the_read_only_dashboard_reads_the_events(
     assert perm_server.violations()[before:] == []
 
 
+async def test_a_producer_reads_its_jobs_and_only_the_admin_cancels(
+    perm_server: PermissionServer, queue: str
+) -> None:
+    """Cancelling purges keys of the results bucket (``STREAM.PURGE``), which permissions
+    cannot narrow to some keys: an operator's action (docs/security.md)."""
+    producer = perm_server.url("producer")
+    job = await naq.enqueue(jobs.add, 1, 1, queue_name=queue, nats_url=producer)
+    assert (await naq.get_job_info(job.job_id, nats_url=producer)).status == "pending"
+    with pytest.raises(naq.NaqConnectionError, match=r"permissions violation") as caught:
+        await naq.cancel_job(job.job_id, nats_url=producer)
+    assert "$JS.API.STREAM.PURGE.KV_naq_results" in str(caught.value)
+    other = await naq.enqueue(jobs.add, 1, 1, queue_name=queue, nats_url=producer)
+    assert await naq.cancel_job(other.job_id, nats_url=perm_server.url("admin"))
+    assert await naq.get_job_status(other.job_id, nats_url=producer) == naq.JobStatus.CANCELLED
+
+
 # -- and is refused what it must not do -------------------------------------------------------
 @pytest.mark.parametrize("role", ["producer", "dashboard", "worker"])
 async def test_only_the_admin_may_purge(
