@@ -8,9 +8,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from naq.constants import JOB_ID_RE
 from naq.errors import ConfigurationError
 from naq.models import JobEnvelope
+from naq.names import is_job_id
 from naq.scheduling.misfire import plan
 from naq.scheduling.models import ScheduleRecord, decode_schedule, encode_schedule
 from naq.scheduling.recurrence import Recurrence, parse_cron
@@ -166,7 +166,7 @@ def test_run_job_ids_are_deterministic_valid_and_distinct() -> None:
     assert run_job_id("nightly", t + 0.25) == "nightly-20260102T030000250Z"
     assert run_job_id("nightly", t) == run_job_id("nightly", t)
     longest = run_job_id("x" * 100, t + 0.999)
-    assert JOB_ID_RE.match(longest)
+    assert is_job_id(longest)
     assert len({run_job_id("s", t + i * 0.001) for i in range(2000)}) == 2000
 
 

@@ -57,8 +57,6 @@ HEADER_SIGNATURE = "Naq-Signature"
 #: Duplicate window of the jobs stream, seconds.
 DUPLICATE_WINDOW = 120.0
 
-QUEUE_NAME_RE = re.compile(r"[A-Za-z0-9_-]{1,100}")
-JOB_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,128}")
 
 
 #: Priorities above the default, each with a subject and a consumer of its own.
