@@ -281,7 +281,7 @@ async def test_signed_jobs_run_and_unsigned_ones_are_dead_lettered(
     runs = tmp_path / "runs"
     monkeypatch.delenv("NAQ_SIGNING_KEY", raising=False)
     unsigned_producer = naq.Queue(q, nats_url=nats_url)  # reads the environment now: no key
-    monkeypatch.setenv("NAQ_SIGNING_KEY", "test-secret-key")
+    monkeypatch.setenv("NAQ_SIGNING_KEY", "test-secret-key-16+")
     signed_producer = naq.Queue(q, nats_url=nats_url)
     # lookups first, so neither producer's first enqueue races its own pending record
     # (see test_first_enqueue_of_a_fresh_producer_keeps_the_outcome)
@@ -317,9 +317,9 @@ async def test_job_signed_with_another_key_is_dead_lettered(
 ) -> None:
     q = new_queue("wrongkey")
     runs = tmp_path / "runs"
-    monkeypatch.setenv("NAQ_SIGNING_KEY", "the-wrong-key")
+    monkeypatch.setenv("NAQ_SIGNING_KEY", "the-wrong-key-16+bytes")
     wrong = naq.Queue(q, nats_url=nats_url)
-    monkeypatch.setenv("NAQ_SIGNING_KEY", "the-right-key")
+    monkeypatch.setenv("NAQ_SIGNING_KEY", "the-right-key-16+bytes")
     try:
         async with worker(q, nats_url):
             bad = await wrong.enqueue(rj.record_run, str(runs), "wrong")

@@ -351,7 +351,7 @@ async def live_worker(
 
 def signed_settings(nats_url: str) -> Settings:
     """Settings with signing on (producer and worker share the key)."""
-    return dataclasses.replace(load_settings(nats_url), signing_key=SIGNING_KEY)
+    return dataclasses.replace(load_settings(nats_url), signing_keys=(SIGNING_KEY,))
 
 
 # ============================================================== accounting

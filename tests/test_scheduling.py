@@ -191,7 +191,7 @@ async def test_job_options_travel_with_a_scheduled_job(
 
 @pytest.fixture
 def signing_key(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setenv("NAQ_SIGNING_KEY", "s3cret")
+    monkeypatch.setenv("NAQ_SIGNING_KEY", "s3cret-key-of-16+-bytes")
     yield
 
 

@@ -63,7 +63,9 @@ async def enqueue_chunked(queue: Queue, calls: Iterable[Any], opts: JobOptions) 
             if hooked:
                 await queue.before_enqueue(job, envelope)
             payload = encode(envelope)
-            block = job_header_block(queue.settings, job.job_id, payload, envelope.headers)
+            block = job_header_block(
+                queue.settings, job.job_id, payload, envelope.headers, subject=subject
+            )
             if len(payload) + len(block) > max_payload:
                 conn.check_message(subject, payload, block)  # raises, naming the limit
             messages.append((payload, block))
@@ -105,8 +107,6 @@ async def settle(futures: list[asyncio.Future[Any]]) -> None:
             continue
         if isinstance(outcome, WriteConflictError):
             continue  # a pending record arrived after the job's outcome: keep the outcome
-        if isinstance(outcome, NaqTimeoutError):
-            raise NaqTimeoutError(
         if isinstance(outcome, PublishNotConfirmedError):
             unconfirmed = sum(isinstance(o, PublishNotConfirmedError) for o in outcomes)
             raise PublishNotConfirmedError(
@@ -114,6 +114,8 @@ async def settle(futures: list[asyncio.Future[Any]]) -> None:
                 f"each re-sent with its own message id until the deadline; they may not be "
                 f"stored ({outcome})"
             ) from None
+        if isinstance(outcome, NaqTimeoutError):
+            raise NaqTimeoutError(
                 "NATS did not confirm the enqueued jobs in time; some may not be stored"
             ) from None
         if isinstance(outcome, NaqException):
@@ -153,7 +155,9 @@ async def enqueue_atomic(
     for job, envelope in prepared:
         await queue.before_enqueue(job, envelope)
         payload = encode(envelope)
-        block = job_header_block(queue.settings, job.job_id, payload, envelope.headers)
+        block = job_header_block(
+            queue.settings, job.job_id, payload, envelope.headers, subject=subject
+        )
         messages.append((subject, payload, block))
     batch = AtomicBatch(conn, messages, batch_id=batch_id)  # checks every message
     record = BatchRecord.of(batch_id, [envelope for _, envelope in prepared])

@@ -296,6 +296,7 @@ async def _reset_record(conn: Connection, job_id: str) -> None:
         record.status = JobStatus.PENDING.value
         record.finished_at = None
         record.result = None
+        record.claimed_seq = None  # with signing on, the requeued message claims it anew
         if await store.update(record, revision, conn.settings.result_ttl):
             return
         # changed meanwhile: read again

@@ -10,12 +10,9 @@ from collections.abc import Mapping
 from loguru import logger
 
 from .constants import HEADER_MSG_ID, HEADER_SIGNATURE
-from .serialization import sign
+from .serialization import RESERVED_HEADER_PREFIXES, sign_job
 from .settings import Settings
 from .transport import encode_headers, is_header_name, is_header_value
-
-#: Header names naq sets itself: a hook's header of the same name is dropped.
-_RESERVED_PREFIXES = ("nats-", "naq-")
 
 
 def message_id(settings: Settings, job_id: str) -> str:
@@ -40,7 +37,7 @@ def hook_headers(headers: Mapping[object, object]) -> dict[str, str]:
             and isinstance(value, str)
             and is_header_name(name)
             and is_header_value(value)
-            and not name.lower().startswith(_RESERVED_PREFIXES)
+            and not name.lower().startswith(RESERVED_HEADER_PREFIXES)
         ):
             kept[name] = value
         else:
@@ -54,21 +51,32 @@ def hook_headers(headers: Mapping[object, object]) -> dict[str, str]:
 
 
 def job_headers(
-    settings: Settings, job_id: str, payload: bytes, extra: Mapping[str, str] | None = None
+    settings: Settings,
+    job_id: str,
+    payload: bytes,
+    extra: Mapping[str, str] | None = None,
+    *,
+    subject: str,
 ) -> dict[str, str]:
     """Headers of a job message: ``extra`` (checked by :func:`hook_headers`), its id for
-    deduplication, and its signature if configured."""
+    deduplication, and with signing on its signature, which binds the ``subject`` the worker
+    receives it on (its queue and priority), the job id, ``extra`` and the payload."""
     headers = dict(extra) if extra else {}
     headers[HEADER_MSG_ID] = message_id(settings, job_id)
     if settings.signing_key:
-        headers[HEADER_SIGNATURE] = sign(payload, settings.signing_key)
+        headers[HEADER_SIGNATURE] = sign_job(settings.signing_key, subject, job_id, extra, payload)
     return headers
 
 
 def job_header_block(
-    settings: Settings, job_id: str, payload: bytes, extra: Mapping[str, str] | None = None
+    settings: Settings,
+    job_id: str,
+    payload: bytes,
+    extra: Mapping[str, str] | None = None,
+    *,
+    subject: str,
 ) -> bytes:
     """:func:`job_headers` encoded for the wire (the bulk enqueue path)."""
     if settings.signing_key or extra:
-        return encode_headers(job_headers(settings, job_id, payload, extra))
+        return encode_headers(job_headers(settings, job_id, payload, extra, subject=subject))
     return b"NATS/1.0\r\n" + HEADER_MSG_ID.encode() + b": " + job_id.encode() + b"\r\n\r\n"

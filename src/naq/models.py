@@ -137,6 +137,9 @@ class JobRecord(msgspec.Struct, omit_defaults=True, kw_only=True):
     limit_waits: int = 0  # deliveries sent back because a shared limit was full (no attempt)
     waiting_for: str | None = None  # the limit it waits for, while it does
     suspect_runs: int = 0  # runs started alone after its worker died holding it
+    #: with signing on: the stream sequence of the message that claimed the job (the only
+    #: message that may run it while this record lives; see naq.worker.claims)
+    claimed_seq: int | None = None
 
 
 class WorkerRecord(msgspec.Struct, omit_defaults=True, kw_only=True):

@@ -26,7 +26,7 @@ from .errors import WriteConflictError
 from .job import MAX_SECONDS
 from .models import JobRecord, JobStatus, decode_envelope, decode_record, encode, record_for
 from .names import is_job_id
-from .serialization import signature_valid
+from .serialization import job_signature_valid
 from .settings import validate_queue_name
 from .transport import Connection, StoredMessage, kv, streams
 from .work_progress import OnProgress, Tally
@@ -166,8 +166,8 @@ def _job_of(conn: Connection, queue: str, msg: StoredMessage) -> _Purged | None:
         return None
     if envelope.queue != queue or not is_job_id(envelope.id):
         return None
-    key = conn.settings.signing_key
-    if key is not None and not signature_valid(msg.data, msg.headers.get(c.HEADER_SIGNATURE), key):
+    keys = conn.settings.signing_keys
+    if keys and not job_signature_valid(keys, msg.subject, envelope.id, msg.headers, msg.data):
         return None
     ttl = envelope.result_ttl
     if not isinstance(ttl, int) or not 1 <= ttl <= _MAX_TTL:

@@ -266,7 +266,13 @@ class Queue:
         payload = encode(envelope)
         held = HeldMessage(
             status=JobStatus.PENDING.value,
-            headers=job_headers(self.settings, job.job_id, payload, envelope.headers),
+            headers=job_headers(
+                self.settings,
+                job.job_id,
+                payload,
+                envelope.headers,
+                subject=c.queue_subject(job.queue_name, envelope.priority),
+            ),
             payload=msgspec.Raw(payload),
         )
         conn = await self.connection()
@@ -276,10 +282,11 @@ class Queue:
         job.function, job.queue_name = record.function, record.queue_name
 
     async def _publish(self, conn: Connection, job: Job, payload: bytes) -> None:
+        subject = c.queue_subject(job.queue_name, job.options.priority)
         await conn.publish_idempotent(
-            c.queue_subject(job.queue_name, job.options.priority),
+            subject,
             payload,
-            job_headers(self.settings, job.job_id, payload, job.headers),
+            job_headers(self.settings, job.job_id, payload, job.headers, subject=subject),
             f"job {job.job_id}",
         )
 
@@ -465,11 +472,12 @@ def enqueue_writes(
     for deduplication."""
     payload = encode(envelope)
     record = encode(record_for(envelope, JobStatus.PENDING, size=len(payload)))
+    subject = c.queue_subject(job.queue_name, envelope.priority)
     return (
         (record_subject_of_valid_id(job.job_id), absent_block(ttl), record),
         (
-            c.queue_subject(job.queue_name, envelope.priority),
-            job_header_block(settings, job.job_id, payload, envelope.headers),
+            subject,
+            job_header_block(settings, job.job_id, payload, envelope.headers, subject=subject),
             payload,
         ),
     )

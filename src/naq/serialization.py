@@ -7,11 +7,13 @@ import base64
 import hashlib
 import hmac
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from loguru import logger
 
 from .codec import from_wire, to_wire
+from .constants import HEADER_SIGNATURE
 from .errors import ConfigurationError, SerializationError
 from .functions import function_path
 from .job import JobOptions
@@ -107,8 +109,15 @@ def decode_call(envelope: JobEnvelope, settings: Settings) -> tuple[list[Any], d
     }
 
 
+#: Header names naq and NATS set themselves (case-insensitive prefixes): every other header
+#: of a job message is one of its hooks' headers, and is signed.
+RESERVED_HEADER_PREFIXES = ("nats-", "naq-")
+#: The first part of what a job signature covers: changing the format changes this.
+SIGNATURE_FORMAT = b"naq-job-signature-v2"
+
+
 def sign(payload: bytes, key: bytes) -> str:
-    """HMAC-SHA256 signature of a job payload (hex)."""
+    """HMAC-SHA256 of ``payload`` (hex): the primitive under :func:`sign_job`."""
     return hmac.new(key, payload, hashlib.sha256).hexdigest()
 
 
@@ -118,3 +127,54 @@ def signature_valid(payload: bytes, signature: str | None, key: bytes) -> bool:
     if not isinstance(signature, str) or not signature.isascii():
         return False
     return hmac.compare_digest(sign(payload, key), signature)
+
+
+def signed_headers(headers: Mapping[str, str] | None) -> list[tuple[str, str]]:
+    """The headers a job signature covers: every header but NATS' and naq's own, sorted,
+    values without surrounding whitespace (as NATS delivers them)."""
+    if not headers:
+        return []
+    return sorted(
+        (name, value.strip())
+        for name, value in headers.items()
+        if not name.lower().startswith(RESERVED_HEADER_PREFIXES)
+    )
+
+
+def signed_content(
+    subject: str, job_id: str, headers: Mapping[str, str] | None, payload: bytes
+) -> bytes:
+    """The bytes a job signature covers: the format version, the subject the message is
+    published on (queue and priority), the job id, its hook headers and the payload (the
+    function, arguments and options), each length-prefixed so no two differ only in
+    where one part ends and the next begins."""
+    kept = signed_headers(headers)
+    parts = [SIGNATURE_FORMAT, subject.encode(), job_id.encode(), str(len(kept)).encode()]
+    for name, value in kept:
+        parts += [name.encode(), value.encode()]
+    parts.append(payload)
+    return b"".join(b"%d:%s" % (len(part), part) for part in parts)
+
+
+def sign_job(
+    key: bytes, subject: str, job_id: str, headers: Mapping[str, str] | None, payload: bytes
+) -> str:
+    """The ``Naq-Signature`` of a job message published on ``subject`` (hex HMAC-SHA256 of
+    :func:`signed_content`)."""
+    return sign(signed_content(subject, job_id, headers, payload), key)
+
+
+def job_signature_valid(
+    keys: tuple[bytes, ...],
+    subject: str,
+    job_id: str,
+    headers: Mapping[str, str] | None,
+    payload: bytes,
+) -> bool:
+    """True when the message's ``Naq-Signature`` header is the signature of its content
+    under one of ``keys`` (during a key rotation workers hold the new and the old key)."""
+    signature = (headers or {}).get(HEADER_SIGNATURE)
+    if not isinstance(signature, str) or not signature.isascii():
+        return False
+    content = signed_content(subject, job_id, headers, payload)
+    return any(hmac.compare_digest(sign(content, key), signature) for key in keys)

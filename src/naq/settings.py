@@ -37,7 +37,8 @@ class Settings:
     #: streams' 2-minute duplicate window
     publish_deadline: float = 30.0
     log_level: str = "INFO"
-    signing_key: bytes | None = field(default=None, repr=False)
+    #: the keys of ``NAQ_SIGNING_KEY``: the first signs, every one verifies (key rotation)
+    signing_keys: tuple[bytes, ...] = field(default=(), repr=False)
     dashboard_token: str | None = field(default=None, repr=False)
     creds_file: str | None = None
     tls_ca: str | None = None
@@ -45,6 +46,14 @@ class Settings:
     tls_key: str | None = None
     #: publish job and worker events to ``naq.events.>`` (``NAQ_EVENTS=1``)
     events: bool = False
+
+    def __post_init__(self) -> None:
+        check_signing_keys(self.signing_keys, "signing_keys")
+
+    @property
+    def signing_key(self) -> bytes | None:
+        """The key that signs jobs (the first of :attr:`signing_keys`), ``None`` if off."""
+        return self.signing_keys[0] if self.signing_keys else None
 
     @property
     def nats_url(self) -> str:
@@ -56,6 +65,41 @@ class Settings:
         if nats_url is None:
             return self
         return replace(self, nats_urls=parse_nats_urls(nats_url))
+
+
+#: The shortest signing key accepted, bytes: a short key can be guessed offline from one
+#: signed message.
+MIN_SIGNING_KEY = 16
+
+
+def check_signing_keys(keys: object, name: str) -> None:
+    """Raise :class:`ConfigurationError` naming ``name`` (never showing a key) unless
+    ``keys`` is a tuple of keys of at least :data:`MIN_SIGNING_KEY` bytes."""
+    if not isinstance(keys, tuple) or not all(isinstance(key, bytes) for key in keys):
+        raise ConfigurationError(f"{name} must be a tuple of bytes keys")
+    for number, key in enumerate(keys, 1):
+        if len(key) < MIN_SIGNING_KEY or not key.strip():
+            raise ConfigurationError(
+                f"{name}: key {number} of {len(keys)} is {len(key)} bytes long; a signing "
+                f"key must have at least {MIN_SIGNING_KEY} bytes, not all whitespace"
+            )
+
+
+def parse_signing_keys(value: str | None) -> tuple[bytes, ...]:
+    """The keys of ``NAQ_SIGNING_KEY``: comma-separated, the first signs and every one
+    verifies; surrounding whitespace of each is dropped. Unset or empty: no signing."""
+    if not value:
+        return ()
+    items = [item.strip() for item in value.split(",")]
+    for number, item in enumerate(items, 1):
+        if not item:
+            raise ConfigurationError(
+                f"NAQ_SIGNING_KEY: key {number} of {len(items)} is empty or whitespace "
+                "(separate keys with single commas)"
+            )
+    keys = tuple(item.encode() for item in items)
+    check_signing_keys(keys, "NAQ_SIGNING_KEY")
+    return keys
 
 
 def parse_nats_urls(value: str) -> tuple[str, ...]:
@@ -166,8 +210,9 @@ def load_settings(nats_url: str | None = None) -> Settings:
         allowed_modules=allowed,
         result_ttl=_env_int("NAQ_RESULT_TTL", DEFAULT_RESULT_TTL, 1),
         replicas=_env_int("NAQ_REPLICAS", 1, 1),
+        publish_deadline=float(_env_int("NAQ_PUBLISH_DEADLINE", 30, 1)),
         log_level=level,
-        signing_key=key.encode() if key else None,
+        signing_keys=parse_signing_keys(key),
         dashboard_token=env.get("NAQ_DASHBOARD_TOKEN") or None,
         creds_file=env.get("NAQ_NATS_CREDS") or None,
         tls_ca=env.get("NAQ_NATS_TLS_CA") or None,
@@ -175,4 +220,3 @@ def load_settings(nats_url: str | None = None) -> Settings:
         tls_key=env.get("NAQ_NATS_TLS_KEY") or None,
         events=_env_flag("NAQ_EVENTS"),
     )
-        publish_deadline=float(_env_int("NAQ_PUBLISH_DEADLINE", 30, 1)),

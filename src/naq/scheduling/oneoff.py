@@ -108,7 +108,8 @@ def schedule_headers(
 ) -> dict[str, str]:
     """Headers that make the server deliver ``payload`` to the queue (to the subject of its
     ``priority``) at ``due``."""
-    headers = job_headers(settings, job_id, payload)
+    # the server moves the fired message to the queue's subject: the worker sees that one
+    headers = job_headers(settings, job_id, payload, subject=c.queue_subject(queue_name, priority))
     headers[HEADER_SCHEDULE] = f"@at {rfc3339(due)}"
     headers[HEADER_SCHEDULE_TARGET] = c.due_subject(queue_name, priority)
     return headers

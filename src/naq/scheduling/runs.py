@@ -110,10 +110,11 @@ class RunPublisher:
         ttl = result_ttl(envelope, self.settings.result_ttl)
         await self._create_record_nowait(envelope.id, encode(pending_run_record(envelope)), ttl)
         self._announce(envelope)
+        subject = c.queue_subject(record.queue, envelope.priority)
         future = await self.conn.send(
-            c.queue_subject(record.queue, envelope.priority),
+            subject,
             payload,
-            job_headers(self.settings, envelope.id, payload),
+            job_headers(self.settings, envelope.id, payload, subject=subject),
         )
         return envelope.id, future
 
@@ -125,6 +126,6 @@ class RunPublisher:
         await self.conn.publish_idempotent(
             subject,
             payload,
-            job_headers(self.settings, job_id, payload),
+            job_headers(self.settings, job_id, payload, subject=subject),
             f"run {job_id}",
         )

@@ -12,7 +12,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from .. import constants as c
 from ..functions import FunctionNotAllowedError, FunctionNotFoundError, FunctionResolver
 from ..job import (
     LIMIT_NAME_RE,
@@ -23,7 +22,7 @@ from ..job import (
     RETRY_STRATEGIES,
 )
 from ..models import JobEnvelope, decode_envelope
-from ..serialization import decode_call, signature_valid
+from ..serialization import decode_call, job_signature_valid
 from ..settings import Settings
 from ..transport import Message, is_token
 
@@ -70,15 +69,15 @@ def decode(msg: Message, queue: str, settings: Settings) -> JobEnvelope | Refuse
     problem = invalid_field(envelope, queue)
     if problem is not None:
         return Refuse("invalid", f"invalid job: {problem}")
-    if settings.signing_key is not None:
-        signature = (msg.headers or {}).get(c.HEADER_SIGNATURE)
-        if not signature_valid(msg.data, signature, settings.signing_key):
-            # not trusted: its job id must not touch the record of a signed job
-            return Refuse(
-                "bad_signature",
-                "missing or invalid signature (NAQ_SIGNING_KEY); "
-                f"it claims to be job {envelope.id}",
-            )
+    keys = settings.signing_keys
+    if keys and not job_signature_valid(keys, msg.subject, envelope.id, msg.headers, msg.data):
+        # not trusted: its job id must not touch the record of a signed job. The signature
+        # covers the subject too: a signed job copied to another queue or priority lands here.
+        return Refuse(
+            "bad_signature",
+            "missing or invalid signature (NAQ_SIGNING_KEY) for its subject, job id, headers "
+            f"and payload; it claims to be job {envelope.id}",
+        )
     return envelope
 
 

@@ -43,6 +43,7 @@ from ..models import (
     FINAL_STATUS_VALUES,
     AttemptRecord,
     JobEnvelope,
+    JobRecord,
     JobStatus,
     encode,
     mark_cancelled,
@@ -52,6 +53,7 @@ from ..results import ResultStore
 from ..settings import Settings
 from ..transport import ACK, TERM, nak_body
 from .cancels import CancelRequests
+from .claims import Replayed, claim
 from .counters import Counters
 from .decide import Go, Refuse, decide
 from .delayed import DelayedCalls
@@ -110,7 +112,8 @@ class JobPipeline:
     def start(self, delivery: Delivery) -> None:
         """Begin processing a delivery whose slot is taken; never raises."""
         p = self.p
-        if delivery.delivered == 1:
+        # with signing on, every job first claims its record (replay protection): task path
+        if delivery.delivered == 1 and not p.settings.signing_keys:
             verdict = decide(delivery.msg, delivery.queue, p.settings, p.resolver)
             if (
                 isinstance(verdict, Go)
@@ -136,9 +139,25 @@ class JobPipeline:
         envelope = verdict.envelope
         if envelope is not None:
             delivery.job_id = envelope.id
+        claimed: JobRecord | None = None
+        if envelope is not None and p.settings.signing_keys:
+            claimed = await self._claim(delivery, envelope)
+            if delivery.settled:  # a replay: dead-lettered
+                return
+            if (
+                claimed is not None
+                and claimed.claimed_seq is None
+                and claimed.status == JobStatus.CANCELLED.value
+            ):
+                # cancelled before it ever started (and no cancel request held any more)
+                await self._skip_cancelled(delivery, envelope, attempt, [])
+                return
         if envelope is not None and delivery.delivered > 1:
             # earlier attempts' errors, and deliveries handed back at shutdown (not attempts)
-            previous = await p.results.get(envelope.id)
+            if p.settings.signing_keys:
+                previous = claimed  # read (and claimed) just now
+            else:
+                previous = await p.results.get(envelope.id)
             if previous is not None and previous.status in FINAL_STATUS_VALUES:
                 # its outcome is stored: the worker that stored it died (or lost the
                 # connection) before its ack arrived. Nothing to run again.
@@ -210,12 +229,41 @@ class JobPipeline:
             # counted before it runs: if it kills this worker too, the next one knows
             delivery.suspect_runs += 1
             now = time.time()
-            running = p.records.record(
-                delivery, verdict.envelope, JobStatus.RUNNING, attempt, now, history
+            running = self._stamp(
+                delivery,
+                p.records.record(
+                    delivery, verdict.envelope, JobStatus.RUNNING, attempt, now, history
+                ),
             )
             await self.w.store(running.job_id, encode(running), p.records.ttl(verdict.envelope))
             if self._launch(delivery, verdict, attempt, history, finished, hook):
                 await finished
+
+    async def _claim(self, delivery: Delivery, envelope: JobEnvelope) -> JobRecord | None:
+        """Claim the job of a signed message (see :mod:`naq.worker.claims`): its record as
+        claimed, or dead-letter the message as a replay (then ``delivery`` is settled)."""
+        p = self.p
+        outcome = await with_retries(
+            f"claiming job {envelope.id}",
+            lambda: claim(
+                p.results,
+                envelope,
+                delivery.seq,
+                size=len(delivery.msg.data),
+                ttl=p.records.ttl(envelope),
+            ),
+        )
+        if isinstance(outcome, Replayed):
+            # the job's record belongs to the message that claimed it: left untouched
+            await self._refuse(delivery, Refuse("replayed", outcome.reason), delivery.delivered)
+            return None
+        return outcome.record
+
+    def _stamp(self, delivery: Delivery, record: JobRecord) -> JobRecord:
+        """``record`` keeping the claim of ``delivery``'s message (signing on)."""
+        if self.p.settings.signing_keys:
+            record.claimed_seq = delivery.seq
+        return record
 
     async def _guarded(self, delivery: Delivery, work: Awaitable[None]) -> None:
         """Await ``work`` for ``delivery``; an internal error still ends the message (dead
@@ -294,7 +342,7 @@ class JobPipeline:
 
     def _mark_running(self, delivery: Delivery, run: Run) -> None:
         """Write the ``running`` record of a job still running after RUNNING_WRITE_DELAY."""
-        running = self.p.records.running(delivery, run)
+        running = self._stamp(delivery, self.p.records.running(delivery, run))
         delivery.running_write = self.p.write_running(
             run.envelope.id, encode(running), self.p.records.ttl(run.envelope)
         )
@@ -324,7 +372,8 @@ class JobPipeline:
         if error is None:
             try:
                 result = to_wire(value, what="result")
-                data = check_fits(p.records.completed(delivery, run, result), p.max_payload)
+                completed = self._stamp(delivery, p.records.completed(delivery, run, result))
+                data = check_fits(completed, p.max_payload)
             except Exception as exc:  # noqa: BLE001 - an unstorable result fails the job
                 error = exc
         if error is not None or delivery.running_write is not None or run.envelope.depends_on:
@@ -408,7 +457,7 @@ class JobPipeline:
         envelope, attempt = run.envelope, run.attempt
         decision = retry_decision(envelope, attempt, exc)
         retry_at = time.time() + decision.delay if decision.retry else None
-        record = p.records.failed(delivery, run, exc, retry_at)
+        record = self._stamp(delivery, p.records.failed(delivery, run, exc, retry_at))
         if decision.retry:
             await self.w.store(record.job_id, encode(record), p.records.ttl(envelope))
         else:
@@ -454,7 +503,10 @@ class JobPipeline:
         job_id = envelope.id if envelope is not None else None
         await self.w.dead_letter(delivery, refusal.reason, refusal.kind, job_id)
         if envelope is not None:
-            record = p.records.dead(delivery, envelope, attempt or 1, refusal.kind, refusal.reason)
+            record = self._stamp(
+                delivery,
+                p.records.dead(delivery, envelope, attempt or 1, refusal.kind, refusal.reason),
+            )
             await self.w.store_final(envelope, encode(record), JobStatus.DEAD)
         delivery.settle(TERM)
         p.counters.add_failed(delivery.queue)
@@ -489,7 +541,7 @@ class JobPipeline:
         if delivery.running_write is not None:
             await delivery.running_write  # the outcome must be the last write
         record = mark_cancelled(
-            self.p.records.of_run(delivery, run, JobStatus.CANCELLED),
+            self._stamp(delivery, self.p.records.of_run(delivery, run, JobStatus.CANCELLED)),
             CANCELLED_BY_REQUEST,
             CANCEL_REASON,
         )
@@ -519,7 +571,9 @@ class JobPipeline:
             CANCELLED_BY_REQUEST,
             CANCEL_REASON,
         )
-        await self.w.store_final(envelope, encode(record), JobStatus.CANCELLED)
+        await self.w.store_final(
+            envelope, encode(self._stamp(delivery, record)), JobStatus.CANCELLED
+        )
         logger.bind(job_id=envelope.id).info("job {} was cancelled; not running it", envelope.id)
         delivery.settle(ACK)
         self._not_run("on_cancel", delivery, envelope, attempt, CANCEL_REASON)
@@ -538,7 +592,9 @@ class JobPipeline:
                 attempts=history[-MAX_ATTEMPTS:],
             )
         )
-        await self.w.store_final(envelope, encode(record), JobStatus.CANCELLED)
+        await self.w.store_final(
+            envelope, encode(self._stamp(delivery, record)), JobStatus.CANCELLED
+        )
         logger.bind(job_id=envelope.id).info(
             "job {} was not started in time ({}); not running it", envelope.id, record.error
         )
@@ -564,6 +620,7 @@ class JobPipeline:
             limit_waits=delivery.limit_waits + 1,
             waiting_for=denied.describe(),
         )
+        self._stamp(delivery, record)
         await self.w.store(record.job_id, encode(record), self.p.records.ttl(envelope))
         # back when the limit may have room (at most a second: a limit raised or deleted
         # meanwhile applies that soon), with a little jitter so jobs sent back together do
