@@ -89,11 +89,6 @@ def _password_vars() -> dict[str, str]:
     return {f"NAQ_{role.upper()}_PASSWORD": pw for role, pw in PASSWORDS.items()}
 
 
-@pytest.fixture(autouse=True)
-def _no_signing(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("NAQ_SIGNING_KEY", raising=False)
-
-
 @pytest.fixture(scope="module")
 def worked_queue(perm_server: PermissionServer) -> Iterator[dict[str, str]]:
     """A queue a producer filled and a worker and a scheduler (both as ``worker``) ran:
