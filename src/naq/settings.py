@@ -7,7 +7,7 @@ called, so objects created after a change of ``os.environ`` see the change.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Literal
 from urllib.parse import urlsplit
 
@@ -41,11 +41,25 @@ class Settings:
     signing_keys: tuple[bytes, ...] = field(default=(), repr=False)
     dashboard_token: str | None = field(default=None, repr=False)
     creds_file: str | None = None
+    #: path of a file holding a user nkey seed (``NAQ_NATS_NKEY``); the seed is never shown
+    nkey_file: str | None = None
     tls_ca: str | None = None
     tls_cert: str | None = None
     tls_key: str | None = None
     #: publish job and worker events to ``naq.events.>`` (``NAQ_EVENTS=1``)
     events: bool = False
+
+    def __repr__(self) -> str:
+        """The fields, with passwords and tokens in the URLs replaced by ``***``."""
+        shown = []
+        for item in fields(self):
+            if not item.repr:
+                continue
+            value = getattr(self, item.name)
+            if item.name == "nats_urls":  # a URL may carry a password or token
+                value = tuple(redact_url(url) for url in value)
+            shown.append(f"{item.name}={value!r}")
+        return f"Settings({', '.join(shown)})"
 
     def __post_init__(self) -> None:
         check_signing_keys(self.signing_keys, "signing_keys")
@@ -215,6 +229,7 @@ def load_settings(nats_url: str | None = None) -> Settings:
         signing_keys=parse_signing_keys(key),
         dashboard_token=env.get("NAQ_DASHBOARD_TOKEN") or None,
         creds_file=env.get("NAQ_NATS_CREDS") or None,
+        nkey_file=env.get("NAQ_NATS_NKEY") or None,
         tls_ca=env.get("NAQ_NATS_TLS_CA") or None,
         tls_cert=env.get("NAQ_NATS_TLS_CERT") or None,
         tls_key=env.get("NAQ_NATS_TLS_KEY") or None,

@@ -33,12 +33,16 @@ from .wire import publish_now, subscribe_direct
 ReconnectListener = Callable[[], Awaitable[None]]
 #: A server error seen this recently is named in a timeout that follows it.
 _ERROR_MEMORY = 10.0
+#: How long closing a client whose connect failed may take (its socket is gone already).
+_CLOSE_AFTER_FAILURE = 0.5
 
 
 def describe_failure(url: str, error: BaseException | None) -> str:
     """One line saying why connecting to ``url`` failed, and what to do about it."""
     text = _text(error)
     lowered = text.lower()
+    if isinstance(error, TlsRequiredError | ClientCertificateError):
+        return str(error)
     if isinstance(error, nats.errors.AuthorizationError) or "authorization" in lowered:
         return (
             f"NATS at {url} refused the login (authorization violation); "
@@ -52,8 +56,12 @@ def describe_failure(url: str, error: BaseException | None) -> str:
         return f"NATS at {url} refused the credentials: {text}"
     if "permissions violation" in lowered:
         return f"NATS at {url} refused an operation naq needs to connect: {text}"
-    if isinstance(error, TlsRequiredError):
-        return str(error)
+    if isinstance(error, ssl.SSLCertVerificationError):
+        return (
+            f"TLS with NATS at {url} failed: the server's certificate did not pass "
+            f"verification ({error.verify_message or text}); set NAQ_NATS_TLS_CA to the CA "
+            "that signed it"
+        )
     if isinstance(error, ssl.SSLError) or "tls" in lowered or "ssl" in lowered:
         return f"TLS with NATS at {url} failed: {text or type(error).__name__}"
     if isinstance(error, nats.errors.Error) and lowered.startswith("nats: "):
@@ -82,6 +90,46 @@ class TlsRequiredError(nats.errors.Error):
     """The server did not require TLS although naq was told to use it."""
 
 
+class ClientCertificateError(nats.errors.Error):
+    """The server verifies client certificates and naq has none, or the server refused it."""
+
+
+def client_certificate_missing(url: str) -> str:
+    """The error line for a server that requires a client certificate naq was not given."""
+    return (
+        f"NATS at {url} requires a TLS client certificate (tls verify) and none is set; "
+        "set NAQ_NATS_TLS_CERT and NAQ_NATS_TLS_KEY"
+    )
+
+
+def client_certificate_refused(url: str) -> str:
+    """The error line for a server that closed the connection during the TLS handshake
+    although it got a client certificate: it did not accept it."""
+    return (
+        f"NATS at {url} refused the TLS client certificate in NAQ_NATS_TLS_CERT "
+        "(certificate verification failed on the server: is it signed by a CA the "
+        "server trusts, and not expired?)"
+    )
+
+
+def is_final(error: BaseException) -> bool:
+    """True for a connect error that trying again cannot mend (a refused login, a
+    certificate that fails verification, TLS refused): the first attempt is the last."""
+    if isinstance(
+        error,
+        nats.errors.AuthorizationError
+        | nats.errors.InvalidUserCredentialsError
+        | TlsRequiredError
+        | ClientCertificateError
+        | ssl.SSLCertVerificationError,
+    ):
+        return True
+    if type(error).__module__.startswith("nkeys"):
+        return True
+    lowered = _text(error).lower()
+    return "authorization violation" in lowered or "authentication" in lowered
+
+
 def _no_note(since: float | None = None) -> str:
     return ""
 
@@ -95,6 +143,9 @@ class _Client(NatsClient):
     """
 
     naq_require_tls = False
+    naq_has_client_cert = False
+    #: True once the server's INFO said it verifies client certificates
+    naq_tls_verify = False
     naq_url = ""
     #: Requests waiting for their reply, failed by :meth:`InFlight.refuse` when refused.
     naq_in_flight: InFlight | None = None
@@ -106,6 +157,10 @@ class _Client(NatsClient):
     async def _process_info(self, info: dict[str, Any], initial_connection: bool = False) -> None:
         if self.naq_require_tls and initial_connection and not info.get("tls_required"):
             raise TlsRequiredError(tls_not_required(self.naq_url))
+        if initial_connection and info.get("tls_verify"):
+            self.naq_tls_verify = True
+            if not self.naq_has_client_cert:
+                raise ClientCertificateError(client_certificate_missing(self.naq_url))
         await super()._process_info(info, initial_connection)
 
     async def publish(
@@ -186,6 +241,8 @@ class Connection:
         self._closing = False
         self._connecting = asyncio.Lock()
         self._ever_connected = False
+        #: The client while its first connect runs (its errors are judged by what it saw).
+        self._connecting_client: _Client | None = None
         #: Why the server closed the connection, if it did so by itself (then it is gone:
         #: nats-py does not reconnect after a protocol error from the server).
         self.lost: str | None = None
@@ -268,22 +325,28 @@ class Connection:
             options["tls"] = tls
         if settings.creds_file:
             options["user_credentials"] = settings.creds_file
+        if settings.nkey_file:
+            options["nkeys_seed"] = settings.nkey_file
         nc = _Client()
         nc.naq_require_tls = wants_tls(settings)
+        nc.naq_has_client_cert = bool(settings.tls_cert)
         nc.naq_url = shown
         nc.naq_in_flight = self._in_flight
         nc.naq_recent_error = self._recent_error_note
         self._first_error = None
+        self._connecting_client = nc
         try:
             await asyncio.wait_for(nc.connect(**options), timeout)
         except Exception as exc:  # noqa: BLE001 - whatever failed, one line naming why
             error = self._first_error or exc
-            try:
-                await nc.close()
+            try:  # bounded: after a failed TLS handshake nats-py's close waits forever
+                await asyncio.wait_for(nc.close(), _CLOSE_AFTER_FAILURE)
             except Exception:  # noqa: BLE001 - best effort
                 pass
             cls = NaqTimeoutError if isinstance(error, TimeoutError) else NaqConnectionError
             raise cls(describe_failure(shown, error)) from None
+        finally:
+            self._connecting_client = None
         # From now on reconnect forever (the initial attempt had to fail fast).
         nc.options["max_reconnect_attempts"] = -1
         self._nc = nc
@@ -333,6 +396,8 @@ class Connection:
             try:
                 await self.publish(subject, payload, headers)
                 return
+            except PublishNotConfirmedError as exc:  # re-sent until its deadline already
+                raise PublishNotConfirmedError(f"{what}: {exc}") from None
             except (NaqTimeoutError, ServerError) as exc:
                 retry = isinstance(exc, NaqTimeoutError) or exc.code == 503
                 if not retry:
@@ -391,8 +456,6 @@ class Connection:
 
     async def flush(self, timeout: float = 2.0) -> None:
         """Wait until the server has processed everything sent so far."""
-            except PublishNotConfirmedError as exc:  # re-sent until its deadline already
-                raise PublishNotConfirmedError(f"{what}: {exc}") from None
         try:
             await self.nc.flush(timeout=max(1, round(timeout)))
         except (nats.errors.Error, OSError, TimeoutError) as exc:
@@ -431,8 +494,14 @@ class Connection:
     async def _on_error(self, error: Exception) -> None:
         if self._nc is None:  # connecting: keep the first, most telling error (an
             # authorization violation is followed by the server's socket reset)
-            if self._first_error is None or isinstance(error, nats.errors.AuthorizationError):
+            client = self._connecting_client
+            if client is not None and client.naq_tls_verify and not is_final(error):
+                # the server checks client certificates and hung up on ours
+                error = ClientCertificateError(client_certificate_refused(client.naq_url))
+            if self._first_error is None or is_final(error):
                 self._first_error = error
+            if is_final(error):  # raised out of nats-py's connect loop: no second attempt
+                raise error
             return
         text = str(error).strip()
         self._server_error = (time.monotonic(), text)

@@ -61,33 +61,67 @@ def wants_tls(settings: Settings) -> bool:
 
 
 def check_credentials(settings: Settings) -> None:
-    """Refuse a credentials file that cannot be used, with one line naming the variable:
-    missing, unreadable, not a NATS credentials file (user JWT and nkey seed), or the
-    ``nkeys`` package missing. nats-py itself would fail on such a file with a traceback,
-    or hang reading it."""
-    path = settings.creds_file
-    if not path:
-        return
+    """Refuse a credentials or nkey file that cannot be used, with one line naming the
+    variable: missing, unreadable, not a NATS credentials file (user JWT and nkey seed) or
+    not a user nkey seed, or the ``nkeys`` package missing. nats-py itself would fail on
+    such a file with a traceback, or hang reading it. No line ever shows a seed."""
+    if settings.creds_file and settings.nkey_file:
+        raise ConfigurationError(
+            "NAQ_NATS_CREDS and NAQ_NATS_NKEY are both set; use one (a creds file holds "
+            "its own nkey seed)"
+        )
+    if settings.creds_file:
+        path = settings.creds_file
+        data, nkeys = _read_key_file("NAQ_NATS_CREDS", path)
+        problem = _credentials_problem(data, nkeys)
+        if problem:
+            raise ConfigurationError(
+                f"NAQ_NATS_CREDS={path!r} is not a usable NATS credentials file: {problem}"
+            )
+    if settings.nkey_file:
+        path = settings.nkey_file
+        data, nkeys = _read_key_file("NAQ_NATS_NKEY", path)
+        problem = _nkey_seed_problem(data, nkeys)
+        if problem:
+            raise ConfigurationError(f"NAQ_NATS_NKEY={path!r} is not a user nkey seed: {problem}")
+
+
+def _read_key_file(variable: str, path: str) -> tuple[bytes, Any]:
+    """The start of the file ``variable`` names, and the ``nkeys`` module to decode it."""
     if not os.path.isfile(path):
-        raise ConfigurationError(f"NAQ_NATS_CREDS={path!r}: no such file")
+        raise ConfigurationError(f"{variable}={path!r}: no such file")
     try:
         nkeys = importlib.import_module("nkeys")
     except ImportError:
         raise ConfigurationError(
-            "NAQ_NATS_CREDS needs the 'nkeys' package: pip install 'nats-py[nkeys]'"
+            f"{variable} needs the 'nkeys' package: pip install 'nats-py[nkeys]'"
         ) from None
     try:
         with open(path, "rb") as file:
-            data = file.read(_CREDS_LIMIT + 1)
+            return file.read(_CREDS_LIMIT + 1), nkeys
     except OSError as exc:
         raise ConfigurationError(
-            f"NAQ_NATS_CREDS={path!r} cannot be read: {exc.strerror or exc}"
+            f"{variable}={path!r} cannot be read: {exc.strerror or exc}"
         ) from None
-    problem = _credentials_problem(data, nkeys)
-    if problem:
-        raise ConfigurationError(
-            f"NAQ_NATS_CREDS={path!r} is not a usable NATS credentials file: {problem}"
-        )
+
+
+def _nkey_seed_problem(data: bytes, nkeys: Any) -> str | None:
+    """What is wrong with the contents of an nkey seed file, read as nats-py reads it (the
+    whole file, stripped), or ``None``. The seed itself is never part of the answer."""
+    if len(data) > _CREDS_LIMIT:
+        return f"larger than {_CREDS_LIMIT // 1024} KB"
+    seed = data.strip()
+    if not seed:
+        return "the file is empty"
+    if b"BEGIN NATS USER JWT" in seed:
+        return "it is a creds file (JWT and seed); set NAQ_NATS_CREDS to it instead"
+    try:
+        prefix, _ = nkeys.decode_seed(bytearray(seed))
+    except Exception:  # noqa: BLE001 - nkeys raises its own errors and binascii/value errors
+        return "expected one line holding a seed starting with 'SU'"
+    if prefix != nkeys.PREFIX_BYTE_USER:
+        return "it is a seed, but not of a user (a user seed starts with 'SU')"
+    return None
 
 
 def _credentials_problem(data: bytes, nkeys: Any) -> str | None:
