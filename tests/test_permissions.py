@@ -118,6 +118,9 @@ async def _produce_and_work(srv: PermissionServer, queue: str) -> dict[str, str]
         failing = await naq.enqueue(
             jobs.fail, "no", queue_name=queue, nats_url=producer, max_retries=1, retry_delay=0.1
         )
+        child = await naq.enqueue(
+            jobs.add, 2, 2, queue_name=queue, nats_url=producer, depends_on=[one]
+        )
         schedule = await naq.schedule(
             jobs.add, 7, 7, interval=0.5, repeat=2, queue_name=queue, nats_url=producer
         )
@@ -126,6 +129,11 @@ async def _produce_and_work(srv: PermissionServer, queue: str) -> dict[str, str]
             running_scheduler(worker),
         ):
             assert await job_result(one.job_id, producer) == 3
+            assert await job_result(child.job_id, producer) == 4
+            late_child = await naq.enqueue(
+                jobs.add, 3, 3, queue_name=queue, nats_url=producer, depends_on=[one]
+            )
+            assert await job_result(late_child.job_id, producer) == 6
             for i, job in enumerate(many):
                 assert await job_result(job.job_id, producer) == i + 10
             assert await job_result(later.job_id, producer) == 10
@@ -221,20 +229,22 @@ async def test_the_read_only_dashboard_reads_the_events(
     assert perm_server.violations()[before:] == []
 
 
-async def test_a_producer_reads_its_jobs_and_only_the_admin_cancels(
+async def test_a_producer_cancels_a_queued_job_but_not_a_scheduled_one(
     perm_server: PermissionServer, queue: str
 ) -> None:
-    """Cancelling purges keys of the results bucket (``STREAM.PURGE``), which permissions
-    cannot narrow to some keys: an operator's action (docs/security.md)."""
+    """Cancelling a one-off schedule reads and purges it in NAQ_SCHEDULES, which permissions
+    cannot narrow to one schedule: an operator's action (docs/security.md)."""
     producer = perm_server.url("producer")
     job = await naq.enqueue(jobs.add, 1, 1, queue_name=queue, nats_url=producer)
     assert (await naq.get_job_info(job.job_id, nats_url=producer)).status == "pending"
-    with pytest.raises(naq.NaqConnectionError, match=r"permissions violation") as caught:
-        await naq.cancel_job(job.job_id, nats_url=producer)
-    assert "$JS.API.STREAM.PURGE.KV_naq_results" in str(caught.value)
-    other = await naq.enqueue(jobs.add, 1, 1, queue_name=queue, nats_url=producer)
-    assert await naq.cancel_job(other.job_id, nats_url=perm_server.url("admin"))
-    assert await naq.get_job_status(other.job_id, nats_url=producer) == naq.JobStatus.CANCELLED
+    assert await naq.cancel_job(job.job_id, nats_url=producer)
+    assert await naq.get_job_status(job.job_id, nats_url=producer) == naq.JobStatus.CANCELLED
+    later = await naq.enqueue_in(600, jobs.add, 1, 1, queue_name=queue, nats_url=producer)
+    with pytest.raises(naq.NaqConnectionError, match=r"permissions violation"):
+        await naq.cancel_job(later.job_id, nats_url=producer)
+    assert await naq.get_job_status(later.job_id, nats_url=producer) == naq.JobStatus.SCHEDULED
+    assert await naq.cancel_job(later.job_id, nats_url=perm_server.url("admin"))
+    assert await naq.get_job_status(later.job_id, nats_url=producer) == naq.JobStatus.CANCELLED
 
 
 # -- and is refused what it must not do -------------------------------------------------------
