@@ -148,6 +148,14 @@ class ResultStore:
             return False
         return True
 
+    async def create_if_absent(self, record: JobRecord, ttl: int | str) -> bool:
+        """Store ``record`` only if no record with its id exists; False if one does."""
+        try:
+            await kv.create(self._conn, c.RESULTS_BUCKET, record.job_id, encode(record), ttl)
+        except WriteConflictError:
+            return False
+        return True
+
     async def create(self, record: JobRecord, ttl: int | str) -> JobRecord | None:
         """Store ``record`` only if no record with its id exists; else return the existing one."""
         for _ in range(2):  # the second time: the old record expired between create and get

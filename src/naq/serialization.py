@@ -121,14 +121,6 @@ def sign(payload: bytes, key: bytes) -> str:
     return hmac.new(key, payload, hashlib.sha256).hexdigest()
 
 
-def signature_valid(payload: bytes, signature: str | None, key: bytes) -> bool:
-    """True when ``signature`` is the valid signature of ``payload`` (any other text, a
-    non-ASCII one included, is simply not valid)."""
-    if not isinstance(signature, str) or not signature.isascii():
-        return False
-    return hmac.compare_digest(sign(payload, key), signature)
-
-
 def signed_headers(headers: Mapping[str, str] | None) -> list[tuple[str, str]]:
     """The headers a job signature covers: every header but NATS' and naq's own, sorted,
     values without surrounding whitespace (as NATS delivers them)."""
@@ -172,7 +164,8 @@ def job_signature_valid(
     payload: bytes,
 ) -> bool:
     """True when the message's ``Naq-Signature`` header is the signature of its content
-    under one of ``keys`` (during a key rotation workers hold the new and the old key)."""
+    under one of ``keys`` (during a key rotation workers hold the new and the old key). Any
+    other text, a non-ASCII one included, is simply not valid."""
     signature = (headers or {}).get(HEADER_SIGNATURE)
     if not isinstance(signature, str) or not signature.isascii():
         return False

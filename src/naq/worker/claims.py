@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..batches import split_batch_job_id
 from ..errors import WriteConflictError
 from ..models import JobEnvelope, JobRecord, JobStatus, record_for
 from ..results import ResultStore
@@ -50,11 +51,14 @@ async def claim(
     """Claim ``envelope``'s job for the message at stream sequence ``seq`` (``size``: its
     bytes; ``ttl``: its record's). Raises :class:`WriteConflictError` only under endless
     contention, and NATS errors (the caller retries)."""
+    fresh = record_for(envelope, JobStatus.PENDING, size=size, claimed_seq=seq)
+    # a batch job has no record of its own until it runs: create it in one round trip
+    if split_batch_job_id(envelope.id) is not None and await results.create_if_absent(fresh, ttl):
+        return Claimed(None)
     for _ in range(CLAIM_ATTEMPTS):
         entry = await results.get_entry(envelope.id)
         if entry is None:
-            fresh = record_for(envelope, JobStatus.PENDING, size=size, claimed_seq=seq)
-            if await results.create(fresh, ttl) is None:
+            if await results.create_if_absent(fresh, ttl):
                 return Claimed(None)
             continue  # created meanwhile (by its producer, or a copy): read it again
         record, revision = entry
