@@ -322,3 +322,16 @@ async def test_the_server_refuses_a_raw_publish(
     text = " ".join(str(e) for e in errors).lower()
     assert "permissions violation for publish" in text, text
     assert target.lower() in text, text
+
+
+async def test_a_worker_without_the_permissions_it_needs_stops_at_once_naming_them(
+    perm_server: PermissionServer, queue: str
+) -> None:
+    # the read-only dashboard user may not create the queue's consumer: a refusal that
+    # retrying cannot cure, so the worker stops with it (it used to retry for a minute)
+    await naq.enqueue(jobs.add, 1, 1, queue_name=queue, nats_url=perm_server.url("producer"))
+    worker = naq.Worker([queue], nats_url=perm_server.url("dashboard"))
+    started = asyncio.get_running_loop().time()
+    with pytest.raises(naq.NaqConnectionError, match="permissions violation"):
+        await asyncio.wait_for(worker.run(), 30)
+    assert asyncio.get_running_loop().time() - started < 15

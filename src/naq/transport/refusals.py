@@ -30,11 +30,17 @@ def refused_subject(error_text: str) -> str | None:
     return found.group(1) if found else None
 
 
+#: The ``code`` of a :class:`ServerError` for a permissions violation: permanent, never
+#: retried (a worker whose user lacks a permission stops at once, naming it).
+PERMISSION_DENIED = 403
+
+
 def permission_denied(subject: str) -> ServerError:
     """The error of an operation the server refused because the user may not publish there."""
     return ServerError(
         f"NATS refused to let this user publish to {subject[:200]} (permissions violation); "
-        "check the user's publish permissions"
+        "check the user's publish permissions",
+        code=PERMISSION_DENIED,
     )
 
 
