@@ -56,6 +56,11 @@ def describe_failure(url: str, error: BaseException | None) -> str:
         return f"NATS at {url} refused the credentials: {text}"
     if "permissions violation" in lowered:
         return f"NATS at {url} refused an operation naq needs to connect: {text}"
+    refused_certificate = _client_certificate_alert(error)
+    if refused_certificate == "missing":
+        return client_certificate_missing(url)
+    if refused_certificate == "refused":
+        return client_certificate_refused(url)
     if isinstance(error, ssl.SSLCertVerificationError):
         return (
             f"TLS with NATS at {url} failed: the server's certificate did not pass "
@@ -69,6 +74,21 @@ def describe_failure(url: str, error: BaseException | None) -> str:
     if error is None or isinstance(error, OSError | TimeoutError | EOFError | nats.errors.Error):
         return f"cannot reach NATS at {url}; {SERVER_HINT}"
     return f"cannot connect to NATS at {url}: {type(error).__name__}: {text}"
+
+
+def _client_certificate_alert(error: BaseException | None) -> str | None:
+    """``"missing"`` or ``"refused"`` when ``error`` is the server's TLS alert about the
+    client certificate (it asked for one and got none, or did not accept it), else ``None``."""
+    if not isinstance(error, ssl.SSLError):
+        return None
+    reason = str(error.reason or "").upper()
+    if "ALERT" not in reason:
+        return None
+    if "CERTIFICATE_REQUIRED" in reason:
+        return "missing"
+    if "CERTIFICATE" in reason or "UNKNOWN_CA" in reason:
+        return "refused"
+    return None
 
 
 def _text(error: BaseException | None) -> str:
@@ -113,15 +133,15 @@ def client_certificate_refused(url: str) -> str:
 
 
 def is_final(error: BaseException) -> bool:
-    """True for a connect error that trying again cannot mend (a refused login, a
-    certificate that fails verification, TLS refused): the first attempt is the last."""
+    """True for a connect error that trying again cannot mend (a refused login, a failed
+    TLS handshake, TLS refused): the first attempt is the last."""
     if isinstance(
         error,
         nats.errors.AuthorizationError
         | nats.errors.InvalidUserCredentialsError
         | TlsRequiredError
         | ClientCertificateError
-        | ssl.SSLCertVerificationError,
+        | ssl.SSLError,
     ):
         return True
     if type(error).__module__.startswith("nkeys"):
