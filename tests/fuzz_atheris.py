@@ -17,7 +17,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-import atheris
+import atheris  # type: ignore[import-untyped]
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:

@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from loguru import logger
 from tests import fuzz_inputs as fz
 from tests import hostile_jobs as hj
 
@@ -201,22 +202,29 @@ class Published:
     seconds: float = 0.0
 
 
-def live_messages(queue: str, extra: tuple[str, ...]) -> list[tuple[fz.Hostile, str | None]]:
-    """The messages for the live worker, with the canary token of the valid ones."""
+def live_messages(queue: str, marker: Path, outside: str) -> list[tuple[fz.Hostile, str | None]]:
+    """The messages for the live worker, with the canary token of the valid ones. One in
+    :data:`CANARY_EVERY` is a valid canary job, as many are valid-looking calls of forbidden
+    functions with arguments that create ``marker`` (as does importing ``outside``)."""
     rng = random.Random(LIVE_SEED)
     found: list[tuple[fz.Hostile, str | None]] = []
+    traces = [*th.forbidden_calls(marker), (outside, [])]
     for number in range(LIVE_MESSAGES):
         job_id = f"fz{number}"
-        if number % CANARY_EVERY == 0:
+        if number % CANARY_EVERY == CANARY_EVERY // 2:
+            fn, args = traces[number // CANARY_EVERY % len(traces)]
+            body = fz.valid_body(job_id, queue, fn)
+            body["args"], body["kwargs"] = args, {}
+            found.append((fz.Hostile(fz.json_text(body), None, f"forbidden {fn}"), None))
+        elif number % CANARY_EVERY == 0:
             token = f"canary-{number}"
             body = fz.valid_body(job_id, queue, "tests.hostile_jobs:canary")
             body["args"], body["kwargs"] = [token], {}
             hostile = fz.Hostile(fz.json_text(body), {"Nats-Msg-Id": job_id}, "canary")
             found.append((hostile, token))
         else:
-            found.append(
-                (fz.hostile_message(rng, queue, job_id, bounded=True, extra_paths=extra), None)
-            )
+            hostile = fz.hostile_message(rng, queue, job_id, bounded=True, extra_paths=(outside,))
+            found.append((hostile, None))
     return found
 
 
@@ -319,8 +327,23 @@ async def test_live_worker_holds_for_100k_fuzzed_messages(
 ) -> None:
     monkeypatch.setattr(sys, "path", list(sys.path))
     hj.CANARY_CALLS.clear()
-    messages = live_messages(queue, (outside_module.fn,))
+    messages = live_messages(queue, marker, outside_module.fn)
     log = th.WorkerLog()
+    sink = logger.add(log.sink, level="ERROR", filter="naq", format="{message}")
+    try:
+        await _run_live(running_worker, queue, nats_url, log, messages, marker)
+    finally:
+        logger.remove(sink)
+
+
+async def _run_live(
+    running_worker: Any,
+    queue: str,
+    nats_url: str,
+    log: th.WorkerLog,
+    messages: list[tuple[fz.Hostile, str | None]],
+    marker: Path,
+) -> None:
     async with th.live_worker(running_worker, queue, nats_url, log, concurrency=16) as live:
         published = await publish_all(nats_url, queue, messages)
         started = time.monotonic()
