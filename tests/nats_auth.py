@@ -265,7 +265,22 @@ class ConfiguredServer:
             self.server.start()
         except Exception as exc:
             raise RuntimeError(f"{exc}; server log: {self.log()[-2000:]}") from exc
+        self._wait_for_the_start_probe()
         return self
+
+    def _wait_for_the_start_probe(self) -> None:
+        """Wait until the server counted the connection ``EmbeddedServer.start`` made to see
+        it up (else a test's first count may include it)."""
+        deadline = time.monotonic() + 5
+        while True:
+            try:
+                if self.total_connections() >= 1:
+                    return
+            except OSError:
+                pass  # the monitoring port is not open yet
+            if time.monotonic() > deadline:
+                raise RuntimeError("the server never counted its start probe")
+            time.sleep(0.01)
 
     def __exit__(
         self,

@@ -138,13 +138,18 @@ async def test_tls_runs_a_job(
 
 
 @pytest.mark.parametrize("case", GOOD)
-def test_tls_in_enqueue_sync_and_the_cli(
+def test_tls_in_enqueue_sync(
     servers: TlsServers, case: str, queue: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     login = good_logins(servers)[case]
     login.apply(monkeypatch)
     job = naq.enqueue_sync(add, 2, 3, queue_name=queue, nats_url=login.url)
     assert job.queue_name == queue
+
+
+def test_a_client_certificate_in_the_cli(servers: TlsServers) -> None:
+    """One case only: each CLI run costs half a second (the refusals are run for all)."""
+    login = good_logins(servers)["client-cert"]
     result = naq_cli("queues", env=login.cli_env())
     assert result.code == 0, result.stderr
     assert_no_secret(login, result.stdout, result.stderr)

@@ -34,7 +34,7 @@ ReconnectListener = Callable[[], Awaitable[None]]
 #: A server error seen this recently is named in a timeout that follows it.
 _ERROR_MEMORY = 10.0
 #: How long closing a client whose connect failed may take (its socket is gone already).
-_CLOSE_AFTER_FAILURE = 0.5
+_CLOSE_AFTER_FAILURE = 0.2
 
 
 def describe_failure(url: str, error: BaseException | None) -> str:
