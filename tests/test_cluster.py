@@ -75,34 +75,6 @@ async def test_jobs_run_on_three_replicas_and_a_client_fails_over(
             assert conn.nc.connected_url.port != port
 
 
-async def test_enqueue_waits_out_a_stream_without_leader(cluster: NatsCluster, queue: str) -> None:
-    """With two of three nodes down the jobs stream has no leader ("no responders"): an
-    enqueue is re-sent with the same id until a node is back, and then succeeds once."""
-    settings = replicated(cluster.url)
-    async with naq.Queue(queue, settings=settings) as q:
-        await q.enqueue("tests.jobs:add", 0, 0)  # storage set up
-        survivor = cluster.stream_leader(JOBS_STREAM) or 1
-        others = [n for n in (1, 2, 3) if n != survivor]
-        for number in others:
-            cluster.kill(number)
-        await asyncio.sleep(0.5)
-
-        async def bring_back() -> None:
-            await asyncio.sleep(1.5)
-            await asyncio.to_thread(cluster.restart, others[0])
-
-        started = time.monotonic()
-        back = asyncio.create_task(bring_back())
-        jobs = await q.enqueue_many([("tests.jobs:add", (n, n), {}) for n in range(50)])
-        job = await q.enqueue("tests.jobs:add", 7, 7)
-        await back
-        assert time.monotonic() - started >= 1.5  # it really waited for the node
-        async with queue_worker(queue, cluster.url, settings=settings):
-            for n, found in enumerate(jobs):
-                assert await q.fetch_job_result(found.job_id, timeout=WAIT) == 2 * n
-            assert await q.fetch_job_result(job.job_id, timeout=WAIT) == 14
-
-
 async def test_existing_single_replica_storage_is_raised_to_three(
     cluster: NatsCluster, queue: str
 ) -> None:
