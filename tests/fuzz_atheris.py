@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import random
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -92,7 +93,10 @@ def write_corpus(folder: Path) -> None:
 def main() -> None:
     """Fuzz for ``argv[1]`` runs (default :data:`DEFAULT_RUNS`)."""
     runs = int(sys.argv[1]) if len(sys.argv) > 1 else DEFAULT_RUNS
-    corpus = Path(tempfile.mkdtemp(prefix="naq-atheris-"))
+    # one fixed folder, emptied first: libFuzzer exits the process without cleaning up
+    corpus = Path(tempfile.gettempdir()) / "naq-atheris-corpus"
+    shutil.rmtree(corpus, ignore_errors=True)
+    corpus.mkdir()
     write_corpus(corpus)
     print(f"atheris: {runs} runs from a corpus of {len(list(corpus.iterdir()))} messages")
     args = [sys.argv[0], f"-runs={runs}", "-max_len=4096", "-seed=16", str(corpus)]
