@@ -51,7 +51,10 @@ def describe_failure(url: str, error: BaseException | None) -> str:
     if isinstance(error, nats.errors.InvalidUserCredentialsError):
         return f"the credentials in NAQ_NATS_CREDS are not valid ({text}); NATS at {url}"
     if type(error).__module__.startswith("nkeys"):
-        return f"the nkey in NAQ_NATS_CREDS cannot be used: {text or type(error).__name__}"
+        return (
+            "the nkey seed (NAQ_NATS_CREDS or NAQ_NATS_NKEY) cannot be used: "
+            f"{text or type(error).__name__}"
+        )
     if "authentication" in lowered or "expired" in lowered or "nkey" in lowered:
         return f"NATS at {url} refused the credentials: {text}"
     if "permissions violation" in lowered:
@@ -520,8 +523,9 @@ class Connection:
                 error = ClientCertificateError(client_certificate_refused(client.naq_url))
             if self._first_error is None or is_final(error):
                 self._first_error = error
-            if is_final(error):  # raised out of nats-py's connect loop: no second attempt
-                raise error
+            if client is not None and is_final(error):
+                raise error  # out of nats-py's connect loop (no second attempt); never
+                # while closing (then the client is no longer connecting)
             return
         text = str(error).strip()
         self._server_error = (time.monotonic(), text)
