@@ -10,6 +10,7 @@ one connection attempt. No secret ever appears in a log line, an error or a ``re
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -147,11 +148,6 @@ def test_the_right_credentials_in_enqueue_sync(
     assert job.queue_name == queue
 
 
-@pytest.mark.xfail(
-    reason="enqueue_sync's blocking client does not do nkey logins: "
-    "naq.transport.blocking.supports() must also send NAQ_NATS_NKEY to the loop path",
-    strict=False,
-)
 def test_the_right_nkey_in_enqueue_sync(
     methods: dict[str, Method], queue: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -286,3 +282,19 @@ def test_settings_repr_hides_passwords_and_tokens(monkeypatch: pytest.MonkeyPatc
     assert PASSWORD not in repr(settings) and TOKEN not in repr(settings), repr(settings)
     assert "nats://alice:***@127.0.0.1:4222" in repr(settings)
     assert settings.nats_url == url  # the real URLs are still used
+
+
+async def test_shared_connections_are_kept_apart_by_login(nats_url: str, tmp_path: Path) -> None:
+    # same URL, another identity (a server without auth accepts the nkey login too): a
+    # connection opened for one login must never serve the other
+    seed = tmp_path / "user.nk"
+    seed.write_bytes(new_user_nkey().seed)
+    plain = load_settings(nats_url)
+    with_nkey = dataclasses.replace(plain, nkey_file=str(seed))
+    try:
+        first = await naq.api.shared_connection(settings=plain)
+        second = await naq.api.shared_connection(settings=with_nkey)
+        assert first is not second
+        assert await naq.api.shared_connection(settings=plain) is first
+    finally:
+        await naq.close()

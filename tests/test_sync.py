@@ -37,9 +37,10 @@ def _shared_connection(nats_url: str) -> Any:
 
 
 def _shared_connections() -> dict[str, Any]:
+    """The sync layer's shared connections by URL (each cached under its login)."""
     loop = naq.sync._runner.loop
     assert loop is not None, "the sync layer has not started its loop"
-    return naq.api._connections[loop]
+    return {login[0][0]: conn for login, conn in naq.api._connections[loop].items()}
 
 
 def _thread_client(nats_url: str) -> naq.transport.blocking.BlockingClient:

@@ -24,9 +24,9 @@ if TYPE_CHECKING:
 
     from .scheduling import Schedule
 
-_connections: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, Connection]] = (
-    weakref.WeakKeyDictionary()
-)
+_connections: weakref.WeakKeyDictionary[
+    asyncio.AbstractEventLoop, dict[tuple[object, ...], Connection]
+] = weakref.WeakKeyDictionary()
 
 
 async def shared_connection(
@@ -36,7 +36,7 @@ async def shared_connection(
     settings = settings or load_settings(nats_url)
     loop = asyncio.get_running_loop()
     per_loop = _connections.setdefault(loop, {})
-    key = settings.nats_url
+    key = settings.login
     conn = per_loop.get(key)
     if conn is None or conn.dead:
         conn = Connection(settings, name="naq-client")

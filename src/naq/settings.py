@@ -49,6 +49,19 @@ class Settings:
     #: publish job and worker events to ``naq.events.>`` (``NAQ_EVENTS=1``)
     events: bool = False
 
+    @property
+    def login(self) -> tuple[object, ...]:
+        """What decides which server a connection reaches and as whom: connections are
+        shared only between settings with the same login (URLs, credentials, TLS files)."""
+        return (
+            self.nats_urls,
+            self.creds_file,
+            self.nkey_file,
+            self.tls_ca,
+            self.tls_cert,
+            self.tls_key,
+        )
+
     def __repr__(self) -> str:
         """The fields, with passwords and tokens in the URLs replaced by ``***``."""
         shown = []

@@ -65,7 +65,7 @@ class PublishReply:
 
 def supports(settings: Settings) -> bool:
     """True when :class:`BlockingClient` can connect with these settings."""
-    return not settings.creds_file
+    return not (settings.creds_file or settings.nkey_file)
 
 
 class _Refused(Exception):
@@ -289,7 +289,7 @@ def for_thread(settings: Settings) -> BlockingClient:
     clients: dict[tuple[Any, ...], BlockingClient] | None = getattr(_local, "clients", None)
     if clients is None:
         clients = _local.clients = {}
-    key = (settings.nats_urls, settings.tls_ca, settings.tls_cert, settings.tls_key)
+    key = settings.login
     client = clients.get(key)
     if client is None:
         client = clients[key] = BlockingClient(settings)
