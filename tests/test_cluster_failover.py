@@ -18,6 +18,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -267,3 +268,27 @@ async def test_enqueue_waits_out_a_stream_without_leader(cluster: NatsCluster, q
             for n, found in enumerate(jobs):
                 assert await q.fetch_job_result(found.job_id, timeout=60) == 2 * n
             assert await q.fetch_job_result(job.job_id, timeout=60) == 14
+
+
+def test_enqueue_sync_waits_out_a_stream_without_leader(
+    cluster: NatsCluster, queue: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The blocking ``enqueue_sync`` path: re-sent with the same id until a node is back."""
+    monkeypatch.setenv("NAQ_REPLICAS", "3")
+    first = naq.enqueue_sync("tests.jobs:add", 0, 0, queue_name=queue, nats_url=cluster.url)
+    survivor = cluster.stream_leader(JOBS_STREAM) or 1
+    others = [n for n in (1, 2, 3) if n != survivor]
+    for number in others:
+        cluster.kill(number)
+    time.sleep(0.5)
+    back = threading.Timer(1.5, cluster.restart, args=(others[0],))
+    started = time.monotonic()
+    back.start()
+    try:
+        job = naq.enqueue_sync("tests.jobs:add", 4, 4, queue_name=queue, nats_url=cluster.url)
+    finally:
+        back.join()
+    assert time.monotonic() - started >= 1.5
+    assert job.job_id != first.job_id
+    found = naq.get_job_status_sync(job.job_id, nats_url=cluster.url)
+    assert found == naq.JobStatus.PENDING

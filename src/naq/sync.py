@@ -18,22 +18,25 @@ import contextlib
 import functools
 import os
 import threading
+import time
 import weakref
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from . import admin, api, deadletter, limits, pausing
 from .calls import prepare_call
-from .errors import WriteConflictError
+from .constants import DUPLICATE_WINDOW
+from .errors import NaqConnectionError, PublishNotConfirmedError, ServerError, WriteConflictError
 from .job import Job, JobInfo, QueueInfo, WorkerInfo, split_options
 from .limits import LimitSpec
 from .models import JobStatus
-from .queue import Queue, enqueue_writes
+from .queue import Queue, Write, enqueue_writes
 from .results import ResultStore
 from .settings import load_settings, validate_queue_name
 from .syncloop import LoopThread
 from .transport import Connection, blocking
+from .transport.blocking import PublishReply
 from .transport.errors import api_error
 
 if TYPE_CHECKING:
@@ -99,6 +102,50 @@ def _ensure_storage(queue: Queue) -> None:
     _storage_ready.add(queue.settings.nats_urls)
 
 
+#: How long one attempt of a blocking enqueue waits for the server's answers (seconds).
+_ATTEMPT_TIMEOUT = 3.0
+
+
+def _send_until_answered(
+    queue: Queue, job_id: str, messages: Sequence[Write]
+) -> list[PublishReply]:
+    """Send an enqueue's writes (a job with its message id, a create-if-absent record:
+    both stored at most once) until the server answers both, re-sending the same messages
+    through a lost connection or a stream without leader ("no responders": on a cluster an
+    election, on a single server a deleted stream, created again) for up to
+    ``settings.publish_deadline`` seconds; then :class:`PublishNotConfirmedError`."""
+    settings = queue.settings
+    client = blocking.for_thread(settings)
+    give_up = time.monotonic() + settings.publish_deadline
+    pause = 0.25
+    while True:
+        left = give_up - time.monotonic()
+        try:
+            replies = client.request_many(messages, timeout=max(0.5, min(_ATTEMPT_TIMEOUT, left)))
+        except ServerError:
+            raise  # refused (e.g. permissions): sending again changes nothing
+        except NaqConnectionError as exc:
+            why = str(exc)
+        else:
+            if all(reply.status != "503" for reply in replies):
+                return replies
+            why = "no responders: no stream leader, or the stream is gone"
+            _storage_ready.discard(settings.nats_urls)
+            try:
+                _ensure_storage(queue)  # a deleted stream is created again
+            except NaqConnectionError as exc:  # e.g. a cluster electing its leaders
+                why = str(exc)
+        if time.monotonic() + pause >= give_up:
+            raise PublishNotConfirmedError(
+                f"NATS did not confirm the enqueue of job {job_id} within "
+                f"{settings.publish_deadline:g} s of retries with the same message id "
+                f"({why}); it may not be stored. Enqueuing it again with the same job_id "
+                f"is safe within the {DUPLICATE_WINDOW:g} s duplicate window"
+            )
+        time.sleep(pause)
+        pause = min(pause * 2, 1.0)
+
+
 def _enqueue_blocking(
     queue: Queue, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> Job | None:
@@ -119,12 +166,7 @@ def _enqueue_blocking(
     if settings.nats_urls not in _storage_ready:
         _ensure_storage(queue)
     messages = enqueue_writes(settings, job, envelope, options.result_ttl or settings.result_ttl)
-    client = blocking.for_thread(settings)
-    replies = client.request_many(messages)
-    if replies[1].status == "503":  # the stream was deleted since: create it, send again
-        _storage_ready.discard(settings.nats_urls)
-        _ensure_storage(queue)
-        replies = client.request_many(messages)
+    replies = _send_until_answered(queue, job.job_id, messages)
     for reply in replies:
         error = reply.error()
         if error is not None:
