@@ -406,3 +406,12 @@ async def test_requeue_every_dead_letter_of_a_queue_at_once(nats_url: str, tmp_p
     assert [e.job_id for e in await naq.list_dead_letters(other, nats_url=nats_url)] == [
         stays.job_id
     ]
+
+
+@pytest.mark.parametrize("bad", ["abc", "1", True, 0, -1, 1.9, None])
+async def test_a_dead_letter_id_that_is_not_a_positive_int_is_refused(
+    nats_url: str, bad: object
+) -> None:
+    # True and 1.9 used to mean entry 1, "abc" raised a bare ValueError
+    with pytest.raises(naq.ConfigurationError, match="dead letter id"):
+        await naq.requeue_dead_letter(bad, nats_url=nats_url)  # type: ignore[arg-type]

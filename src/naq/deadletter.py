@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from . import constants as c
-from .errors import JobNotFoundError, NaqConnectionError, NaqException
+from .errors import ConfigurationError, JobNotFoundError, NaqConnectionError, NaqException
 from .models import JobStatus, decode_envelope
 from .settings import validate_queue_name
 from .transport import (
@@ -184,7 +184,7 @@ async def list_dead_letters(
 async def get_dead_letter(conn: Connection, entry_id: int) -> DeadLetter:
     """One dead letter by id; raises :class:`JobNotFoundError` if there is none."""
     await conn.ensure_dlq_stream()
-    msg = await streams.get_message(conn, c.DLQ_STREAM, seq=int(entry_id))
+    msg = await streams.get_message(conn, c.DLQ_STREAM, seq=_check_entry_id(entry_id))
     if msg is None:
         raise JobNotFoundError(f"no dead letter with id {entry_id}")
     return _entry(msg)
@@ -306,6 +306,16 @@ async def purge_dead_letters(conn: Connection, queue: str | None = None) -> int:
     """Remove dead letters (of one queue, or all); returns how many."""
     await conn.ensure_dlq_stream()
     return await streams.purge(conn, c.DLQ_STREAM, _filter(queue))
+
+
+def _check_entry_id(entry_id: object) -> int:
+    """``entry_id`` if it is a dead letter's id (a positive int), else ConfigurationError."""
+    if isinstance(entry_id, bool) or not isinstance(entry_id, int) or entry_id < 1:
+        raise ConfigurationError(
+            f"invalid dead letter id {str(entry_id)[:40]!r}: ids are positive integers "
+            "(see naq dlq list)"
+        )
+    return entry_id
 
 
 def _priority_of(payload: bytes) -> int:
