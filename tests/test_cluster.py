@@ -24,7 +24,7 @@ from cli_run import ROOT, naq_cli
 from helpers import queue_worker
 from naq.cluster import NatsCluster
 from naq.constants import JOBS_STREAM, RESULTS_BUCKET
-from naq.errors import ConfigurationError
+from naq.errors import ConfigurationError, PublishNotConfirmedError
 from naq.server import EmbeddedServer, free_port
 from naq.settings import Settings, load_settings
 
@@ -249,3 +249,19 @@ def test_naq_server_cluster_options_need_a_name_and_a_cluster_url() -> None:
     bad = naq_cli("server", "--name", "n1", "--cluster", "127.0.0.1:6222", timeout=30)
     assert bad.code != 0
     assert "must look like nats://<host>:<port>" in bad.stderr
+
+
+async def test_an_enqueue_nobody_confirms_fails_at_the_publish_deadline(queue: str) -> None:
+    with EmbeddedServer() as server:
+        settings = dataclasses.replace(load_settings(server.url), publish_deadline=1.0)
+        async with naq.Queue(queue, settings=settings) as q:
+            await q.enqueue("tests.jobs:add", 1, 1)
+            server.stop()
+            started = time.monotonic()
+            with pytest.raises(PublishNotConfirmedError) as err:
+                await q.enqueue("tests.jobs:add", 2, 2)
+            assert time.monotonic() - started < 5
+    text = str(err.value)
+    assert "may not be stored" in text
+    assert "enqueue again with the same job_id" in text
+    assert "within 1 s of retries with the same message id" in text

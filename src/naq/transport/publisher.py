@@ -159,7 +159,7 @@ class AckedPublisher:
         if self.retry_within > 0 and is_retryable(header_block):
             assert header_block is not None
             self._resends[token] = _Resend(subject, payload, header_block, now + self.retry_within)
-            timeout = min(timeout, _ATTEMPT_TIMEOUT)
+            timeout = min(timeout, _ATTEMPT_TIMEOUT, self.retry_within)
         self._waiting[token] = future
         heapq.heappush(self._deadlines, (now + timeout, token, 0))
         if self._sweeper is None:
