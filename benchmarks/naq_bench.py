@@ -7,6 +7,7 @@ Each scenario uses its own queue; workers run in their own process
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import random
 import time
 from collections import Counter
@@ -15,10 +16,15 @@ from typing import Any
 
 import naq
 from naq import Queue
+from naq.settings import load_settings
 
 from . import jobs
 from .common import Child, percentile, proc_status_mib
 
+#: The worker_proc argument that turns signing on (its value: the key, used by both sides).
+SIGNING_FLAG = "--signing-key"
+#: The key of the signed rows (made up here; 16+ bytes).
+BENCH_SIGNING_KEY = "bench-signing-key-0123456789"
 RESULTS_STREAM = "KV_naq_results"  # naq's results bucket, purged between scenarios
 
 
@@ -90,7 +96,11 @@ class NaqBench:
     ) -> tuple[dict[str, Any], float, list[naq.Job], Queue]:
         """Pre-fill ``args`` jobs, run a burst worker process (with ``extra`` arguments of
         :mod:`benchmarks.worker_proc`) until it drained them."""
-        queue = Queue(queue_name, nats_url=self.url)
+        settings = load_settings(self.url)
+        if SIGNING_FLAG in extra:  # the producer signs with the worker's key
+            key = extra[extra.index(SIGNING_FLAG) + 1]
+            settings = dataclasses.replace(settings, signing_keys=(key.encode(),))
+        queue = Queue(queue_name, settings=settings)
         created = await queue.enqueue_many([(func, a) for a in args])
         spawned = time.time()
         child = await Child.start(

@@ -33,7 +33,7 @@ from .common import ROOT, run_async
 from .dashboard_bench import PAGES, open_dashboard
 from .deps_bench import DepsBench
 from .limits_bench import RATE, RATE_WARMUP_S, LimitsBench
-from .naq_bench import RESULTS_STREAM, NaqBench
+from .naq_bench import BENCH_SIGNING_KEY, RESULTS_STREAM, SIGNING_FLAG, NaqBench
 from .priority_bench import STALL_MS, PriorityBench
 from .raw import ASYNC_WINDOW, PAYLOAD_SIZE, Raw
 from .report import Row, Target, load_json, markdown_table, print_table, save_json
@@ -224,6 +224,17 @@ class Runner:
                             ),
                             "rate",
                         ),
+                        "naq_process_noop_signed": (
+                            lambda: nb.process(
+                                "bench-noop-sg",
+                                jobs.noop,
+                                s.process,
+                                200,
+                                SIGNING_FLAG,
+                                BENCH_SIGNING_KEY,
+                            ),
+                            "rate",
+                        ),
                         "naq_process_noop_hooks": (
                             lambda: nb.process(
                                 "bench-noop-hk", jobs.noop, s.process, 200, "--hooks"
@@ -329,6 +340,7 @@ def build_rows(s: Sizes, r: dict[str, Any]) -> list[Row]:
     noop, anoop = r["naq_process_noop_sync"], r["naq_process_noop_async"]
     events, hooked = r["naq_process_noop_events"], r["naq_process_noop_hooks"]
     metered = r["naq_process_noop_metrics"]
+    signed = r["naq_process_noop_signed"]
     dashboard = r["naq_process_noop_dashboard"]
     store, ack = r["raw_consume_store_ack"], r["raw_consume_ack"]
     lat, alat, raw_lat = r["naq_latency_sync"], r["naq_latency_async"], r["raw_latency"]
@@ -374,6 +386,11 @@ def build_rows(s: Sizes, r: dict[str, Any]) -> list[Row]:
             "jobs/s", hooked["rate"], noop["rate"], [],
             "baseline: the same run without hooks (the first process row)",
             _process_error(hooked), "plain naq"),
+        Row("process_noop_signed",
+            "same, sync fn, jobs signed (`NAQ_SIGNING_KEY`): checked, and claimed once each",
+            "jobs/s", signed["rate"], noop["rate"], [],
+            "baseline: the same run unsigned (the first process row); a claim is one more "
+            "record write per job", _process_error(signed), "plain naq"),
         Row("latency_start_p50", "latency enqueue → start p50 (idle worker, sync fn)", "ms",
             lat["start_p50"], raw_lat["start_p50"], [], "raw: publish → consumer callback",
             lat["error"] or ""),

@@ -51,6 +51,8 @@ def _noop_hook(run: JobRun) -> None:
 
 
 async def amain(args: argparse.Namespace) -> None:
+    if args.signing_key:
+        os.environ["NAQ_SIGNING_KEY"] = args.signing_key
     hooks = Hooks()
     if args.hooks:
         hooks.add("before_job", _noop_hook)
@@ -100,6 +102,7 @@ def main() -> None:
     parser.add_argument("--uvloop", action="store_true")
     parser.add_argument("--events", action="store_true", help="publish events (NAQ_EVENTS)")
     parser.add_argument("--hooks", action="store_true", help="a no-op before_job + after_job")
+    parser.add_argument("--signing-key", default="", help="sign jobs (NAQ_SIGNING_KEY)")
     parser.add_argument("--metrics-port", type=int, default=None, help="serve /metrics")
     args = parser.parse_args()
     setup_logging("WARNING")
