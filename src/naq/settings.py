@@ -7,6 +7,7 @@ called, so objects created after a change of ``os.environ`` see the change.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field, fields, replace
 from typing import Literal
 from urllib.parse import urlsplit
@@ -15,6 +16,9 @@ from .errors import ConfigurationError
 from .names import check_queue_name
 
 DEFAULT_NATS_URL = "nats://127.0.0.1:4222"
+#: NATS' own default prefix of reply subjects.
+DEFAULT_INBOX_PREFIX = "_INBOX"
+_INBOX_PREFIX_RE = re.compile(r"[A-Za-z0-9_-]{1,64}(\.[A-Za-z0-9_-]{1,64}){0,3}")
 DEFAULT_RESULT_TTL = 604800
 _URL_SCHEMES = frozenset({"nats", "tls", "ws", "wss"})
 _LOG_LEVELS = frozenset({"TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL"})
@@ -46,6 +50,9 @@ class Settings:
     tls_ca: str | None = None
     tls_cert: str | None = None
     tls_key: str | None = None
+    #: the subject prefix of this client's reply inboxes (``NAQ_NATS_INBOX_PREFIX``): with
+    #: one per role, each NATS user may subscribe to its own replies only
+    inbox_prefix: str = DEFAULT_INBOX_PREFIX
     #: publish job and worker events to ``naq.events.>`` (``NAQ_EVENTS=1``)
     events: bool = False
 
@@ -60,6 +67,7 @@ class Settings:
             self.tls_ca,
             self.tls_cert,
             self.tls_key,
+            self.inbox_prefix,
         )
 
     def __repr__(self) -> str:
@@ -76,6 +84,7 @@ class Settings:
 
     def __post_init__(self) -> None:
         check_signing_keys(self.signing_keys, "signing_keys")
+        check_inbox_prefix(self.inbox_prefix)
 
     @property
     def signing_key(self) -> bytes | None:
@@ -168,6 +177,17 @@ def _redact(url: str) -> str:
     return f"{parts.scheme}://{auth}@{host}{port}{parts.path}"
 
 
+def check_inbox_prefix(prefix: object, what: str = "inbox_prefix") -> str:
+    """``prefix`` if it can start reply subjects (1-4 tokens of letters, digits, ``_`` and
+    ``-``, no wildcards), else :class:`ConfigurationError` naming ``what``."""
+    if not isinstance(prefix, str) or not _INBOX_PREFIX_RE.fullmatch(prefix):
+        raise ConfigurationError(
+            f"{what}={str(prefix)[:80]!r} is not a usable inbox prefix: use 1-4 dot-separated "
+            "tokens of letters, digits, '_' and '-' (e.g. _INBOX_worker)"
+        )
+    return prefix
+
+
 def validate_queue_name(name: object) -> str:
     """Return ``name`` if it is a valid queue name, else raise :class:`ConfigurationError`
     (the rule: :func:`naq.names.check_queue_name`)."""
@@ -247,4 +267,7 @@ def load_settings(nats_url: str | None = None) -> Settings:
         tls_cert=env.get("NAQ_NATS_TLS_CERT") or None,
         tls_key=env.get("NAQ_NATS_TLS_KEY") or None,
         events=_env_flag("NAQ_EVENTS"),
+        inbox_prefix=check_inbox_prefix(
+            env.get("NAQ_NATS_INBOX_PREFIX") or DEFAULT_INBOX_PREFIX, "NAQ_NATS_INBOX_PREFIX"
+        ),
     )

@@ -137,7 +137,7 @@ class BlockingClient:
             options["user"], options["pass"] = unquote(parts.username), unquote(parts.password)
         elif parts.username:
             options["auth_token"] = unquote(parts.username)
-        self._inbox = f"_INBOX.{uuid.uuid4().hex}"
+        self._inbox = f"{self._settings.inbox_prefix}.{uuid.uuid4().hex}"
         sock.sendall(
             b"CONNECT " + json.dumps(options).encode() + b"\r\n"
             b"SUB " + self._inbox.encode() + b".* 1\r\nPING\r\n"

@@ -342,6 +342,7 @@ class Connection:
             "reconnected_cb": self._on_reconnected,
             "closed_cb": self._on_closed,
             "pending_size": 64 * 1024 * 1024,
+            "inbox_prefix": settings.inbox_prefix,
         }
         tls = tls_context(settings)
         if tls is not None:
