@@ -12,16 +12,22 @@ import time
 from collections.abc import Iterator
 
 import pytest
+from tests import jobs
 from tests.cli_run import naq_cli
 from tests.fake_nats import AUTH_INFO, FakeNats
+from tests.helpers import WAIT, running_worker
 
 import naq
 from naq.server import EmbeddedServer
+from naq.settings import Settings, load_settings
 
 ADMIN = ("admin", "s3cret-admin")
 LIMITED = ("limited", "s3cret-limited")
 NO_KV = ("nokv", "s3cret-nokv")
 NO_INBOX = ("noinbox", "s3cret-noinbox")
+#: May receive replies on ``_INBOX_own.>`` only (not on NATS' default ``_INBOX.>``).
+OWN_INBOX = ("ownbox", "s3cret-ownbox")
+OWN_PREFIX = "_INBOX_own"
 WRONG_PASSWORD = "Wr0ng-passw0rd"
 #: The JetStream API timeout naq uses: a permission error must come well before it.
 REQUEST_TIMEOUT = 10.0
@@ -41,6 +47,10 @@ authorization {
     {user: "noinbox", password: "s3cret-noinbox", permissions: {
       subscribe: {allow: ["naq.>"]}
     }}
+    {user: "ownbox", password: "s3cret-ownbox", permissions: {
+      publish: {allow: ["$JS.API.>", "$JS.ACK.>", "naq.>", "$KV.>"]}
+      subscribe: {allow: ["_INBOX_own.>", "$KV.naq_results.>", "naq.queue.>"]}
+    }}
   ]
 }
 """
@@ -48,7 +58,7 @@ authorization {
 
 @pytest.fixture(scope="module")
 def auth_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedServer]:
-    """A JetStream server whose users need a password, two of them with few permissions."""
+    """A JetStream server whose users need a password, most of them with few permissions."""
     config = tmp_path_factory.mktemp("auth") / "auth.conf"
     config.write_text(CONFIG)
     with EmbeddedServer(extra_args=["-c", str(config)]) as server:
@@ -180,6 +190,93 @@ async def test_replies_the_user_may_not_receive_time_out_naming_why(
     message = str(caught.value)
     assert "in time" in message, message
     assert "permissions violation for subscription" in message, message
+
+
+# -- a reply inbox of one's own (NAQ_NATS_INBOX_PREFIX) ------------------------------------------
+async def test_an_own_inbox_prefix_lets_a_user_limited_to_it_do_everything(
+    auth_server: EmbeddedServer, queue: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A user who may receive replies on ``_INBOX_own.>`` only: with the prefix set, the
+    async and the blocking enqueue, a worker and waiting for a result all get their replies."""
+    url = url_for(auth_server, *OWN_INBOX)
+    monkeypatch.setenv("NAQ_NATS_INBOX_PREFIX", OWN_PREFIX)
+    assert load_settings(url).inbox_prefix == OWN_PREFIX
+    try:
+        first = await naq.enqueue(jobs.add, 1, 2, queue_name=queue, nats_url=url)
+        # twice: the first ensures storage on the shared loop, the second is published by
+        # the blocking client from this thread
+        second = await asyncio.to_thread(
+            naq.enqueue_sync, jobs.add, 3, 4, queue_name=queue, nats_url=url
+        )
+        third = await asyncio.to_thread(
+            naq.enqueue_sync, jobs.add, 5, 6, queue_name=queue, nats_url=url
+        )
+        async with running_worker([queue], url, concurrency=2):
+            results = [
+                await naq.fetch_job_result(job.job_id, timeout=WAIT, nats_url=url)
+                for job in (first, second, third)
+            ]
+        assert results == [3, 7, 11]
+    finally:
+        await naq.close()
+
+
+async def test_the_default_inbox_prefix_is_refused_to_that_user_naming_why(
+    auth_server: EmbeddedServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same user without the prefix (NATS' default ``_INBOX``): a JetStream request gets
+    no answer and its timeout says the subscription to the replies was refused; the blocking
+    client of ``enqueue_sync`` is refused on connect. (A 1 s request rather than a whole
+    enqueue, which waits naq's 10 s API timeout: see the ``noinbox`` test above.)"""
+    from naq.transport.blocking import BlockingClient
+
+    monkeypatch.delenv("NAQ_NATS_INBOX_PREFIX", raising=False)
+    url = url_for(auth_server, *OWN_INBOX)
+    queue = naq.Queue(nats_url=url)
+    try:
+        conn = await queue.connection()
+        with pytest.raises(naq.NaqConnectionError) as caught:
+            await conn.api("INFO", {}, timeout=1.0)
+    finally:
+        await queue.close()
+    assert_subscription_to_default_inbox_refused(str(caught.value))
+    client = BlockingClient(load_settings(url))
+    with pytest.raises(naq.NaqConnectionError) as refused:
+        await asyncio.to_thread(client.request_many, [("naq.queue.default", None, b"{}")], 1.0)
+    client.close()
+    assert_subscription_to_default_inbox_refused(str(refused.value))
+
+
+def assert_subscription_to_default_inbox_refused(message: str) -> None:
+    """``message`` names the refused subscription to an inbox under ``_INBOX.`` (the server
+    says it in lower or in title case)."""
+    assert 'permissions violation for subscription to "_inbox.' in message.lower(), message
+
+
+#: Wildcards, a space, an empty token, too long, control characters (the environment
+#: cannot hold a NUL: that one is tried on ``Settings`` only).
+BAD_INBOX_PREFIXES = ["_INBOX.*", "_INBOX.>", "a b", "x.", "p" * 300, "_INBOX\nown", "_IN\x1bBOX"]
+
+
+@pytest.mark.parametrize("prefix", BAD_INBOX_PREFIXES, ids=repr)
+def test_a_bad_inbox_prefix_in_the_environment_names_the_variable(
+    prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("NAQ_NATS_INBOX_PREFIX", prefix)
+    with pytest.raises(naq.ConfigurationError) as caught:
+        load_settings()
+    message = str(caught.value)
+    assert "NAQ_NATS_INBOX_PREFIX" in message, message
+    assert len(message) < 300, message
+
+
+@pytest.mark.parametrize("prefix", [*BAD_INBOX_PREFIXES, "_INBOX\x00own"], ids=repr)
+def test_a_bad_inbox_prefix_in_settings_names_the_field(prefix: str) -> None:
+    with pytest.raises(naq.ConfigurationError) as caught:
+        Settings(inbox_prefix=prefix)
+    message = str(caught.value)
+    assert "inbox_prefix" in message, message
+    assert "NAQ_NATS_INBOX_PREFIX" not in message, message
 
 
 # -- TLS asked for, not offered -----------------------------------------------------------------
