@@ -1,6 +1,8 @@
 """The example NATS permissions of ``deploy/nats/permissions.conf``, on a real server started
 from that very file: each role (producer, worker, read-only dashboard) can do its work with
 no permission refused, and is refused, as a real permissions violation, what it must not do.
+Each role receives its replies on inbox subjects of its own (``NAQ_NATS_INBOX_PREFIX`` set to
+``_INBOX_<role>``, as docs/security.md says), and may not subscribe to another role's.
 
 The server writes its log to a file; the working runs assert it holds no violation at all
 (a refused write can hide: a worker retries it), the refusals assert naq's error names it.
@@ -9,6 +11,7 @@ The server writes its log to a file; the working runs assert it holds no violati
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -48,6 +51,33 @@ DASHBOARD_READS = (
     "/api/dlq/1",
     "/api/search?q={job}",
 )
+
+
+def inbox_prefix(role: str) -> str:
+    """The prefix of ``role``'s reply subjects, the one ``permissions.conf`` lets it receive."""
+    return f"_INBOX_{role}"
+
+
+@contextlib.contextmanager
+def environment(**values: str) -> Iterator[None]:
+    """``os.environ`` with ``values`` set while the block runs, then as it was."""
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def as_role(role: str) -> contextlib.AbstractContextManager[None]:
+    """The environment of ``role``'s processes: its inbox prefix (``NAQ_NATS_INBOX_PREFIX``).
+    naq reads its settings when a call is made (a worker or a scheduler when it is built, and
+    it keeps them), and caches connections per login, inbox prefix included."""
+    return environment(NAQ_NATS_INBOX_PREFIX=inbox_prefix(role))
 
 
 class PermissionServer:
@@ -94,15 +124,9 @@ def worked_queue(perm_server: PermissionServer) -> Iterator[dict[str, str]]:
     """A queue a producer filled and a worker and a scheduler (both as ``worker``) ran:
     results, a retry, a dead letter, a one-off and a recurring schedule. Returns the ids."""
     before = len(perm_server.violations())
-    saved = os.environ.get("NAQ_EVENTS")
-    os.environ["NAQ_EVENTS"] = "1"  # the worker publishes events, the dashboard reads them
-    try:
+    # the worker publishes events, the dashboard reads them
+    with environment(NAQ_EVENTS="1"):
         ids = asyncio.run(_produce_and_work(perm_server, "perm-q"))
-    finally:
-        if saved is None:
-            os.environ.pop("NAQ_EVENTS", None)
-        else:
-            os.environ["NAQ_EVENTS"] = saved
     ids["violations"] = "\n".join(perm_server.violations()[before:])
     yield ids
 
@@ -110,36 +134,39 @@ def worked_queue(perm_server: PermissionServer) -> Iterator[dict[str, str]]:
 async def _produce_and_work(srv: PermissionServer, queue: str) -> dict[str, str]:
     producer, worker = srv.url("producer"), srv.url("worker")
     try:
-        one = await naq.enqueue(jobs.add, 1, 2, queue_name=queue, nats_url=producer)
-        many = await naq.enqueue_many(
-            [(jobs.add, (i, 10), {}) for i in range(3)], queue_name=queue, nats_url=producer
-        )
-        later = await naq.enqueue_in(0.5, jobs.add, 5, 5, queue_name=queue, nats_url=producer)
-        failing = await naq.enqueue(
-            jobs.fail, "no", queue_name=queue, nats_url=producer, max_retries=1, retry_delay=0.1
-        )
-        child = await naq.enqueue(
-            jobs.add, 2, 2, queue_name=queue, nats_url=producer, depends_on=[one]
-        )
-        schedule = await naq.schedule(
-            jobs.add, 7, 7, interval=0.5, repeat=2, queue_name=queue, nats_url=producer
-        )
-        async with (
-            running_worker([queue], worker, stop_timeout=WAIT, concurrency=4),
-            running_scheduler(worker),
-        ):
-            assert await job_result(one.job_id, producer) == 3
-            assert await job_result(child.job_id, producer) == 4
-            late_child = await naq.enqueue(
-                jobs.add, 3, 3, queue_name=queue, nats_url=producer, depends_on=[one]
+        with as_role("producer"):
+            one = await naq.enqueue(jobs.add, 1, 2, queue_name=queue, nats_url=producer)
+            many = await naq.enqueue_many(
+                [(jobs.add, (i, 10), {}) for i in range(3)], queue_name=queue, nats_url=producer
             )
-            assert await job_result(late_child.job_id, producer) == 6
-            for i, job in enumerate(many):
-                assert await job_result(job.job_id, producer) == i + 10
-            assert await job_result(later.job_id, producer) == 10
-            with pytest.raises(naq.JobExecutionError, match="no"):
-                await job_result(failing.job_id, producer)
-            await _wait_for_runs(schedule.schedule_id, producer, 2)
+            later = await naq.enqueue_in(0.5, jobs.add, 5, 5, queue_name=queue, nats_url=producer)
+            failing = await naq.enqueue(
+                jobs.fail, "no", queue_name=queue, nats_url=producer, max_retries=1, retry_delay=0.1
+            )
+            child = await naq.enqueue(
+                jobs.add, 2, 2, queue_name=queue, nats_url=producer, depends_on=[one]
+            )
+            schedule = await naq.schedule(
+                jobs.add, 7, 7, interval=0.5, repeat=2, queue_name=queue, nats_url=producer
+            )
+        with as_role("worker"):  # both are built here and keep the worker's prefix
+            async with (
+                running_worker([queue], worker, stop_timeout=WAIT, concurrency=4),
+                running_scheduler(worker),
+            ):
+                with as_role("producer"):
+                    assert await job_result(one.job_id, producer) == 3
+                    assert await job_result(child.job_id, producer) == 4
+                    late_child = await naq.enqueue(
+                        jobs.add, 3, 3, queue_name=queue, nats_url=producer, depends_on=[one]
+                    )
+                    assert await job_result(late_child.job_id, producer) == 6
+                    for i, job in enumerate(many):
+                        assert await job_result(job.job_id, producer) == i + 10
+                    assert await job_result(later.job_id, producer) == 10
+                    with pytest.raises(naq.JobExecutionError, match="no"):
+                        await job_result(failing.job_id, producer)
+                    await _wait_for_runs(schedule.schedule_id, producer, 2)
         return {"queue": queue, "job": one.job_id, "failed": failing.job_id}
     finally:
         await naq.close()
@@ -171,19 +198,20 @@ def test_producer_worker_and_scheduler_work_with_no_violation(
 async def test_the_failed_job_was_retried_and_dead_lettered(
     perm_server: PermissionServer, worked_queue: dict[str, str]
 ) -> None:
-    info = await naq.get_job_info(worked_queue["failed"], nats_url=perm_server.url("dashboard"))
+    dashboard = perm_server.url("dashboard")
+    with as_role("dashboard"):
+        info = await naq.get_job_info(worked_queue["failed"], nats_url=dashboard)
+        letters = await naq.list_dead_letters(worked_queue["queue"], nats_url=dashboard)
     assert info.status == naq.JobStatus.FAILED
     assert len(info.attempts) == 2
-    letters = await naq.list_dead_letters(
-        worked_queue["queue"], nats_url=perm_server.url("dashboard")
-    )
     assert [d.job_id for d in letters] == [worked_queue["failed"]]
 
 
 @pytest.fixture
 async def dashboard_api(perm_server: PermissionServer) -> AsyncIterator[httpx.AsyncClient]:
     """The dashboard app logged in to NATS as the read-only ``dashboard`` user."""
-    app = create_app(load_settings(perm_server.url("dashboard")), token=TOKEN)
+    with as_role("dashboard"):  # the app keeps the settings it is given
+        app = create_app(load_settings(perm_server.url("dashboard")), token=TOKEN)
     async with (
         app.router.lifespan_context(app),
         httpx.AsyncClient(
@@ -214,7 +242,8 @@ async def test_the_read_only_dashboard_reads_the_events(
     perm_server: PermissionServer, worked_queue: dict[str, str]
 ) -> None:
     before = len(perm_server.violations())
-    dashboard = naq.Queue(nats_url=perm_server.url("dashboard"))
+    with as_role("dashboard"):
+        dashboard = naq.Queue(nats_url=perm_server.url("dashboard"))
     try:
         conn = await dashboard.connection()
         kinds = [
@@ -235,16 +264,21 @@ async def test_a_producer_cancels_a_queued_job_but_not_a_scheduled_one(
     """Cancelling a one-off schedule reads and purges it in NAQ_SCHEDULES, which permissions
     cannot narrow to one schedule: an operator's action (docs/security.md)."""
     producer = perm_server.url("producer")
-    job = await naq.enqueue(jobs.add, 1, 1, queue_name=queue, nats_url=producer)
-    assert (await naq.get_job_info(job.job_id, nats_url=producer)).status == "pending"
-    assert await naq.cancel_job(job.job_id, nats_url=producer)
-    assert await naq.get_job_status(job.job_id, nats_url=producer) == naq.JobStatus.CANCELLED
-    later = await naq.enqueue_in(600, jobs.add, 1, 1, queue_name=queue, nats_url=producer)
-    with pytest.raises(naq.NaqConnectionError, match=r"permissions violation"):
-        await naq.cancel_job(later.job_id, nats_url=producer)
-    assert await naq.get_job_status(later.job_id, nats_url=producer) == naq.JobStatus.SCHEDULED
-    assert await naq.cancel_job(later.job_id, nats_url=perm_server.url("admin"))
-    assert await naq.get_job_status(later.job_id, nats_url=producer) == naq.JobStatus.CANCELLED
+    with as_role("producer"):
+        job = await naq.enqueue(jobs.add, 1, 1, queue_name=queue, nats_url=producer)
+        assert (await naq.get_job_info(job.job_id, nats_url=producer)).status == "pending"
+        assert await naq.cancel_job(job.job_id, nats_url=producer)
+        assert await naq.get_job_status(job.job_id, nats_url=producer) == naq.JobStatus.CANCELLED
+        later = await naq.enqueue_in(600, jobs.add, 1, 1, queue_name=queue, nats_url=producer)
+        with pytest.raises(naq.NaqConnectionError, match=r"permissions violation"):
+            await naq.cancel_job(later.job_id, nats_url=producer)
+        status = await naq.get_job_status(later.job_id, nats_url=producer)
+        assert status == naq.JobStatus.SCHEDULED
+    with as_role("admin"):
+        assert await naq.cancel_job(later.job_id, nats_url=perm_server.url("admin"))
+    with as_role("producer"):
+        status = await naq.get_job_status(later.job_id, nats_url=producer)
+        assert status == naq.JobStatus.CANCELLED
 
 
 # -- and is refused what it must not do -------------------------------------------------------
@@ -252,16 +286,21 @@ async def test_a_producer_cancels_a_queued_job_but_not_a_scheduled_one(
 async def test_only_the_admin_may_purge(
     perm_server: PermissionServer, queue: str, role: str
 ) -> None:
-    await naq.enqueue(jobs.add, 1, 1, queue_name=queue, nats_url=perm_server.url("producer"))
-    with pytest.raises(naq.NaqConnectionError, match="permissions violation"):
+    with as_role("producer"):
+        await naq.enqueue(jobs.add, 1, 1, queue_name=queue, nats_url=perm_server.url("producer"))
+    with as_role(role), pytest.raises(naq.NaqConnectionError, match="permissions violation"):
         await naq.purge_queue(queue, nats_url=perm_server.url(role))
-    assert await naq.purge_queue(queue, nats_url=perm_server.url("admin")) == 1
+    with as_role("admin"):
+        assert await naq.purge_queue(queue, nats_url=perm_server.url("admin")) == 1
 
 
 async def test_the_read_only_dashboard_cannot_enqueue(
     perm_server: PermissionServer, queue: str
 ) -> None:
-    with pytest.raises(naq.NaqConnectionError, match="permissions violation") as caught:
+    with (
+        as_role("dashboard"),
+        pytest.raises(naq.NaqConnectionError, match="permissions violation") as caught,
+    ):
         await naq.enqueue(jobs.add, 1, 1, queue_name=queue, nats_url=perm_server.url("dashboard"))
     assert "naq_results" in str(caught.value) or "naq.queue" in str(caught.value)
 
@@ -269,13 +308,17 @@ async def test_the_read_only_dashboard_cannot_enqueue(
 async def test_the_read_only_dashboard_cannot_cancel_or_pause(
     perm_server: PermissionServer, queue: str
 ) -> None:
-    job = await naq.enqueue(jobs.add, 1, 1, queue_name=queue, nats_url=perm_server.url("producer"))
+    with as_role("producer"):
+        job = await naq.enqueue(
+            jobs.add, 1, 1, queue_name=queue, nats_url=perm_server.url("producer")
+        )
     dashboard = perm_server.url("dashboard")
-    with pytest.raises(naq.NaqConnectionError, match="permissions violation"):
-        await naq.cancel_job(job.job_id, nats_url=dashboard)
-    with pytest.raises(naq.NaqConnectionError, match="permissions violation"):
-        await naq.pause_queue(queue, nats_url=dashboard)
-    status = await naq.get_job_status(job.job_id, nats_url=dashboard)
+    with as_role("dashboard"):
+        with pytest.raises(naq.NaqConnectionError, match="permissions violation"):
+            await naq.cancel_job(job.job_id, nats_url=dashboard)
+        with pytest.raises(naq.NaqConnectionError, match="permissions violation"):
+            await naq.pause_queue(queue, nats_url=dashboard)
+        status = await naq.get_job_status(job.job_id, nats_url=dashboard)
     assert status == naq.JobStatus.PENDING
 
 
@@ -311,7 +354,12 @@ async def test_the_server_refuses_a_raw_publish(
         errors.append(exc)
         refused.set()
 
-    nc = await nats.connect(perm_server.url(role), error_cb=on_error, allow_reconnect=False)
+    nc = await nats.connect(
+        perm_server.url(role),
+        error_cb=on_error,
+        allow_reconnect=False,
+        inbox_prefix=inbox_prefix(role),
+    )
     try:
         target = subject.format(q=queue)
         await nc.publish(target, b"{}")
@@ -324,13 +372,56 @@ async def test_the_server_refuses_a_raw_publish(
     assert target.lower() in text, text
 
 
+@pytest.mark.parametrize(
+    ("role", "inbox"),
+    [
+        ("producer", "_INBOX_worker.>"),  # the worker's replies: pulled jobs, acks
+        ("producer", "_INBOX_admin.>"),
+        ("producer", "_INBOX.>"),  # NATS' default: no role may read it
+        ("dashboard", "_INBOX_admin.>"),
+        ("dashboard", "_INBOX.>"),
+        ("worker", "_INBOX_producer.>"),
+        ("worker", "_INBOX.>"),
+        ("admin", "_INBOX_worker.>"),
+    ],
+)
+async def test_a_role_cannot_subscribe_to_the_replies_of_another(
+    perm_server: PermissionServer, role: str, inbox: str
+) -> None:
+    """A plain NATS client of one role (with its own inbox prefix) subscribing to another
+    role's reply subjects: the server refuses, as a permissions violation naming them."""
+    errors: list[Exception] = []
+    refused = asyncio.Event()
+
+    async def on_error(exc: Exception) -> None:
+        errors.append(exc)
+        refused.set()
+
+    nc = await nats.connect(
+        perm_server.url(role),
+        error_cb=on_error,
+        allow_reconnect=False,
+        inbox_prefix=inbox_prefix(role),
+    )
+    try:
+        await nc.subscribe(inbox)
+        await nc.flush()
+        await asyncio.wait_for(refused.wait(), WAIT)
+    finally:
+        await nc.close()
+    text = " ".join(str(e) for e in errors).lower()
+    assert f'permissions violation for subscription to "{inbox.lower()}"' in text, text
+
+
 async def test_a_worker_without_the_permissions_it_needs_stops_at_once_naming_them(
     perm_server: PermissionServer, queue: str
 ) -> None:
     # the read-only dashboard user may not create the queue's consumer: a refusal that
     # retrying cannot cure, so the worker stops with it (it used to retry for a minute)
-    await naq.enqueue(jobs.add, 1, 1, queue_name=queue, nats_url=perm_server.url("producer"))
-    worker = naq.Worker([queue], nats_url=perm_server.url("dashboard"))
+    with as_role("producer"):
+        await naq.enqueue(jobs.add, 1, 1, queue_name=queue, nats_url=perm_server.url("producer"))
+    with as_role("dashboard"):
+        worker = naq.Worker([queue], nats_url=perm_server.url("dashboard"))
     started = asyncio.get_running_loop().time()
     with pytest.raises(naq.NaqConnectionError, match="permissions violation"):
         await asyncio.wait_for(worker.run(), 30)
