@@ -20,6 +20,8 @@ from naq.server import find_nats_server
 DEPLOY = Path(__file__).resolve().parents[1] / "deploy"
 NATS_CONFIGS = sorted((DEPLOY / "nats").glob("*.conf"))
 UNIT = DEPLOY / "systemd" / "naq-worker.service"
+SCHEDULER_UNIT = DEPLOY / "systemd" / "naq-scheduler.service"
+PERMISSIONS = DEPLOY / "nats" / "permissions.conf"
 COMPOSE = DEPLOY / "docker" / "compose.yaml"
 DOCKERFILE = DEPLOY / "docker" / "Dockerfile"
 #: Seconds a stop may take beyond the worker's shutdown timeout (hand-backs, closing).
@@ -127,10 +129,10 @@ def seconds(value: str) -> float:
     return total
 
 
-def unit_settings() -> dict[str, str]:
-    """``Key=value`` lines of the systemd unit (the last one of a key wins, as in systemd)."""
+def unit_settings(unit: Path = UNIT) -> dict[str, str]:
+    """``Key=value`` lines of a systemd unit (the last one of a key wins, as in systemd)."""
     found: dict[str, str] = {}
-    for line in UNIT.read_text().splitlines():
+    for line in unit.read_text().splitlines():
         if "=" in line and not line.lstrip().startswith(("#", ";")):
             key, value = line.split("=", 1)
             found[key.strip()] = value.strip()
@@ -199,3 +201,40 @@ def test_the_image_runs_naq_and_stops_on_sigterm() -> None:
     assert re.search(r"^STOPSIGNAL SIGTERM$", text, re.M)
     assert re.search(r'^ENTRYPOINT \["naq"\]$', text, re.M)
     assert re.search(r"^USER (?!root)\w+$", text, re.M)
+
+
+# -- reply inboxes: each role its own -----------------------------------------------------------
+def subscribe_allowed(user: str) -> list[str]:
+    """The subjects ``user`` may subscribe to in permissions.conf (quoted entries of its
+    ``subscribe`` block)."""
+    text = PERMISSIONS.read_text()
+    block = text[text.index(f"user: {user}\n") :]
+    block = block[block.index("subscribe:") :]
+    block = block[: block.index("}")]
+    return re.findall(r'"([^"]+)"', block)
+
+
+@pytest.mark.parametrize("user", ["admin", "producer", "worker", "dashboard"])
+def test_each_user_may_receive_replies_on_its_own_inbox_only(user: str) -> None:
+    inboxes = [s for s in subscribe_allowed(user) if s.startswith("_INBOX")]
+    assert inboxes == [f"_INBOX_{user}.>"], inboxes
+    assert not any(s in (">", "_INBOX.>") for s in subscribe_allowed(user))
+
+
+@pytest.mark.parametrize("unit", [UNIT, SCHEDULER_UNIT], ids=lambda p: p.name)
+def test_the_systemd_units_use_the_worker_inbox(unit: Path) -> None:
+    assert unit_settings(unit)["Environment"] == "NAQ_NATS_INBOX_PREFIX=_INBOX_worker"
+
+
+def test_every_compose_client_uses_the_inbox_of_its_user() -> None:
+    services = compose_file()["services"]
+    clients = {
+        n: s["environment"]
+        for n, s in services.items()
+        if "NAQ_NATS_URL" in s.get("environment", {})
+    }
+    assert {"worker1", "worker2", "scheduler", "dashboard"} <= set(clients)
+    for name, env in clients.items():
+        users = {u.split("://", 1)[1].split(":", 1)[0] for u in env["NAQ_NATS_URL"].split(",")}
+        assert len(users) == 1, (name, users)
+        assert env.get("NAQ_NATS_INBOX_PREFIX") == f"_INBOX_{users.pop()}", name
