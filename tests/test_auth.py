@@ -104,7 +104,7 @@ async def test_wrong_password_in_the_api_says_login_refused_every_time(
     url = url_for(auth_server, "admin", WRONG_PASSWORD)
     for attempt in range(20):
         queue = naq.Queue(nats_url=url)
-        with pytest.raises(naq.NaqConnectionError) as caught:
+        with pytest.raises(naq.LoginRefusedError) as caught:  # permanent: never retried
             await queue.connection()
         await queue.close()
         message = str(caught.value)
@@ -114,7 +114,7 @@ async def test_wrong_password_in_the_api_says_login_refused_every_time(
 
 def test_wrong_password_in_enqueue_sync(auth_server: EmbeddedServer) -> None:
     url = url_for(auth_server, "admin", WRONG_PASSWORD)
-    with pytest.raises(naq.NaqConnectionError, match="refused the login"):
+    with pytest.raises(naq.LoginRefusedError, match="refused the login"):
         naq.enqueue_sync(print, 1, nats_url=url)
 
 
@@ -304,7 +304,7 @@ def assert_nothing_sent(fake: FakeNats, message: str) -> None:
 async def test_tls_url_to_a_plain_server_sends_no_password_async() -> None:
     async with FakeNats(AUTH_INFO) as fake:
         queue = naq.Queue(nats_url=tls_url(fake))
-        with pytest.raises(naq.NaqConnectionError) as caught:
+        with pytest.raises(naq.LoginRefusedError) as caught:  # permanent: never retried
             await queue.connection()
         await queue.close()
         await asyncio.sleep(0.2)  # anything sent has arrived

@@ -18,6 +18,11 @@ class NaqTimeoutError(NaqConnectionError, TimeoutError):
     """NATS did not answer in time (also an :class:`asyncio.TimeoutError`)."""
 
 
+class LoginRefusedError(NaqConnectionError):
+    """NATS refused this client: its login, credentials or TLS certificates (or TLS asked for
+    and not offered). Permanent: trying again cannot help, so naq never retries it."""
+
+
 class ServerError(NaqConnectionError):
     """The NATS server refused a request; ``code``/``err_code`` are the server's codes."""
 
@@ -101,6 +106,7 @@ __all__ = [
     "JobExecutionError",
     "JobNotFoundError",
     "JobTimeoutError",
+    "LoginRefusedError",
     "NaqConnectionError",
     "NaqError",
     "NaqException",

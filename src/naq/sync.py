@@ -27,7 +27,13 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 from . import admin, api, deadletter, limits, pausing
 from .calls import prepare_call
 from .constants import DUPLICATE_WINDOW
-from .errors import NaqConnectionError, PublishNotConfirmedError, ServerError, WriteConflictError
+from .errors import (
+    LoginRefusedError,
+    NaqConnectionError,
+    PublishNotConfirmedError,
+    ServerError,
+    WriteConflictError,
+)
 from .job import Job, JobInfo, QueueInfo, WorkerInfo, split_options
 from .limits import LimitSpec
 from .models import JobStatus
@@ -122,8 +128,8 @@ def _send_until_answered(
         left = give_up - time.monotonic()
         try:
             replies = client.request_many(messages, timeout=max(0.5, min(_ATTEMPT_TIMEOUT, left)))
-        except ServerError:
-            raise  # refused (e.g. permissions): sending again changes nothing
+        except (ServerError, LoginRefusedError):
+            raise  # refused (permissions, login, certificates): sending again changes nothing
         except NaqConnectionError as exc:
             why = str(exc)
         else:

@@ -30,7 +30,7 @@ from urllib.parse import unquote, urlsplit
 
 from ..errors import NaqConnectionError, NaqTimeoutError
 from ..settings import Settings, redact_url
-from .connection import TlsRequiredError, describe_failure, tls_not_required
+from .connection import TlsRequiredError, connect_failure, describe_failure, tls_not_required
 from .credentials import tls_context, wants_tls
 from .names import check_size, check_subject
 from .refusals import permission_denied, refused_subject
@@ -102,9 +102,7 @@ class BlockingClient:
             except (OSError, ValueError, NaqConnectionError, TlsRequiredError) as exc:
                 self.close()
                 failure = exc
-        shown = redact_url(self._settings.nats_url)
-        cls = NaqTimeoutError if isinstance(failure, TimeoutError) else NaqConnectionError
-        raise cls(describe_failure(shown, failure))
+        raise connect_failure(redact_url(self._settings.nats_url), failure)
 
     def _open_url(self, url: str) -> None:
         parts = urlsplit(url if "://" in url else f"nats://{url}")

@@ -20,7 +20,13 @@ from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
-from ..errors import NaqConnectionError, NaqTimeoutError, PublishNotConfirmedError, ServerError
+from ..errors import (
+    LoginRefusedError,
+    NaqConnectionError,
+    NaqTimeoutError,
+    PublishNotConfirmedError,
+    ServerError,
+)
 from ..settings import Settings, redact_url
 from .credentials import check_credentials, tls_context, wants_tls
 from .errors import SERVER_HINT, AnnotatedTimeoutError, api_error, translate, translated
@@ -77,6 +83,41 @@ def describe_failure(url: str, error: BaseException | None) -> str:
     if error is None or isinstance(error, OSError | TimeoutError | EOFError | nats.errors.Error):
         return f"cannot reach NATS at {url}; {SERVER_HINT}"
     return f"cannot connect to NATS at {url}: {type(error).__name__}: {text}"
+
+
+def connect_failure(url: str, error: BaseException | None) -> NaqConnectionError:
+    """The error of a failed connect to ``url``: :class:`LoginRefusedError` when the server
+    refused this client (trying again cannot help), :class:`NaqTimeoutError` for a timeout,
+    else :class:`NaqConnectionError`; its message from :func:`describe_failure`."""
+    text = describe_failure(url, error)
+    if _is_refusal(error):
+        return LoginRefusedError(text)
+    if isinstance(error, TimeoutError):
+        return NaqTimeoutError(text)
+    return NaqConnectionError(text)
+
+
+def _is_refusal(error: BaseException | None) -> bool:
+    """True when ``error`` says the server refused this client (login, credentials, TLS)."""
+    if error is None:
+        return False
+    if isinstance(
+        error,
+        TlsRequiredError
+        | ClientCertificateError
+        | ssl.SSLError
+        | nats.errors.AuthorizationError
+        | nats.errors.InvalidUserCredentialsError,
+    ):
+        return True
+    if type(error).__module__.startswith("nkeys"):
+        return True
+    lowered = _text(error).lower()
+    return any(word in lowered for word in _REFUSAL_WORDS)
+
+
+#: Words of a server's or nats-py's error text that mean the client itself was refused.
+_REFUSAL_WORDS = ("authorization", "authentication", "expired", "nkey", "tls", "ssl")
 
 
 def _client_certificate_alert(error: BaseException | None) -> str | None:
@@ -367,8 +408,7 @@ class Connection:
                 await asyncio.wait_for(nc.close(), _CLOSE_AFTER_FAILURE)
             except Exception:  # noqa: BLE001 - best effort
                 pass
-            cls = NaqTimeoutError if isinstance(error, TimeoutError) else NaqConnectionError
-            raise cls(describe_failure(shown, error)) from None
+            raise connect_failure(shown, error) from None
         finally:
             self._connecting_client = None
         # From now on reconnect forever (the initial attempt had to fail fast).
