@@ -25,6 +25,7 @@ import heapq
 import itertools
 import json
 import re
+from collections import deque
 from dataclasses import dataclass
 
 from nats.aio.client import Client as NatsClient
@@ -98,12 +99,19 @@ class AckedPublisher:
         self.retry_within = retry_within
         self._prefix = ""
         self._waiting: dict[str, asyncio.Future[int]] = {}
+        # messages safe to repeat, still waiting for their first ack: what sending one
+        # again takes (subject, payload, headers, give-up time); made a _Resend only when
+        # it is sent again (rare: the hot path keeps a tuple)
+        self._retryable: dict[str, tuple[str, bytes, bytes, float]] = {}
         self._resends: dict[str, _Resend] = {}
         self._tokens = itertools.count(1)
         self._started = False
         self._lock = asyncio.Lock()
-        # heap of (deadline, token, generation): a timeout, or for a retried message due
-        # to be re-sent, the moment to act on it
+        # first attempts' deadlines, (deadline, token) in send order, one queue per timeout
+        # (so each stays sorted: O(1) per message on the hot path)
+        self._firsts: dict[float, deque[tuple[float, str]]] = {}
+        # heap of (deadline, token, generation) of messages re-sent or due to be: the
+        # moment to act on each (generation: which of its entries is current, >= 1)
         self._deadlines: list[tuple[float, str, int]] = []
         self._sweeper: asyncio.Future[None] | None = None
         #: how many messages were sent again (for tests and reports)
@@ -156,12 +164,18 @@ class AckedPublisher:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[int] = loop.create_future()
         now = loop.time()
-        if self.retry_within > 0 and is_retryable(header_block):
-            assert header_block is not None
-            self._resends[token] = _Resend(subject, payload, header_block, now + self.retry_within)
+        if (
+            header_block is not None
+            and (_MSG_ID_LINE in header_block or _ABSENT_LINE in header_block)
+            and self.retry_within > 0
+        ):  # is_retryable(), inlined: this runs once per job
+            self._retryable[token] = (subject, payload, header_block, now + self.retry_within)
             timeout = min(timeout, _ATTEMPT_TIMEOUT, self.retry_within)
         self._waiting[token] = future
-        heapq.heappush(self._deadlines, (now + timeout, token, 0))
+        firsts = self._firsts.get(timeout)
+        if firsts is None:
+            firsts = self._firsts[timeout] = deque()
+        firsts.append((now + timeout, token))
         if self._sweeper is None:
             self._sweeper = asyncio.ensure_future(self._sweep())
         try:
@@ -169,7 +183,7 @@ class AckedPublisher:
                 self._nc, subject, payload, self._prefix + token, header_block, reply_checked=True
             )
         except NaqConnectionError:
-            if token not in self._resends or self._nc.is_closed:
+            if token not in self._retryable or self._nc.is_closed:
                 self._forget(token)
                 raise
             # e.g. the reconnect buffer is full: the sweeper sends it again
@@ -180,7 +194,17 @@ class AckedPublisher:
 
     def _forget(self, token: str) -> None:
         self._waiting.pop(token, None)
+        self._retryable.pop(token, None)
         self._resends.pop(token, None)
+
+    def _resend_of(self, token: str) -> _Resend | None:
+        """The re-send state of ``token`` if it is safe to repeat (made on first need)."""
+        resend = self._resends.get(token)
+        if resend is None:
+            first = self._retryable.pop(token, None)
+            if first is not None:
+                resend = self._resends[token] = _Resend(*first)
+        return resend
 
     def close(self) -> None:
         """Stop the sweeper and fail whatever still waits (the connection is closing)."""
@@ -188,7 +212,9 @@ class AckedPublisher:
             self._sweeper.cancel()
             self._sweeper = None
         waiting, self._waiting = self._waiting, {}
+        self._firsts.clear()
         self._deadlines.clear()
+        self._retryable.clear()
         self._resends.clear()
         for future in waiting.values():
             if not future.done():
@@ -205,23 +231,31 @@ class AckedPublisher:
         """Fail the futures whose acknowledgement is overdue, or send a retried message
         again (one task, not a timer each)."""
         loop = asyncio.get_running_loop()
-        deadlines = self._deadlines
+        deadlines, firsts = self._deadlines, self._firsts
         try:
-            while deadlines:
+            while deadlines or any(firsts.values()):
                 await asyncio.sleep(_SWEEP_INTERVAL)
                 now = loop.time()
+                for queue in list(firsts.values()):
+                    while queue and queue[0][0] <= now:
+                        self._overdue(queue.popleft()[1], 0, now)
                 while deadlines and deadlines[0][0] <= now:
                     _, token, generation = heapq.heappop(deadlines)
-                    resend = self._resends.get(token)
-                    if resend is not None:
-                        if resend.generation == generation:
-                            self._again(token, resend, now)
-                        continue
-                    future = self._waiting.pop(token, None)
-                    if future is not None and not future.done():
-                        future.set_exception(_ack_timeout())
+                    self._overdue(token, generation, now)
         finally:
             self._sweeper = None
+
+    def _overdue(self, token: str, generation: int, now: float) -> None:
+        """The deadline of ``token``'s attempt ``generation`` passed: send it again (a
+        message safe to repeat), or fail it with a timeout."""
+        resend = self._resend_of(token)
+        if resend is not None:
+            if resend.generation == generation:
+                self._again(token, resend, now)
+            return
+        future = self._waiting.pop(token, None)
+        if future is not None and not future.done():
+            future.set_exception(_ack_timeout())
 
     def _again(self, token: str, resend: _Resend, now: float) -> None:
         """Send a retried message again now, or fail it when its time is up."""
@@ -264,16 +298,19 @@ class AckedPublisher:
         token = msg.subject[len(self._prefix) :]
         headers = msg.headers
         if headers and headers.get("Status") == _NO_RESPONDERS:
-            resend = self._resends.get(token)
-            if resend is not None and self._clustered():
+            resend = self._resend_of(token) if self._clustered() else None
+            if resend is not None:
                 self._later(token, resend)  # a leader is being elected: not an answer yet
                 return
             future = self._waiting.pop(token, None)
+            self._retryable.pop(token, None)
             self._resends.pop(token, None)
             if future is not None and not future.done():
                 future.set_exception(no_stream(f"write to {msg.subject}"))
             return
         future = self._waiting.pop(token, None)
+        if self._retryable:
+            self._retryable.pop(token, None)
         if self._resends:
             self._resends.pop(token, None)
         if future is None or future.done():
