@@ -5,7 +5,8 @@ duplicate runs (at-least-once: a run whose ack was lost with the node) are count
 printed, with the write stall (the longest gap between runs or between confirmed enqueues).
 
 Run with ``pytest -s -m cluster tests/test_cluster_failover.py`` to see the numbers; they
-are also written to ``benchmarks/results/cluster_failover.txt``.
+are also appended to ``benchmarks/results/cluster_failover.txt`` (not tracked: the measured
+numbers of record are in ``docs/design.md``, section Cluster).
 """
 
 from __future__ import annotations
