@@ -58,7 +58,6 @@ HEADER_SIGNATURE = "Naq-Signature"
 DUPLICATE_WINDOW = 120.0
 
 
-
 #: Priorities above the default, each with a subject and a consumer of its own.
 PRIORITY_LEVELS = tuple(range(1, 10))
 #: Durable consumer names of priority ``p`` start ``naqp<p>-`` (never ``naq-<queue>``).
