@@ -90,34 +90,11 @@ def connect_failure(url: str, error: BaseException | None) -> NaqConnectionError
     refused this client (trying again cannot help), :class:`NaqTimeoutError` for a timeout,
     else :class:`NaqConnectionError`; its message from :func:`describe_failure`."""
     text = describe_failure(url, error)
-    if _is_refusal(error):
+    if error is not None and is_final(error):
         return LoginRefusedError(text)
     if isinstance(error, TimeoutError):
         return NaqTimeoutError(text)
     return NaqConnectionError(text)
-
-
-def _is_refusal(error: BaseException | None) -> bool:
-    """True when ``error`` says the server refused this client (login, credentials, TLS)."""
-    if error is None:
-        return False
-    if isinstance(
-        error,
-        TlsRequiredError
-        | ClientCertificateError
-        | ssl.SSLError
-        | nats.errors.AuthorizationError
-        | nats.errors.InvalidUserCredentialsError,
-    ):
-        return True
-    if type(error).__module__.startswith("nkeys"):
-        return True
-    lowered = _text(error).lower()
-    return any(word in lowered for word in _REFUSAL_WORDS)
-
-
-#: Words of a server's or nats-py's error text that mean the client itself was refused.
-_REFUSAL_WORDS = ("authorization", "authentication", "expired", "nkey", "tls", "ssl")
 
 
 def _client_certificate_alert(error: BaseException | None) -> str | None:
