@@ -13,7 +13,8 @@ from __future__ import annotations
 from typing import Protocol
 
 from . import atomic, blocking, kv, streams
-from .connection import Connection, Subscription, describe_failure
+from .connect_failures import describe_failure
+from .connection import Connection, Subscription
 from .credentials import tls_context
 from .errors import is_conflict
 from .kv import KvChange, KvEntry

@@ -30,7 +30,7 @@ from urllib.parse import unquote, urlsplit
 
 from ..errors import NaqConnectionError, NaqTimeoutError
 from ..settings import Settings, redact_url
-from .connection import TlsRequiredError, connect_failure, describe_failure, tls_not_required
+from .connect_failures import TlsRequiredError, connect_failure, describe_failure, tls_not_required
 from .credentials import tls_context, wants_tls
 from .names import check_size, check_subject
 from .refusals import permission_denied, refused_subject
