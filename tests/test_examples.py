@@ -1,0 +1,98 @@
+"""Every runnable example under ``examples/`` runs as a user runs it (``python main.py`` in its
+folder, against the test's server through NAQ_NATS_URL) and prints what its README promises.
+
+The examples run all at once (one subprocess each, their own queue names) the first time a
+test here needs one, so the whole file takes about as long as the slowest example."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from naq.server import EmbeddedServer
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+OBSERVABILITY_TESTS = Path(__file__).resolve().parent / "test_examples_observability.py"
+HEX_ID = r"[0-9a-f]{32}"
+
+Run = subprocess.CompletedProcess[str]
+
+
+def run_example(name: str, nats_url: str) -> Run:
+    """Run ``examples/<name>/main.py`` from its folder, as a user would."""
+    return subprocess.run(
+        [sys.executable, "main.py"],
+        cwd=EXAMPLES / name,
+        env={**os.environ, "NAQ_NATS_URL": nats_url},
+        capture_output=True,
+        text=True,
+        timeout=90,
+        check=False,
+    )
+
+
+def explain(done: Run) -> str:
+    """Everything the example printed, for assertion messages."""
+    return f"exit {done.returncode}\nstdout:\n{done.stdout}\nstderr:\n{done.stderr}"
+
+
+def lines_of(done: Run) -> list[str]:
+    """The example's stdout, line by line, after checking it exited 0 without a traceback."""
+    assert done.returncode == 0, explain(done)
+    assert "Traceback" not in done.stderr, explain(done)
+    assert done.stdout.rstrip().endswith("OK"), explain(done)
+    return done.stdout.splitlines()
+
+
+def has_line(done: Run, pattern: str) -> re.Match[str]:
+    """The first stdout line matching ``pattern`` in full; fails when there is none."""
+    for line in done.stdout.splitlines():
+        found = re.fullmatch(pattern, line)
+        if found:
+            return found
+    raise AssertionError(f"no line matches {pattern!r}\n{explain(done)}")
+
+
+# -- what each example promises -------------------------------------------------------------
+
+
+def check_hello_world(done: Run) -> None:
+    lines_of(done)
+    has_line(done, rf"enqueued tasks:greet as job {HEX_ID}")
+    has_line(done, rf"enqueued tasks:add as job {HEX_ID}")
+    has_line(done, r"greet result: 'Hello, Ada!'")
+    has_line(done, r"add result: 5")
+    has_line(done, r"greet status: completed")
+
+
+CHECKS: dict[str, Callable[[Run], None]] = {
+    "hello_world": check_hello_world,
+}
+
+
+@pytest.fixture(scope="module")
+def example_runs(nats_server: EmbeddedServer) -> dict[str, Run]:
+    """Every example of :data:`CHECKS`, run at once against the module's server."""
+    with ThreadPoolExecutor(max_workers=len(CHECKS)) as pool:
+        futures = {name: pool.submit(run_example, name, nats_server.url) for name in CHECKS}
+        return {name: future.result() for name, future in futures.items()}
+
+
+@pytest.mark.parametrize("name", sorted(CHECKS))
+def test_example_prints_what_it_promises(name: str, example_runs: dict[str, Run]) -> None:
+    CHECKS[name](example_runs[name])
+
+
+def test_every_example_folder_has_a_test() -> None:
+    folders = {p.name for p in EXAMPLES.iterdir() if p.is_dir() and not p.name.startswith(".")}
+    observed = set(re.findall(r'run_example\("(\w+)"', OBSERVABILITY_TESTS.read_text()))
+    untested = folders - set(CHECKS) - observed
+    assert not untested, f"examples without a test: {sorted(untested)}"
+    assert all((EXAMPLES / name / "main.py").is_file() for name in CHECKS)
