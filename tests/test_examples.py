@@ -72,8 +72,15 @@ def check_hello_world(done: Run) -> None:
     has_line(done, r"greet status: completed")
 
 
+def check_sync_client(done: Run) -> None:
+    lines_of(done)
+    has_line(done, rf"enqueue_sync: job {HEX_ID}, word_count result 4")
+    has_line(done, r"SyncClient: 5 jobs, squares \[1, 4, 9, 16, 25\], last status completed")
+
+
 CHECKS: dict[str, Callable[[Run], None]] = {
     "hello_world": check_hello_world,
+    "sync_client": check_sync_client,
 }
 
 
