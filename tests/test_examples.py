@@ -78,9 +78,24 @@ def check_sync_client(done: Run) -> None:
     has_line(done, r"SyncClient: 5 jobs, squares \[1, 4, 9, 16, 25\], last status completed")
 
 
+def check_retries(done: Run) -> None:
+    lines_of(done)
+    has_line(done, r"flaky_fetch result: 'fetched https://example\.com/feed on attempt 3'")
+    has_line(done, rf"tasks:flaky_fetch {HEX_ID}: completed after 3 attempts")
+    for n in (1, 2):
+        has_line(done, rf"  attempt {n}: builtins:ConnectionError: attempt {n}: .* timed out")
+    has_line(done, r"  attempt 3: ok")
+    charge = has_line(done, rf"tasks:charge ({HEX_ID}): failed after 2 attempts")[1]
+    has_line(done, rf"charge raised JobExecutionError: job {charge} failed: .*RuntimeError.*")
+    has_line(done, rf"dead letter \d+: job {charge} \(failed\) .*payment service unavailable.*")
+    has_line(done, rf"requeued dead letter \d+ as job {charge}")
+    has_line(done, r"charge result after requeue: 'order 42 charged'")
+
+
 CHECKS: dict[str, Callable[[Run], None]] = {
     "hello_world": check_hello_world,
     "sync_client": check_sync_client,
+    "retries": check_retries,
 }
 
 
