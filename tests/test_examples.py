@@ -92,10 +92,23 @@ def check_retries(done: Run) -> None:
     has_line(done, r"charge result after requeue: 'order 42 charged'")
 
 
+def check_dependencies(done: Run) -> None:
+    lines_of(done)
+    has_line(done, r"publish waits as: deferred")
+    has_line(done, r"publish result: \['/tmp/cat\.jpg@1280', '/tmp/cat\.jpg@320'\]")
+    has_line(done, r"good workflow statuses: completed completed completed completed")
+    has_line(done, r"bad workflow statuses: failed cancelled cancelled cancelled")
+    has_line(
+        done, rf"bad publish raised JobCancelledError: job {HEX_ID} was cancelled .*never ran.*"
+    )
+    has_line(done, rf"bad resize: cancelled, dependency {HEX_ID} ended failed; this job never ran")
+
+
 CHECKS: dict[str, Callable[[Run], None]] = {
     "hello_world": check_hello_world,
     "sync_client": check_sync_client,
     "retries": check_retries,
+    "dependencies": check_dependencies,
 }
 
 
