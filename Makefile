@@ -8,7 +8,7 @@ LATEST_VENV := .venv-nats-latest
 LATEST_BIN := $(LATEST_VENV)/bin
 LATEST_STAMP := $(LATEST_VENV)/.installed
 
-.PHONY: demo test test-cluster fuzz test-nats-latest lint typecheck bench clean install
+.PHONY: demo test test-cluster fuzz test-nats-latest lint typecheck bench clean install docs
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -63,6 +63,17 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 	for example in examples/*/; do $(BIN)/mypy --strict "$$example" || exit 1; done
+
+# The documentation site (mkdocs.yml, docs/), built into site/ with --strict: any warning
+# (a broken link, a docstring mkdocstrings cannot read) fails the build.
+DOCS_STAMP := $(VENV)/.installed-docs
+
+$(DOCS_STAMP): $(BIN)/python pyproject.toml
+	$(BIN)/python -m pip install -q -e '.[docs]'
+	touch $(DOCS_STAMP)
+
+docs: $(DOCS_STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run
