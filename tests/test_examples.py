@@ -6,6 +6,7 @@ test here needs one, so the whole file takes about as long as the slowest exampl
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import subprocess
@@ -104,11 +105,33 @@ def check_dependencies(done: Run) -> None:
     has_line(done, rf"bad resize: cancelled, dependency {HEX_ID} ended failed; this job never ran")
 
 
+def check_scheduling(done: Run) -> None:
+    lines_of(done)
+    has_line(done, rf"enqueue_in job {HEX_ID}, enqueue_at job {HEX_ID}")
+    has_line(done, rf"schedule {HEX_ID}: interval 1 s, repeat 3")
+    has_line(done, rf"schedule {HEX_ID}: cron '\*/1 \* \* \* \* \*', repeat 2")
+    has_line(done, r"enqueue_in result: \"reminder 'in 1 s' sent\"")
+    runs: dict[str, list[float]] = {}
+    for label, at in re.findall(r"^ran '(.+)' at \+([\d.]+) s$", done.stdout, re.MULTILINE):
+        runs.setdefault(label, []).append(float(at))
+    assert {k: len(v) for k, v in runs.items()} == {
+        "in 1 s": 1,
+        "at +2 s": 1,
+        "every 1 s": 3,
+        "cron */1 s": 2,
+    }, explain(done)
+    assert runs["in 1 s"][0] >= 1.0 and runs["at +2 s"][0] >= 1.9, explain(done)
+    every = runs["every 1 s"]
+    assert all(b - a >= 0.8 for a, b in itertools.pairwise(every)), explain(done)
+    has_line(done, r"schedules left after their last run: 0")
+
+
 CHECKS: dict[str, Callable[[Run], None]] = {
     "hello_world": check_hello_world,
     "sync_client": check_sync_client,
     "retries": check_retries,
     "dependencies": check_dependencies,
+    "scheduling": check_scheduling,
 }
 
 
