@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import re
 import time
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from .codec import from_wire
 from .errors import ConfigurationError
+from .mapping import AliasReader, MappingView
 from .models import AttemptRecord, JobRecord, JobStatus, WorkerRecord
 from .names import check_job_id, shown
 from .utctime import from_epoch
@@ -315,13 +317,41 @@ class Job:
             raise ConfigurationError("this Job is not attached to a queue; use get_job_status")
         return await self._queue.get_job_status(self.job_id)
 
+    @staticmethod
+    def fetch_result_sync(
+        job_id: str, nats_url: str | None = None, timeout: float | None = None
+    ) -> Any:
+        """The return value of job ``job_id``, blocking (the original naq's call shape).
+
+        Same as ``naq.fetch_job_result_sync(job_id, timeout, nats_url=nats_url)``: without
+        ``timeout`` it does not wait, so a job not finished yet raises
+        :class:`~naq.JobNotFoundError`, as the original did; a failed job raises
+        :class:`~naq.JobExecutionError`.
+        """
+        # naq.job sits below the client API it calls; the blocking client is looked up
+        # when called (it is always imported with the naq package).
+        sync_api: Any = importlib.import_module("naq.sync")
+        return sync_api.fetch_job_result_sync(job_id, timeout, nats_url=nats_url)
+
     def __repr__(self) -> str:
         return f"Job(job_id={self.job_id!r}, function={self.function!r}, queue={self.queue_name!r})"
 
 
+def _epoch_span_ms(start: datetime | None, end: datetime | None) -> float | None:
+    if start is None or end is None:
+        return None
+    return max(0.0, (end - start).total_seconds() * 1000.0)
+
+
 @dataclass(frozen=True, slots=True)
-class AttemptInfo:
-    """One attempt at running a job (times are aware UTC datetimes)."""
+class AttemptInfo(MappingView):
+    """One attempt at running a job (times are aware UTC datetimes).
+
+    Also a read-only mapping (``attempt["worker_id"]``, ``to_dict()``; times as epoch
+    seconds there), see :class:`~naq.mapping.MappingView`.
+    """
+
+    ALIASES: ClassVar[Mapping[str, AliasReader]] = {"duration": lambda a: a.duration}
 
     attempt: int
     worker_id: str | None
@@ -353,14 +383,30 @@ class AttemptInfo:
         return max(0.0, (self.finished_at - self.started_at).total_seconds())
 
 
+def _latest_traceback(info: JobInfo) -> str | None:
+    return info.attempts[-1].traceback if info.attempts else None
+
+
 @dataclass(frozen=True, slots=True)
-class JobInfo:
+class JobInfo(MappingView):
     """Everything naq knows about a job (``get_job_info``).
 
     Times are aware UTC datetimes (``None`` when it has not happened); ``next_attempt_at`` is
     when a scheduled job or a retry is due; ``expires_at`` is when a job not started by then
     is cancelled as expired (``None``: never).
+
+    Also a read-only mapping with the original naq's result keys as aliases:
+    ``start_time``/``finish_time`` (``started_at``/``finished_at``), ``duration_ms`` and
+    ``traceback`` (the latest attempt's); in the mapping and ``to_dict()`` times are epoch
+    seconds and ``status`` its string value (see :class:`~naq.mapping.MappingView`).
     """
+
+    ALIASES: ClassVar[Mapping[str, AliasReader]] = {
+        "start_time": lambda j: j.started_at,
+        "finish_time": lambda j: j.finished_at,
+        "duration_ms": lambda j: _epoch_span_ms(j.started_at, j.finished_at),
+        "traceback": _latest_traceback,
+    }
 
     job_id: str
     status: JobStatus
@@ -429,10 +475,44 @@ def _decoded(value: Any) -> Any:
         return None
 
 
+#: What a worker is doing, in the original naq's words (its workers reported these as
+#: ``status``): no job running, at least one running, shutting down.
+WORKER_IDLE, WORKER_BUSY, WORKER_STOPPING = "idle", "busy", "stopping"
+
+
+def worker_state(status: str, running_jobs: Sequence[str]) -> str:
+    """``stopping`` for a worker shutting down, else ``busy`` while at least one job runs,
+    else ``idle`` (the original naq's worker statuses)."""
+    if status == WORKER_STOPPING:
+        return WORKER_STOPPING
+    return WORKER_BUSY if running_jobs else WORKER_IDLE
+
+
+def _current_job_id(worker: WorkerInfo) -> str | None:
+    return worker.running_jobs[0] if worker.running_jobs else None
+
+
 @dataclass(frozen=True, slots=True)
-class WorkerInfo:
+class WorkerInfo(MappingView):
     """A live worker (``list_workers``); its times are aware UTC datetimes, ``uptime`` the
-    seconds since it started, as of when it was read."""
+    seconds since it started, as of when it was read.
+
+    ``status`` is naq's (``running`` or ``stopping``); ``state`` is what it is doing in the
+    original naq's words: ``busy`` while at least one job runs, else ``idle``, or
+    ``stopping``. Also a read-only mapping with the original naq's worker keys: there
+    ``status`` is the original's status (the same as ``state``), ``timestamp`` and
+    ``last_heartbeat_utc`` the last heartbeat, ``job_id``/``current_job_id`` the first
+    running job (``None`` when idle); times are epoch seconds (see
+    :class:`~naq.mapping.MappingView`).
+    """
+
+    ALIASES: ClassVar[Mapping[str, AliasReader]] = {
+        "status": lambda w: w.state,
+        "timestamp": lambda w: w.last_heartbeat,
+        "last_heartbeat_utc": lambda w: w.last_heartbeat,
+        "job_id": _current_job_id,
+        "current_job_id": _current_job_id,
+    }
 
     worker_id: str
     hostname: str
@@ -450,6 +530,12 @@ class WorkerInfo:
     retrying: dict[str, int] = dataclasses.field(default_factory=dict)
     #: per queue, jobs it handed back to wait for a shared limit (not due yet)
     limited: dict[str, int] = dataclasses.field(default_factory=dict)
+    #: ``idle``, ``busy`` or ``stopping``, from ``status`` and ``running_jobs`` (the
+    #: original naq's worker statuses; see :func:`worker_state`)
+    state: str = dataclasses.field(init=False, default=WORKER_IDLE)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "state", worker_state(self.status, self.running_jobs))
 
     @classmethod
     def from_record(cls, record: WorkerRecord, now: float | None = None) -> WorkerInfo:
@@ -475,10 +561,13 @@ class WorkerInfo:
 
 
 @dataclass(frozen=True, slots=True)
-class QueueInfo:
+class QueueInfo(MappingView):
     """Counts for one queue (``list_queues``). ``completed`` and ``failed`` (failed for good
     or dead) count every job since the counts began; the ``*_last_minute`` ones those of
-    the last 60 s; all of them up to a worker heartbeat late."""
+    the last 60 s; all of them up to a worker heartbeat late.
+
+    Also a read-only mapping of these fields (``queue["waiting"]``, ``to_dict()``), see
+    :class:`~naq.mapping.MappingView`."""
 
     name: str
     waiting: int

@@ -5,7 +5,8 @@ terminal holds most columns. Worker ids and queue names are never cut (they are 
 user copies, so they stay on one line when at all possible): when the terminal is too
 narrow for every column, the least important ones are left out and the caption names
 them; if even the essential ones do not fit, ids fold onto more lines. Other cells never
-wrap."""
+wrap. The caption also counts the workers by the original naq's statuses (``busy``,
+``idle``, ``stopping``: :attr:`naq.WorkerInfo.state`), beside naq's own status column."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from ..job import WorkerInfo
+from ..job import WORKER_BUSY, WORKER_IDLE, WORKER_STOPPING, WorkerInfo
 from .fitting import Column, fitted_table, left_out_caption
 from .times import age_text, duration_text
 
@@ -54,5 +55,15 @@ def workers_table(
         workers,
         DROP_ORDER,
     )
-    fitted.table.caption = left_out_caption(fitted.left_out)
+    left_out = left_out_caption(fitted.left_out)
+    fitted.table.caption = states_caption(workers) + (f" · {left_out}" if left_out else "")
     return fitted.table
+
+
+def states_caption(workers: Sequence[WorkerInfo]) -> str:
+    """How many workers are busy and idle (and stopping, if any): ``2 busy, 1 idle``."""
+    states = [w.state for w in workers]
+    parts = [f"{states.count(WORKER_BUSY)} busy", f"{states.count(WORKER_IDLE)} idle"]
+    if WORKER_STOPPING in states:
+        parts.append(f"{states.count(WORKER_STOPPING)} stopping")
+    return ", ".join(parts)

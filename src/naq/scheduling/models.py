@@ -3,12 +3,15 @@ bucket, never pickled; unknown fields are ignored so naq versions can read each 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
+from typing import ClassVar
 
 import msgspec
 
+from ..mapping import AliasReader, MappingView
 from ..models import JobEnvelope
 from .recurrence import Recurrence
 from .timeutil import from_ts
@@ -98,12 +101,26 @@ def decode_schedule(data: bytes) -> ScheduleRecord:
 
 
 @dataclass(frozen=True, slots=True)
-class Schedule:
+class Schedule(MappingView):
     """A schedule as users see it (``list_schedules``, ``schedule``, ``pause_scheduled_job``...).
 
     Recurring schedules have ``cron`` or ``interval``; a job from ``enqueue_at``/``enqueue_in``
     shows up with ``one_off=True``, its job id as ``schedule_id`` and ``repeat=1``.
+
+    Also a read-only mapping with the original naq's schedule keys as aliases: ``job_id``
+    (see :attr:`job_id`), ``interval_seconds`` (``interval``), ``next_run_utc`` and
+    ``scheduled_timestamp_utc`` (``next_run``), ``last_enqueued_utc`` (``last_run``); in
+    the mapping and ``to_dict()`` times are epoch seconds (see
+    :class:`~naq.mapping.MappingView`).
     """
+
+    ALIASES: ClassVar[Mapping[str, AliasReader]] = {
+        "job_id": lambda s: s.schedule_id,
+        "interval_seconds": lambda s: s.interval,
+        "next_run_utc": lambda s: s.next_run,
+        "scheduled_timestamp_utc": lambda s: s.next_run,
+        "last_enqueued_utc": lambda s: s.last_run,
+    }
 
     schedule_id: str
     status: str
@@ -118,6 +135,16 @@ class Schedule:
     misfire: str = "once"
     last_run: datetime | None = None
     one_off: bool = False
+
+    @property
+    def job_id(self) -> str:
+        """The id the original naq's ``schedule()`` gave back as ``job.job_id``: the
+        ``schedule_id``. For a one-off (``enqueue_at``/``enqueue_in``) job that is the
+        job's own id. A recurring schedule is not one job: each run is a new job with its
+        own id and ``schedule_id`` set to this one, so this id is what cancels, pauses,
+        resumes or modifies the schedule (``cancel_scheduled_job(schedule.job_id)``), as
+        with the original."""
+        return self.schedule_id
 
     @classmethod
     def from_record(cls, record: ScheduleRecord) -> Schedule:
