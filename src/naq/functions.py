@@ -40,6 +40,7 @@ from naq.errors import (
     FunctionNotFoundError,
     SerializationError,
 )
+from naq.mainscript import script_module
 from naq.modulesource import (
     ModuleNotLocatedError,
     ModuleSource,
@@ -197,8 +198,14 @@ def function_path(func: object) -> str:
     Raises :class:`~naq.errors.ConfigurationError` for non-callables and malformed strings,
     and :class:`~naq.errors.SerializationError` for callables a worker could not import:
     lambdas, nested functions, ``functools.partial``, methods bound to instances, builtins
-    without a module, functions defined in ``__main__``, and functions that are not what
-    their path resolves to in this process.
+    without a module, and functions that are not what their path resolves to in this
+    process.
+
+    A function defined in the script being run (module ``__main__``) is sent under the
+    script's importable module name (``python hello.py`` sends ``hello:greet``), so a worker
+    started beside the script runs it; it is refused with a SerializationError saying what
+    to write instead when a worker could not import the script by that name or importing it
+    would run the script's work again (see :mod:`naq.mainscript`).
     """
     if isinstance(func, str):
         if ":" not in func and func in TASK_REGISTRY:
@@ -211,13 +218,32 @@ def function_path(func: object) -> str:
         )
     module, qualname = _static_path(func)
     if module == "__main__":
-        raise SerializationError(
-            f"function {qualname!r} is defined in __main__ (the script being run), which a "
-            "worker cannot import by name; move it into a module (for example tasks.py) and "
-            "import it from your script"
-        )
+        return _main_script_path(func, qualname)
     _check_round_trip(func, module, qualname)
     return f"{module}:{qualname}"
+
+
+def _main_script_path(func: object, qualname: str) -> str:
+    """The path of a function defined in the script being run, under the script's importable
+    module name (see :mod:`naq.mainscript`), or a SerializationError saying what to write."""
+    script = script_module()
+    if script.name is None:
+        raise SerializationError(
+            f"function {qualname!r} is defined in __main__ (the script being run), which a "
+            f"worker cannot import: {script.why_not}. Or move the function into a module "
+            "(for example tasks.py) and import it from your script"
+        )
+    found: object = sys.modules.get("__main__")
+    for part in qualname.split("."):
+        found = getattr(found, part, _MISSING)
+    if found is _MISSING or not _same_callable(found, func):
+        raise SerializationError(
+            f"function {qualname!r} is defined in __main__ but is not what that name holds "
+            "in the script being run, so a worker cannot import it; define it with def at "
+            "the script's top level, or move it into a module (for example tasks.py) and "
+            "import it from your script"
+        )
+    return f"{script.name}:{qualname}"
 
 
 # --------------------------------------------------------------------------- @task
