@@ -126,12 +126,22 @@ def check_scheduling(done: Run) -> None:
     has_line(done, r"schedules left after their last run: 0")
 
 
+def check_progress(done: Run) -> None:
+    lines_of(done)
+    seen = re.findall(r"^progress (\d+)%: (\d)/4 rows imported$", done.stdout, re.MULTILINE)
+    percents = [int(p) for p, _rows in seen]
+    assert len(percents) >= 2 and percents == sorted(set(percents)), explain(done)
+    assert all(int(p) == 25 * int(rows) for p, rows in seen), explain(done)
+    has_line(done, rf"result: 4 rows; progress seen {len(seen)} times")
+
+
 CHECKS: dict[str, Callable[[Run], None]] = {
     "hello_world": check_hello_world,
     "sync_client": check_sync_client,
     "retries": check_retries,
     "dependencies": check_dependencies,
     "scheduling": check_scheduling,
+    "progress": check_progress,
 }
 
 
