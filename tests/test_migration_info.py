@@ -87,6 +87,7 @@ def test_a_worker_running_a_job_is_busy_then_idle_again(
         return w if w and w["status"] == "busy" else None
 
     seen = wait_until(busy, WAIT, "worker reported busy")
+    assert seen is not None
     assert seen["job_id"] == seen["current_job_id"] == job.job_id
     assert seen["state"] == "busy"
     workers = naq.list_workers_sync(nats_url=nats_url)
