@@ -135,6 +135,20 @@ def check_progress(done: Run) -> None:
     has_line(done, rf"result: 4 rows; progress seen {len(seen)} times")
 
 
+def check_cancellation(done: Run) -> None:
+    lines_of(done)
+    has_line(done, r"cancel waiting send_newsletter: True")
+    has_line(done, r"cancel running render_video: True")
+    has_line(done, r"cancel running crunch_numbers: True")
+    for name in ("send_newsletter", "render_video", "crunch_numbers"):
+        has_line(done, rf"tasks:{name}: cancelled, result\(\) raised JobCancelledError")
+    has_line(done, r"cancel render_video again: False \(it had finished\)")
+    has_line(done, r"crunch_numbers saw cancelled=True on attempt 1")
+    assert "send_newsletter ran" not in done.stdout, explain(done)
+    elapsed = float(has_line(done, r"all done in ([\d.]+) s .*")[1])
+    assert elapsed < 15, explain(done)  # the running jobs were stopped, not waited for
+
+
 CHECKS: dict[str, Callable[[Run], None]] = {
     "hello_world": check_hello_world,
     "sync_client": check_sync_client,
@@ -142,6 +156,7 @@ CHECKS: dict[str, Callable[[Run], None]] = {
     "dependencies": check_dependencies,
     "scheduling": check_scheduling,
     "progress": check_progress,
+    "cancellation": check_cancellation,
 }
 
 
