@@ -43,7 +43,13 @@ def _mine(worker: naq.Worker, nats_url: str) -> dict[str, Any] | None:
 def idle_worker(nats_url: str, worker_thread: WorkerThread) -> Iterator[tuple[naq.Worker, str]]:
     queue = _queue()
     with worker_thread([queue], nats_url, heartbeat_interval=0.2) as worker:
-        wait_until(lambda: _mine(worker, nats_url), WAIT, "worker listed")
+        wait_until(
+            lambda: (
+                worker.worker_id in [w.worker_id for w in naq.list_workers_sync(nats_url=nats_url)]
+            ),
+            WAIT,
+            "worker listed",
+        )
         yield worker, queue
 
 
