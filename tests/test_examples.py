@@ -149,6 +149,21 @@ def check_cancellation(done: Run) -> None:
     assert elapsed < 15, explain(done)  # the running jobs were stopped, not waited for
 
 
+def check_fastapi_app(done: Run) -> None:
+    lines_of(done)
+    job_id = has_line(done, rf"POST /reports -> 202 job ({HEX_ID})")[1]
+    result = "{'customer': 'acme', 'months': 6, 'total': 600}"
+    has_line(
+        done,
+        re.escape(
+            f"GET /reports/{{id}}?wait=10 -> 200 {{'job_id': '{job_id}', "
+            f"'status': 'completed', 'result': {result}}}"
+        ),
+    )
+    has_line(done, rf"GET a failed report -> 200 job {HEX_ID} failed: .*ValueError: months .*")
+    has_line(done, r"GET /reports/no-such-job -> 404 \{'detail': 'no job no-such-job'\}")
+
+
 CHECKS: dict[str, Callable[[Run], None]] = {
     "hello_world": check_hello_world,
     "sync_client": check_sync_client,
@@ -157,6 +172,7 @@ CHECKS: dict[str, Callable[[Run], None]] = {
     "scheduling": check_scheduling,
     "progress": check_progress,
     "cancellation": check_cancellation,
+    "fastapi_app": check_fastapi_app,
 }
 
 
