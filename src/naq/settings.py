@@ -28,27 +28,44 @@ SerializerName = Literal["json", "pickle"]
 
 @dataclass(frozen=True, slots=True)
 class Settings:
-    """Everything naq reads from its environment, validated."""
+    """Everything naq reads from its environment, validated.
 
+    Built by :func:`load_settings` from the ``NAQ_*`` variables (each field below names its
+    variable); frozen. Objects that take ``settings=`` use it instead of the environment.
+    """
+
+    #: the NATS servers (``NAQ_NATS_URL``, comma-separated): more than one for a cluster
     nats_urls: tuple[str, ...] = (DEFAULT_NATS_URL,)
+    #: the queue used when none is given (``NAQ_DEFAULT_QUEUE``)
     default_queue: str = "default"
+    #: how job arguments and results travel (``NAQ_JOB_SERIALIZER``): ``json`` or ``pickle``
     serializer: SerializerName = "json"
+    #: module prefixes a worker may run functions from, beyond its own directory
+    #: (``NAQ_ALLOWED_MODULES``, comma-separated)
     allowed_modules: tuple[str, ...] = ()
+    #: seconds job records and results are kept after a job ends (``NAQ_RESULT_TTL``)
     result_ttl: int = DEFAULT_RESULT_TTL
+    #: replicas of the streams and buckets naq creates (``NAQ_REPLICAS``; 3 on a cluster)
     replicas: int = 1
     #: seconds an unconfirmed job publish is re-sent with the same message id before the
     #: call fails (``NAQ_PUBLISH_DEADLINE``): past a cluster's leader election, inside the
     #: streams' 2-minute duplicate window
     publish_deadline: float = 30.0
+    #: the level of naq's own log lines in the processes ``naq`` starts (``NAQ_LOG_LEVEL``)
     log_level: str = "INFO"
     #: the keys of ``NAQ_SIGNING_KEY``: the first signs, every one verifies (key rotation)
     signing_keys: tuple[bytes, ...] = field(default=(), repr=False)
+    #: the bearer token every dashboard request must carry (``NAQ_DASHBOARD_TOKEN``)
     dashboard_token: str | None = field(default=None, repr=False)
+    #: path of a NATS ``.creds`` file to log in with (``NAQ_NATS_CREDS``)
     creds_file: str | None = None
     #: path of a file holding a user nkey seed (``NAQ_NATS_NKEY``); the seed is never shown
     nkey_file: str | None = None
+    #: path of the CA certificates that signed the server's certificate (``NAQ_NATS_TLS_CA``)
     tls_ca: str | None = None
+    #: path of this client's TLS certificate, for mutual TLS (``NAQ_NATS_TLS_CERT``)
     tls_cert: str | None = None
+    #: path of the private key of :attr:`tls_cert` (``NAQ_NATS_TLS_KEY``)
     tls_key: str | None = None
     #: the subject prefix of this client's reply inboxes (``NAQ_NATS_INBOX_PREFIX``): with
     #: one per role, each NATS user may subscribe to its own replies only
