@@ -164,6 +164,20 @@ def check_fastapi_app(done: Run) -> None:
     has_line(done, r"GET /reports/no-such-job -> 404 \{'detail': 'no job no-such-job'\}")
 
 
+def check_flask_app(done: Run) -> None:
+    lines_of(done)
+    job_id = has_line(done, rf"POST /thumbnails -> 202 job ({HEX_ID})")[1]
+    has_line(
+        done,
+        re.escape(
+            f"GET /thumbnails/<id>?wait=10 -> 200 {{'job_id': '{job_id}', "
+            "'result': 'cat-64px.jpg', 'status': 'completed'}"
+        ),
+    )
+    has_line(done, rf"GET a failed thumbnail -> 200 job {HEX_ID} failed: .*ValueError: size .*")
+    has_line(done, r"GET /thumbnails/no-such-job -> 404")
+
+
 CHECKS: dict[str, Callable[[Run], None]] = {
     "hello_world": check_hello_world,
     "sync_client": check_sync_client,
@@ -173,6 +187,7 @@ CHECKS: dict[str, Callable[[Run], None]] = {
     "progress": check_progress,
     "cancellation": check_cancellation,
     "fastapi_app": check_fastapi_app,
+    "flask_app": check_flask_app,
 }
 
 
