@@ -242,13 +242,13 @@ class SyncClient:
             conn = Connection(self.settings, name="naq-sync-client")
             _runner.run(conn.connect())
             self._conn = conn
-            _open_clients.add(self)
+            _open_clients.add(self, conn)
 
     def close(self) -> None:
         """Close the connection."""
         conn, self._conn = self._conn, None
-        _open_clients.discard(self)
         if conn is not None:
+            _open_clients.discard(conn)
             _runner.run(conn.close())
 
     def _connection(self) -> Connection:
@@ -442,27 +442,32 @@ class SyncClient:
 
 
 class _OpenClients:
-    """The :class:`SyncClient` objects holding a connection (weakly: a forgotten client
-    still goes away), so that exit and fork can deal with them."""
+    """The connections of :class:`SyncClient` objects, each with its client (weakly), so that
+    exit, fork and :func:`close_sync_connections` reach them all: a client dropped without
+    ``close()`` is collected, but its connection stays here until it is closed."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._clients: weakref.WeakSet[SyncClient] = weakref.WeakSet()
+        self._open: dict[int, tuple[Connection, weakref.ref[SyncClient]]] = {}
 
-    def add(self, client: SyncClient) -> None:
+    def add(self, client: SyncClient, conn: Connection) -> None:
         with self._lock:
-            self._clients.add(client)
+            self._open[id(conn)] = (conn, weakref.ref(client))
 
-    def discard(self, client: SyncClient) -> None:
+    def discard(self, conn: Connection) -> None:
         with self._lock:
-            self._clients.discard(client)
+            self._open.pop(id(conn), None)
 
-    def take_all(self) -> list[SyncClient]:
-        """Every open client, now forgotten here."""
+    def take_all(self) -> list[Connection]:
+        """Every open connection, now forgotten here and by its client (which opens a new
+        one on its next call)."""
         with self._lock:
-            clients = list(self._clients)
-            self._clients.clear()
-        return clients
+            found, self._open = list(self._open.values()), {}
+        for conn, ref in found:
+            client = ref()
+            if client is not None and client._conn is conn:
+                client._conn = None
+        return [conn for conn, _ref in found]
 
     def reset_after_fork(self) -> None:
         """A fresh lock in a forked child: the old one may be held by a thread that did not
@@ -475,12 +480,30 @@ _open_clients = _OpenClients()
 
 async def _close_connections() -> None:
     """Close every open :class:`SyncClient`'s connection and the helpers' shared ones."""
-    for client in _open_clients.take_all():
-        conn, client._conn = client._conn, None
-        if conn is not None:
-            with contextlib.suppress(Exception):
-                await conn.close()
+    for conn in _open_clients.take_all():
+        with contextlib.suppress(Exception):
+            await conn.close()
     await api.close()
+
+
+def close_sync_connections(nats_url: str | None = None) -> None:
+    """Close every connection naq's blocking API holds; the next blocking call reconnects.
+
+    That is: the connections of the ``*_sync`` helpers on the shared background loop, those
+    of every open :class:`SyncClient` (each reconnects on its next call), and the calling
+    thread's own connection of :func:`enqueue_sync`. Another thread's ``enqueue_sync``
+    connection closes with that thread, or when it calls this itself.
+
+    For a script that wants to end with its connections closed, or a process about to
+    ``fork`` (a pre-fork server) that should not hand its sockets to its children.
+    ``nats_url`` is accepted for the original naq's signature: the connections to every
+    server are closed.
+    """
+    del nats_url  # every server's connections are closed
+    blocking.close_for_thread()
+    loop = _runner.loop
+    if loop is not None and not loop.is_closed():
+        _runner.run(_close_connections())
 
 
 def _stop_at_exit() -> None:
@@ -496,9 +519,7 @@ _inherited: list[object] = []
 def _after_fork_in_child() -> None:
     """Forget the parent's loop thread, connections and caches: the next call starts anew."""
     _open_clients.reset_after_fork()
-    for client in _open_clients.take_all():  # they reconnect on their next call
-        _inherited.append(client._conn)
-        client._conn = None
+    _inherited.extend(_open_clients.take_all())  # the clients reconnect on their next call
     old_loop = _runner.forget_after_fork()
     if old_loop is not None:
         _inherited.extend((old_loop, api.forget_connections(old_loop)))

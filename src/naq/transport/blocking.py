@@ -292,3 +292,11 @@ def for_thread(settings: Settings) -> BlockingClient:
     if client is None:
         client = clients[key] = BlockingClient(settings)
     return client
+
+
+def close_for_thread() -> None:
+    """Close the calling thread's clients; each opens again on its next use. Other threads'
+    clients are left alone (a client is only ever used by its own thread)."""
+    clients: dict[tuple[Any, ...], BlockingClient] = getattr(_local, "clients", None) or {}
+    for client in clients.values():
+        client.close()
