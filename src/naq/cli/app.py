@@ -24,6 +24,7 @@ from ..worker import Worker
 from .attempts_table import attempts_table, traceback_texts
 from .common import (
     JSON_OPTION,
+    LOG_LEVEL_OPTION,
     URL_OPTION,
     confirm_or_fail,
     console,
@@ -31,6 +32,7 @@ from .common import (
     handle_errors,
     print_json,
     run,
+    use_log_level,
     with_connection,
 )
 from .dlq_cmds import dlq_app
@@ -108,8 +110,10 @@ def worker(
         "naq.Hooks, importable from here (repeatable).",
     ),
     url: str = URL_OPTION,
+    log_level: str | None = LOG_LEVEL_OPTION,
 ) -> None:
     """Run a worker on QUEUES."""
+    use_log_level(log_level)
     hooks = [load_middleware(spec) for spec in middleware or ()]
     w = Worker(
         queues or None,

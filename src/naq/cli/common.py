@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import os
 import sys
 from collections.abc import Awaitable, Callable, Coroutine
 from contextvars import ContextVar
@@ -22,7 +23,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from .. import eventloop
-from ..errors import NaqException
+from ..errors import ConfigurationError, NaqException
 from ..log import setup_logging
 from ..settings import load_settings
 from ..transport import Connection
@@ -37,6 +38,17 @@ URL_OPTION = typer.Option(
     None, "-u", "--url", help="NATS URL(s), comma-separated (default: NAQ_NATS_URL)."
 )
 JSON_OPTION = typer.Option(False, "--json", help="Print JSON instead of a table.")
+
+#: The log levels ``--log-level`` accepts (any case), as ``NAQ_LOG_LEVEL`` does.
+LOG_LEVELS = ("TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL")
+LOG_LEVEL_OPTION = typer.Option(
+    None,
+    "--log-level",
+    "-l",
+    help=f"naq's log level in this process: {', '.join(LOG_LEVELS)}, any case "
+    "(default: NAQ_LOG_LEVEL, else INFO).",
+    show_default=False,
+)
 
 #: Whether the running command was given ``--json`` (its parameter ``as_json``).
 _json_output: ContextVar[bool] = ContextVar("naq_cli_json_output", default=False)
@@ -75,6 +87,21 @@ def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
             _json_output.reset(token)
 
     return wrapper
+
+
+def use_log_level(level: str | None) -> None:
+    """Make ``level`` (from ``--log-level``) this process's log level: it takes the place of
+    ``NAQ_LOG_LEVEL`` (the option wins over the environment), so the logging :func:`run` sets
+    up uses it. ``None`` changes nothing. An unknown level is a
+    :class:`~naq.errors.ConfigurationError` naming the option and the accepted levels."""
+    if level is None:
+        return
+    name = level.strip().upper()
+    if name not in LOG_LEVELS:
+        raise ConfigurationError(
+            f"--log-level {level!r} is not a log level (one of {', '.join(LOG_LEVELS)}, any case)"
+        )
+    os.environ["NAQ_LOG_LEVEL"] = name
 
 
 def confirm_or_fail(question: str, *, force: bool, action: str, undone: str) -> None:

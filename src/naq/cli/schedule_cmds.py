@@ -22,12 +22,14 @@ from ..scheduling.timeutil import from_ts, parse_rfc3339
 from ..transport import Connection
 from .common import (
     JSON_OPTION,
+    LOG_LEVEL_OPTION,
     URL_OPTION,
     console,
     fail,
     handle_errors,
     print_json,
     run,
+    use_log_level,
     with_connection,
 )
 
@@ -82,8 +84,10 @@ def scheduler(
     misfire_grace: float = typer.Option(
         DEFAULT_GRACE, "--misfire-grace", help="Seconds a run may be late before it is a misfire."
     ),
+    log_level: str | None = LOG_LEVEL_OPTION,
 ) -> None:
     """Enqueue the runs of recurring schedules until SIGTERM/SIGINT (any number may run)."""
+    use_log_level(log_level)
     run(Scheduler(url, lock_ttl=lock_ttl, misfire_grace=misfire_grace).run())
 
 
