@@ -508,6 +508,7 @@ class WorkerInfo(MappingView):
 
     ALIASES: ClassVar[Mapping[str, AliasReader]] = {
         "status": lambda w: w.state,
+        "state": lambda w: w.state,
         "timestamp": lambda w: w.last_heartbeat,
         "last_heartbeat_utc": lambda w: w.last_heartbeat,
         "job_id": _current_job_id,
@@ -530,12 +531,12 @@ class WorkerInfo(MappingView):
     retrying: dict[str, int] = dataclasses.field(default_factory=dict)
     #: per queue, jobs it handed back to wait for a shared limit (not due yet)
     limited: dict[str, int] = dataclasses.field(default_factory=dict)
-    #: ``idle``, ``busy`` or ``stopping``, from ``status`` and ``running_jobs`` (the
-    #: original naq's worker statuses; see :func:`worker_state`)
-    state: str = dataclasses.field(init=False, default=WORKER_IDLE)
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "state", worker_state(self.status, self.running_jobs))
+    @property
+    def state(self) -> str:
+        """``idle``, ``busy`` or ``stopping``, from ``status`` and ``running_jobs`` (the
+        original naq's worker statuses; see :func:`worker_state`)."""
+        return worker_state(self.status, self.running_jobs)
 
     @classmethod
     def from_record(cls, record: WorkerRecord, now: float | None = None) -> WorkerInfo:
