@@ -114,12 +114,40 @@ def test_configuration_page_names_every_settings_field() -> None:
     assert not missing, f"docs/configuration.md does not name the Settings fields {missing}"
 
 
-def load_cli_hook() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("cli_reference", DOCS / "_gen/cli_reference.py")
+def load_gen(name: str) -> ModuleType:
+    """A module of docs/_gen (build code of the site, not a package)."""
+    spec = importlib.util.spec_from_file_location(name, DOCS / "_gen" / f"{name}.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def load_cli_hook() -> ModuleType:
+    return load_gen("cli_reference")
+
+
+def test_sphinx_roles_become_code_spans() -> None:
+    roles = load_gen("sphinx_roles")
+    text = "Raises :class:`~naq.errors.ConfigurationError`; see :func:`load_settings` and "
+    text += ":meth:`the queue <naq.Queue.enqueue>`."
+    assert roles.plain_roles(text) == (
+        "Raises `ConfigurationError`; see `load_settings` and `the queue`."
+    )
+
+
+def test_comments_above_attributes_become_their_docstrings() -> None:
+    comments = load_gen("comment_docstrings")
+    lines = (
+        "class A:",
+        "    #: first line",
+        "    #: second line",
+        "    x: int = 1",
+        "    y = 2  #: y",
+    )
+    assert comments.comment_above(lines, 4) == "first line\nsecond line"
+    assert comments.comment_above(lines, 5) == "y"
+    assert comments.comment_above(lines, 2) == ""
 
 
 def command_paths(command: Any, prefix: str) -> Iterator[str]:
