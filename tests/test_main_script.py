@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from conftest import JOBS_STREAM, stream_count
-from naq.mainscript import unguarded_work
+from naq.mainscript import unguarded_names, unguarded_work
 
 WAIT = 60.0
 
@@ -148,7 +148,8 @@ def test_script_run_with_dash_m_goes_by_its_module_name(
             result = naq.fetch_job_result_sync(job.job_id, timeout=30)
             print(naq.get_job_info_sync(job.job_id).function, result)
     """
-    write_script(folder / "jobs", "hello.py", HEADER + GREET + textwrap.dedent(guard))
+    task = GREET.replace("def greet", "@naq.task\ndef greet")  # registered as well: no matter
+    write_script(folder / "jobs", "hello.py", HEADER + task + textwrap.dedent(guard))
     done = run_python(["-m", "jobs.hello", queue], folder, nats_url)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "jobs.hello:greet hello module", done.stdout
@@ -172,6 +173,7 @@ naq.enqueue_sync(greet, "again", queue_name=sys.argv[1])
         ("dash-c", "the script has no file (python -c"),
         ("bad-name", "file name 'my-script.py' is not a Python module name"),
         ("stdlib-name", "its name 'turtle' is a standard library module's"),
+        ("defined-in-guard", "function 'greet' is defined in __main__ under 'if __name__"),
     ],
 )
 def test_refused_scripts_give_one_clear_line_and_enqueue_nothing(
@@ -188,15 +190,21 @@ def test_refused_scripts_give_one_clear_line_and_enqueue_nothing(
     elif kind == "bad-name":
         write_script(tmp_path, "my-script.py", guarded)
         args = ["my-script.py", queue]
-    else:
+    elif kind == "stdlib-name":
         write_script(tmp_path, "turtle.py", guarded)
         args = ["turtle.py", queue]
+    else:
+        inside = 'if __name__ == "__main__":\n'
+        inside += textwrap.indent(GREET, "    ")
+        inside += '    naq.enqueue_sync(greet, "x", queue_name=sys.argv[1])\n'
+        write_script(tmp_path, "hello.py", HEADER + inside)
+        args = ["hello.py", queue]
     done = run_python(args, tmp_path, nats_url)
     assert done.returncode == 1, done.stderr
     last = done.stderr.strip().splitlines()[-1]
     assert last.startswith("naq.errors.SerializationError: function 'greet' is defined in __main__")
     assert expected in last, last
-    assert "Or move the function into a module" in last, last
+    assert "move" in last or "outside that block" in last, last
     assert asyncio.run(stream_count(nats_url, JOBS_STREAM, f"naq.jobs.{queue}")) == 0
 
 
@@ -247,3 +255,25 @@ def test_work_at_top_level_is_found(tmp_path: Path, source: str, line: str) -> N
     found = unguarded_work(str(path))
     assert found is not None
     assert found.startswith(line), found
+
+
+def test_names_bound_outside_the_guard(tmp_path: Path) -> None:
+    source = """
+        import os, json as j
+        from naq import task as t
+        try:
+            import ujson
+        except ImportError:
+            ujson = None
+        A = B = 1
+        C: int = 2
+        def f(): pass
+        class K: pass
+        if __name__ == "__main__":
+            def hidden(): pass
+            D = 3
+        else:
+            E = 4
+    """
+    path = write_script(tmp_path, "names.py", source)
+    assert unguarded_names(str(path)) == {"os", "j", "t", "ujson", "A", "B", "C", "f", "K", "E"}

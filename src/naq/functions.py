@@ -40,7 +40,7 @@ from naq.errors import (
     FunctionNotFoundError,
     SerializationError,
 )
-from naq.mainscript import script_module
+from naq.mainscript import GUARD, script_module
 from naq.modulesource import (
     ModuleNotLocatedError,
     ModuleSource,
@@ -232,6 +232,12 @@ def _main_script_path(func: object, qualname: str) -> str:
             f"function {qualname!r} is defined in __main__ (the script being run), which a "
             f"worker cannot import: {script.why_not}. Or move the function into a module "
             "(for example tasks.py) and import it from your script"
+        )
+    if qualname.partition(".")[0] not in script.defines:
+        raise SerializationError(
+            f"function {qualname!r} is defined in __main__ under {GUARD!r} (or another "
+            "block a worker importing the script does not run), so a worker cannot import "
+            "it; define it at the script's top level, outside that block"
         )
     found: object = sys.modules.get("__main__")
     for part in qualname.split("."):

@@ -48,13 +48,14 @@ import ast
 import keyword
 import sys
 import tokenize
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from naq.modulesource import ModuleNotLocatedError, ModuleWithoutFileError, find_module_source
 from naq.projectcode import real_path
 
-__all__ = ["ScriptModule", "script_module", "unguarded_work"]
+__all__ = ["GUARD", "ScriptModule", "script_module", "unguarded_names", "unguarded_work"]
 
 _ACTION_NAMES = frozenset(
     {"main", "run", "run_sync", "run_until_complete", "run_forever", "delay", "apply_async"}
@@ -75,6 +76,9 @@ class ScriptModule:
 
     name: str | None
     why_not: str = ""
+    defines: frozenset[str] = frozenset()
+    """Names the script binds at its top level outside the ``__main__`` guard: only those
+    exist when a worker imports it."""
 
 
 _decisions: dict[tuple[int, str | None, str | None], ScriptModule] = {}
@@ -127,7 +131,7 @@ def _decide(file: str | None, spec_name: str | None) -> ScriptModule:
             f"a worker importing {path.name} would run its top level again ({work}); put "
             f"the code that does the work under {GUARD!r}",
         )
-    return ScriptModule(name)
+    return ScriptModule(name, defines=unguarded_names(file))
 
 
 def _why_not_importable(name: str, file: str) -> str | None:
@@ -171,6 +175,43 @@ def unguarded_work(file: str) -> str | None:
     if key not in _work_by_file:
         _work_by_file[key] = _find_work(file)
     return _work_by_file[key]
+
+
+def unguarded_names(file: str) -> frozenset[str]:
+    """The names ``file`` binds at its top level outside ``if __name__ == "__main__":``
+    (definitions, imports, assignments, also in ``if``/``try`` branches): what a worker
+    importing it finds. Empty if the file cannot be read or parsed."""
+    try:
+        with tokenize.open(file) as handle:
+            tree = ast.parse(handle.read(), filename=file)
+    except (OSError, SyntaxError, UnicodeDecodeError, ValueError):
+        return frozenset()
+    return frozenset(_bound_names(tree.body))
+
+
+def _bound_names(body: list[ast.stmt]) -> Iterator[str]:
+    for node in body:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            yield node.name
+        elif isinstance(node, ast.Import | ast.ImportFrom):
+            for alias in node.names:
+                yield alias.asname or alias.name.partition(".")[0]
+        elif isinstance(node, ast.Assign | ast.AnnAssign):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            for target in targets:
+                yield from (n.id for n in ast.walk(target) if isinstance(n, ast.Name))
+        elif isinstance(node, ast.If):
+            if not _is_main_guard(node.test):
+                yield from _bound_names(node.body)
+            yield from _bound_names(node.orelse)
+        elif isinstance(node, ast.Try | ast.TryStar):
+            for branch in (
+                node.body,
+                node.orelse,
+                node.finalbody,
+                *(h.body for h in node.handlers),
+            ):
+                yield from _bound_names(branch)
 
 
 def _find_work(file: str) -> str | None:
