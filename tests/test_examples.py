@@ -178,6 +178,29 @@ def check_flask_app(done: Run) -> None:
     has_line(done, r"GET /thumbnails/no-such-job -> 404")
 
 
+def check_monitoring(done: Run) -> None:
+    lines_of(done)
+    events = re.findall(r"^event (\w+) +tasks:(\w+) attempt (\d)$", done.stdout, re.MULTILINE)
+    assert sorted(events) == sorted(
+        [("started", "resize", "1"), ("completed", "resize", "1")] * 3
+        + [
+            ("started", "corrupt_upload", "1"),
+            ("retrying", "corrupt_upload", "1"),
+            ("started", "corrupt_upload", "2"),
+            ("failed", "corrupt_upload", "2"),
+        ]
+    ), explain(done)
+    has_line(
+        done,
+        r"list_queues monitoring-example: 3 more completed, 1 more failed, waiting=0 workers=1",
+    )
+    has_line(done, r"list_workers monitoring-example-\w+: jobs_done=3 jobs_failed=1")
+    has_line(done, r"after_job hook outcomes: \{'completed': 3, 'failed': 1, 'retrying': 1\}")
+    for outcome, count in (("completed", 3), ("failed", 1), ("retrying", 1)):
+        labels = f'outcome="{outcome}",queue="monitoring-example"'
+        has_line(done, re.escape(f"metric naq_jobs_total{{{labels}}} {count}.0"))
+
+
 CHECKS: dict[str, Callable[[Run], None]] = {
     "hello_world": check_hello_world,
     "sync_client": check_sync_client,
@@ -188,6 +211,7 @@ CHECKS: dict[str, Callable[[Run], None]] = {
     "cancellation": check_cancellation,
     "fastapi_app": check_fastapi_app,
     "flask_app": check_flask_app,
+    "monitoring": check_monitoring,
 }
 
 
