@@ -72,8 +72,10 @@ $(DOCS_STAMP): $(BIN)/python pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[docs]'
 	touch $(DOCS_STAMP)
 
+# (NO_MKDOCS_2_WARNING: without it, mkdocs prints a banner about its next major version)
+docs: export NO_MKDOCS_2_WARNING := 1
 docs: $(DOCS_STAMP)
-	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+	$(BIN)/mkdocs build --strict
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run
