@@ -5,6 +5,7 @@ The migration page's table is backed by these tests."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import datetime
 import gc
@@ -20,6 +21,7 @@ from tests import jobs
 import naq
 import naq.errors
 import naq.exceptions
+import naq.original_api
 from conftest import WAIT
 from naq.server import EmbeddedServer, free_port
 
@@ -261,3 +263,53 @@ def test_sync_client_example_runs_unchanged(nats_url: str) -> None:
 def test_setup_logging_takes_the_original_level_argument() -> None:
     naq.setup_logging(level="INFO")
     naq.setup_logging()
+
+
+# -- the original's top-level names naq does not have -------------------------------------------
+@pytest.mark.parametrize("name", sorted(naq.original_api.REPLACED))
+def test_an_original_name_imports_and_its_call_says_what_to_write_instead(name: str) -> None:
+    namespace: dict[str, Any] = {}
+    exec(f"from naq import {name}", namespace)
+    stand_in = namespace[name]
+    instead = naq.original_api.REPLACED[name]
+    with pytest.raises(naq.NaqException) as called:
+        stand_in("nats://127.0.0.1:4222")
+    assert str(called.value).startswith(f"naq.{name} is the original naq's")
+    assert instead in str(called.value) and "naq." in instead
+    with pytest.raises(naq.NaqException, match="naq has no such name"):
+        stand_in.IDLE  # noqa: B018 - an original constant's attribute
+    assert name not in naq.__all__
+
+
+def test_original_names_naq_has_under_another_name() -> None:
+    from naq import DEFAULT_NATS_URL, DEFAULT_QUEUE_NAME, NAQError, RetryDelayType, disconnect
+
+    assert NAQError is naq.NaqException
+    assert disconnect is naq.close
+    assert DEFAULT_NATS_URL == "nats://127.0.0.1:4222"
+    assert DEFAULT_QUEUE_NAME == "default"
+    assert RetryDelayType is naq.original_api.RetryDelayType
+
+
+def test_the_original_default_queue_name_follows_naq_default_queue(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("NAQ_DEFAULT_QUEUE", "naq_default_queue")
+    from naq import DEFAULT_QUEUE_NAME
+
+    assert DEFAULT_QUEUE_NAME == "naq_default_queue"
+
+
+async def test_original_disconnect_closes_the_async_helpers_connections(
+    monitored: MonitoredServer,
+) -> None:
+    await naq.enqueue(jobs.add, 1, 2, queue_name="migration-unrun", nats_url=monitored.url)
+    assert "naq-client" in monitored.connections()
+    await naq.disconnect()
+    await asyncio.to_thread(monitored.wait_for_connections, lambda n: n == 0)
+
+
+def test_other_unknown_names_stay_unknown() -> None:
+    assert not hasattr(naq, "no_such_name")
+    with pytest.raises(ImportError):
+        exec("from naq import no_such_name", {})

@@ -6,6 +6,8 @@ Nothing connects at import time.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import loguru
 
 from .__about__ import __version__
@@ -108,6 +110,17 @@ from .sync import (
     set_limit_sync,
 )
 from .worker import Worker
+
+if not TYPE_CHECKING:  # type checkers keep refusing names naq does not have
+
+    def __getattr__(name: str) -> object:
+        """The original naq's names: naq's object where naq has it under another name, else
+        a stand-in raising, when called, a naq error saying what to write instead (see
+        :mod:`naq.original_api`)."""
+        from .original_api import lookup
+
+        return lookup(name)
+
 
 # loguru's convention for libraries: naq's records are off until the host enables them
 # (naq.setup_logging(), naq.log_to_stdlib(), or logger.enable("naq"))
