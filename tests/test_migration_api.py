@@ -10,6 +10,8 @@ import contextlib
 import datetime
 import gc
 import json
+import subprocess
+import sys
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -192,6 +194,17 @@ def test_close_sync_connections_closes_a_sync_client_dropped_without_close(
     assert monitored.wait_for_connections(lambda n: n >= 1) == ["naq-sync-client"]
     naq.close_sync_connections()
     monitored.wait_for_connections(lambda n: n == 0)
+
+
+def test_close_sync_connections_before_any_call_starts_nothing() -> None:
+    script = (
+        "import threading, naq; naq.close_sync_connections(); "
+        "print(sorted(t.name for t in threading.enumerate()))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=WAIT, check=True
+    )
+    assert done.stdout.strip() == "['MainThread']", done.stderr
 
 
 def test_close_sync_connections_is_exported() -> None:
