@@ -40,6 +40,7 @@ AMUL = "tests.cli_jobs:amul"
 WORKER_PID = "tests.cli_jobs:worker_pid"
 
 WORKER_FIELDS = {
+    "state",
     "worker_id",
     "hostname",
     "pid",
@@ -391,7 +392,8 @@ def test_long_running_worker_listed_then_sigterm_exits_cleanly(url: str, tmp_pat
             if entry is None:
                 time.sleep(0.2)
         assert entry is not None, f"worker never listed; log:\n{worker_log.read_text()}"
-        assert set(entry) == WORKER_FIELDS == {f.name for f in fields(WorkerInfo)}
+        assert set(entry) == WORKER_FIELDS == {f.name for f in fields(WorkerInfo)} | {"state"}
+        assert entry["state"] == "idle"
         assert entry["worker_id"].startswith("clitest-")
         assert entry["queues"] == [queue]
         assert entry["concurrency"] == 2

@@ -371,7 +371,7 @@ def test_workers_table_at_80_and_120_columns() -> None:
     row = next(line for line in lines if line.startswith("eighty-columns-1a2b3c4d "))
     assert row.split() == [
         *("eighty-columns-1a2b3c4d", "emails,cols-1a2b3c4d", "3", "3h02m", "1.2s", "ago"),
-        "running",
+        "busy",
     ], text
     assert "wider terminal for: conc., failed, done, pid, host" in " ".join(text.split())
 
@@ -383,7 +383,7 @@ def test_workers_table_at_80_and_120_columns() -> None:
     row = next(line for line in lines if line.startswith("worker-9f8e7d6c "))
     assert row.split() == [
         *("worker-9f8e7d6c", "build-host-01", "123456", "default", "10", "3", "12345"),
-        *("12", "3h02m", "1.2s", "ago", "running"),
+        *("12", "3h02m", "1.2s", "ago", "busy"),
     ], text
     assert "wider terminal" not in text
 

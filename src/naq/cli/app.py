@@ -30,6 +30,7 @@ from .common import (
     console,
     fail,
     handle_errors,
+    json_ready,
     print_json,
     run,
     use_log_level,
@@ -241,7 +242,8 @@ def list_workers(url: str = URL_OPTION, as_json: bool = JSON_OPTION) -> None:
     """List live workers (as many columns as the terminal is wide for; times in UTC)."""
     workers = run(with_connection(url, admin.list_workers))
     if as_json:
-        print_json(workers)
+        # naq's fields, and the original naq's status words (busy/idle/stopping) beside them
+        print_json([{**json_ready(w), "state": w.state} for w in workers])
         return
     if not workers:
         console.print("no workers running")

@@ -140,23 +140,23 @@ async def with_connection(url: str | None, body: Callable[[Connection], Awaitabl
         await conn.close()
 
 
-def _plain(value: Any) -> Any:
+def json_ready(value: Any) -> Any:
     """``value`` as JSON-ready data: dataclasses as dicts, enums as their values, datetimes
     as ISO 8601 strings."""
     if isinstance(value, datetime):
         return value.isoformat()
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        return {f.name: json_ready(getattr(value, f.name)) for f in dataclasses.fields(value)}
     if isinstance(value, Enum):
         return value.value
     if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
+        return [json_ready(v) for v in value]
     if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
+        return {str(k): json_ready(v) for k, v in value.items()}
     return value
 
 
 def print_json(value: Any) -> None:
     """Print dataclasses/lists as JSON on stdout (field names as in the Python API, times
     in ISO 8601)."""
-    sys.stdout.write(json.dumps(_plain(value), indent=2, default=str) + "\n")
+    sys.stdout.write(json.dumps(json_ready(value), indent=2, default=str) + "\n")

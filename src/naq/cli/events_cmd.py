@@ -12,7 +12,7 @@ from rich.markup import escape
 from ..events import Event, read_events
 from ..transport import Connection
 from .common import JSON_OPTION, URL_OPTION, console, handle_errors, run, with_connection
-from .common import _plain as plain
+from .common import json_ready as plain
 from .times import duration_text
 
 #: Colours of the kinds in the terminal view.

@@ -47,7 +47,7 @@ def _iso(value: datetime | None) -> str | None:
     return None if value is None else value.isoformat()
 
 
-def _plain(schedule: Schedule) -> dict[str, Any]:
+def json_ready(schedule: Schedule) -> dict[str, Any]:
     data = dataclasses.asdict(schedule)
     data["next_run"] = _iso(schedule.next_run)
     data["last_run"] = _iso(schedule.last_run)
@@ -106,7 +106,7 @@ def list_scheduled(
 
     schedules = run(with_connection(url, body))
     if as_json:
-        print_json([_plain(s) for s in schedules])
+        print_json([json_ready(s) for s in schedules])
         return
     _print_schedules(schedules)
 
@@ -165,7 +165,7 @@ def job_control(
 
     result = run(with_connection(url, body))
     if as_json:
-        print_json(_plain(result))
+        print_json(json_ready(result))
         return
     when = result.next_run.isoformat() if result.next_run else "-"
     console.print(f"{target_id}: {result.status}, next run {when}")

@@ -5,8 +5,9 @@ terminal holds most columns. Worker ids and queue names are never cut (they are 
 user copies, so they stay on one line when at all possible): when the terminal is too
 narrow for every column, the least important ones are left out and the caption names
 them; if even the essential ones do not fit, ids fold onto more lines. Other cells never
-wrap. The caption also counts the workers by the original naq's statuses (``busy``,
-``idle``, ``stopping``: :attr:`naq.WorkerInfo.state`), beside naq's own status column."""
+wrap. The status column says what each live worker is doing in the original naq's words
+(``busy``, ``idle``, ``stopping``: :attr:`naq.WorkerInfo.state`; ``--json`` has naq's own
+``status`` beside it), and the caption counts them."""
 
 from __future__ import annotations
 
@@ -35,7 +36,8 @@ def columns(now: datetime) -> list[Column[WorkerInfo]]:
         Column("failed", lambda w: str(w.jobs_failed), justify="right"),
         Column("up", lambda w: duration_text(w.uptime), justify="right"),
         Column("heartbeat", lambda w: age_text(w.last_heartbeat, now)),
-        Column("status", lambda w: w.status),
+        # a live worker is running; what it is doing, in the original naq's words
+        Column("status", lambda w: w.state),
     ]
 
 
