@@ -326,3 +326,39 @@ def test_other_unknown_names_stay_unknown() -> None:
     assert not hasattr(naq, "no_such_name")
     with pytest.raises(ImportError):
         exec("from naq import no_such_name", {})
+
+
+# -- the original's options naq has no use for, and its attribute names --------------------------
+def test_original_worker_options_work_or_say_what_to_write_instead(tmp_path: Any) -> None:
+    (tmp_path / "src").mkdir()
+    worker = naq.Worker(["q"], nats_url="nats://127.0.0.1:1", module_paths=str(tmp_path / "src"))
+    assert worker.module_paths == (str(tmp_path / "src"),)  # one path, not one per character
+    with pytest.raises(naq.ConfigurationError, match=r"worker_ttl=30 .* heartbeat_interval="):
+        naq.Worker(["q"], worker_ttl=30)
+
+
+def test_original_queue_default_timeout_says_to_pass_timeout_per_job() -> None:
+    with pytest.raises(naq.ConfigurationError, match=r"pass timeout= .* to each enqueue"):
+        naq.Queue("q", default_timeout=60)
+
+
+def test_original_modify_changes_are_taken_under_their_original_names(default_url: str) -> None:
+    every = naq.schedule_sync(jobs.add, 1, 2, interval=60, schedule_id="migration-modify")
+    assert every.id == every.job_id == "migration-modify"
+    due = time.time() + 3600
+    changed = naq.modify_scheduled_job_sync(
+        every.schedule_id, interval_seconds=30, scheduled_timestamp_utc=due
+    )
+    assert changed.interval == 30
+    assert changed.next_run is not None and abs(changed.next_run.timestamp() - due) < 1
+    with pytest.raises(naq.ConfigurationError, match=r"unknown change.*'intervall'"):
+        naq.modify_scheduled_job_sync(every.schedule_id, intervall=5)
+    with pytest.raises(naq.ConfigurationError, match="scheduled_timestamp_utc must be epoch"):
+        naq.modify_scheduled_job_sync(every.schedule_id, scheduled_timestamp_utc=1e300)
+    assert naq.list_schedules_sync()[0]["interval_seconds"] == 30  # nothing else changed
+    assert naq.cancel_scheduled_job_sync(every.job_id) is True
+
+
+def test_original_job_id_attribute_name(default_url: str) -> None:
+    job = naq.enqueue_sync(jobs.add, 1, 2, queue_name="migration-unrun")
+    assert job.id == job.job_id

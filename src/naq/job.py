@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import re
 import time
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -255,6 +254,17 @@ def split_options(kwargs: dict[str, Any]) -> tuple[JobOptions, dict[str, Any]]:
     return JobOptions.build(options), kwargs
 
 
+#: The blocking result reader behind :meth:`Job.fetch_result_sync`. ``naq.job`` sits below
+#: the client API, so the layer that has it (``naq.sync``) hands it down when imported.
+_blocking_result_reader: Callable[..., Any] | None = None
+
+
+def use_blocking_result_reader(reader: Callable[..., Any]) -> None:
+    """Set the function :meth:`Job.fetch_result_sync` calls (``naq.sync`` does, once)."""
+    global _blocking_result_reader
+    _blocking_result_reader = reader
+
+
 class Job:
     """A job that was enqueued: its id, call and options, and a way to wait for its result."""
 
@@ -328,10 +338,14 @@ class Job:
         :class:`~naq.JobNotFoundError`, as the original did; a failed job raises
         :class:`~naq.JobExecutionError`.
         """
-        # naq.job sits below the client API it calls; the blocking client is looked up
-        # when called (it is always imported with the naq package).
-        sync_api: Any = importlib.import_module("naq.sync")
-        return sync_api.fetch_job_result_sync(job_id, timeout, nats_url=nats_url)
+        if _blocking_result_reader is None:  # naq.sync is imported with the naq package
+            raise RuntimeError("import naq before calling Job.fetch_result_sync")
+        return _blocking_result_reader(job_id, timeout, nats_url=nats_url)
+
+    @property
+    def id(self) -> str:
+        """The job id (the original naq's and RQ's name for :attr:`job_id`)."""
+        return self.job_id
 
     def __repr__(self) -> str:
         return f"Job(job_id={self.job_id!r}, function={self.function!r}, queue={self.queue_name!r})"

@@ -64,7 +64,13 @@ class Queue:
         connection: Connection | None = None,
         settings: Settings | None = None,
         hooks: Hooks | Sequence[object] | None = None,
+        default_timeout: float | None = None,
     ) -> None:
+        if default_timeout is not None:  # the original naq's option
+            raise ConfigurationError(
+                f"default_timeout={default_timeout!r} is the original naq's Queue option; naq "
+                "takes a timeout per job: pass timeout= (seconds) to each enqueue call"
+            )
         base = settings or (connection.settings if connection else load_settings(nats_url))
         self.settings = base.with_url(nats_url) if settings is not None else base
         self.name = validate_queue_name(name if name is not None else self.settings.default_queue)

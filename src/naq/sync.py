@@ -34,7 +34,7 @@ from .errors import (
     ServerError,
     WriteConflictError,
 )
-from .job import Job, JobInfo, QueueInfo, WorkerInfo, split_options
+from .job import Job, JobInfo, QueueInfo, WorkerInfo, split_options, use_blocking_result_reader
 from .limits import LimitSpec
 from .models import JobStatus
 from .queue import Queue, Write, enqueue_writes
@@ -187,6 +187,7 @@ enqueue_at_sync = _blocking_twin(api.enqueue_at)
 enqueue_in_sync = _blocking_twin(api.enqueue_in)
 schedule_sync = _blocking_twin(api.schedule)
 fetch_job_result_sync = _blocking_twin(api.fetch_job_result)
+use_blocking_result_reader(fetch_job_result_sync)  # Job.fetch_result_sync, the original's shape
 get_job_status_sync = _blocking_twin(api.get_job_status)
 get_job_info_sync = _blocking_twin(api.get_job_info)
 purge_queue_sync = _blocking_twin(api.purge_queue)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 import time
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigurationError, JobNotFoundError
@@ -112,8 +112,15 @@ async def modify_scheduled_job(
     repeat: Any = UNSET,
     next_run: Any = UNSET,
     misfire: Any = UNSET,
+    **original: Any,
 ) -> Schedule:
-    """Change a schedule (rule, repeat, next run, misfire) or move a one-off job's time."""
+    """Change a schedule (rule, repeat, next run, misfire) or move a one-off job's time.
+
+    The original naq's names for two of the changes are taken too: ``interval_seconds``
+    (``interval``) and ``scheduled_timestamp_utc`` (epoch seconds: ``next_run``); any other
+    name is a :class:`ConfigurationError` listing the known ones, with nothing changed.
+    """
+    interval, next_run = _original_changes(original, interval, next_run)
     sid = _check_id(schedule_id)
     conn = await queue.connection()
     found = await recurring.modify(
@@ -136,6 +143,31 @@ async def modify_scheduled_job(
     if next_run is UNSET:
         return await _one_off(conn, sid)
     return await _one_off(conn, sid, due=run_time_when(next_run))
+
+
+def _original_changes(original: dict[str, Any], interval: Any, next_run: Any) -> tuple[Any, Any]:
+    """``interval`` and ``next_run`` with the original naq's names for them applied."""
+    unknown = sorted(set(original) - {"interval_seconds", "scheduled_timestamp_utc"})
+    if unknown:
+        raise ConfigurationError(
+            f"modify_scheduled_job got unknown change(s) {', '.join(map(repr, unknown))}; "
+            "known: cron, interval, timezone, repeat, next_run, misfire"
+        )
+    if "interval_seconds" in original:
+        interval = original["interval_seconds"]
+    stamp = original.get("scheduled_timestamp_utc")
+    if stamp is not None:
+        bad = ConfigurationError(
+            f"scheduled_timestamp_utc must be epoch seconds, got {stamp!r} "
+            "(or pass next_run=datetime)"
+        )
+        if isinstance(stamp, bool) or not isinstance(stamp, int | float):
+            raise bad
+        try:
+            next_run = datetime.fromtimestamp(stamp, UTC)
+        except (OverflowError, ValueError, OSError):
+            raise bad from None
+    return interval, next_run
 
 
 async def _one_off(

@@ -146,6 +146,11 @@ class Schedule(MappingView):
         with the original."""
         return self.schedule_id
 
+    @property
+    def id(self) -> str:
+        """The ``schedule_id`` (the original naq's examples read ``schedule.id``)."""
+        return self.schedule_id
+
     @classmethod
     def from_record(cls, record: ScheduleRecord) -> Schedule:
         """The public view of a stored recurring schedule."""

@@ -47,7 +47,7 @@ from .handback import hand_back
 from .holds import HeldBack
 from .levels import PriorityLevels
 from .loops import Loops, renew_lease
-from .options import check_options, new_worker_id
+from .options import check_options, new_worker_id, refuse_original_options
 from .outcomes import Records
 from .pipeline import RUNNING_WRITE_DELAY, JobPipeline, Parts
 from .progress import ProgressReports
@@ -71,7 +71,7 @@ class Worker:
         worker_name: str | None = None,
         shutdown_timeout: float = 30.0,
         heartbeat_interval: float = 5.0,
-        module_paths: Sequence[str] | None = None,
+        module_paths: Sequence[str] | str | None = None,
         burst: bool = False,
         *,
         ack_wait: float = 30.0,
@@ -81,18 +81,21 @@ class Worker:
         events: bool | None = None,
         metrics_port: int | None = None,
         metrics_host: str = DEFAULT_METRICS_HOST,
+        worker_ttl: float | None = None,
     ) -> None:
         self.settings = (settings or load_settings()).with_url(nats_url)
         names = [queues] if isinstance(queues, str) else list(queues or [])
         self.queues = [validate_queue_name(q) for q in (names or [self.settings.default_queue])]
         check_options(concurrency, shutdown_timeout, heartbeat_interval, ack_wait, max_crashes)
+        refuse_original_options(worker_ttl)
         self.concurrency = concurrency
         self.shutdown_timeout = float(shutdown_timeout)
         self.heartbeat_interval = float(heartbeat_interval)
         self.ack_wait = float(ack_wait)
         self.max_crashes = max_crashes
         self.burst = burst
-        self.module_paths = tuple(os.path.abspath(p) for p in (module_paths or ()))
+        paths = [module_paths] if isinstance(module_paths, str) else (module_paths or ())
+        self.module_paths = tuple(os.path.abspath(p) for p in paths)
         self.worker_id = new_worker_id(worker_name)
         #: this worker's own hooks, run after the global ones (:mod:`naq.hooks`)
         self.hooks = as_hooks(hooks)

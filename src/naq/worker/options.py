@@ -31,6 +31,16 @@ def check_options(
         raise ConfigurationError(f"max_crashes must be an integer >= 0, got {max_crashes!r}")
 
 
+def refuse_original_options(worker_ttl: object) -> None:
+    """Refuse an option of the original naq's ``Worker`` that naq has no use for, saying what
+    to write instead (its programs fail at the call, not later)."""
+    if worker_ttl is not None:
+        raise ConfigurationError(
+            f"worker_ttl={worker_ttl!r} is the original naq's option; naq keeps a worker listed "
+            "for three heartbeats after its last one: pass heartbeat_interval= (seconds) instead"
+        )
+
+
 def new_worker_id(worker_name: str | None) -> str:
     """``<worker_name>-<8 hex>`` (``worker-<8 hex>`` without a name)."""
     name = "worker" if worker_name is None else check_worker_name(worker_name)
