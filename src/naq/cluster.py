@@ -144,11 +144,14 @@ class NatsCluster:
         raise NaqException(f"no node named {name!r} in this cluster")
 
     def start(self, timeout: float = 30.0) -> NatsCluster:
-        """Start every node, then wait until the cluster has a JetStream meta leader."""
+        """Start every node, then wait until the cluster has a JetStream meta leader that
+        sees every node as a current peer (before that, a stream with as many replicas as
+        nodes cannot be placed yet)."""
         for node in self.nodes:
             if not node.running:
                 node.start(timeout)
         self.wait_meta_leader(timeout)
+        _wait(self._leader_sees_every_node, timeout, "a meta leader seeing every node")
         return self
 
     def kill(self, number: int) -> None:
@@ -205,6 +208,21 @@ class NatsCluster:
             if leader in alive:
                 return str(leader)
         return None
+
+    def _leader_sees_every_node(self) -> bool:
+        """Whether the meta leader, by its own account, has every other running node as a
+        current peer."""
+        running = [node for node in self.nodes if node.running]
+        for node in running:
+            try:
+                meta = node.monitor("jsz").get("meta_cluster") or {}
+            except (OSError, ValueError, urllib.error.URLError):
+                continue
+            if meta.get("leader") != node.name:
+                continue
+            current = {r.get("name") for r in meta.get("replicas") or [] if r.get("current")}
+            return all(other.name in current for other in running if other is not node)
+        return False
 
     def wait_meta_leader(self, timeout: float = 30.0) -> str:
         """Wait until the cluster has a JetStream meta leader; returns its server name."""
