@@ -43,7 +43,10 @@ def test_enqueue_sync_reconnects_after_a_server_restart(tmp_path: object) -> Non
         server.close()
 
 
-def test_enqueue_sync_with_the_server_gone_raises_one_clear_error(tmp_path: object) -> None:
+def test_enqueue_sync_with_the_server_gone_raises_one_clear_error(
+    tmp_path: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("NAQ_PUBLISH_DEADLINE", "2")  # re-sends for 2 s, not 30, then gives up
     server = EmbeddedServer(store_dir=str(tmp_path)).start()
     url = server.url
     try:
