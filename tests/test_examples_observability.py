@@ -6,28 +6,13 @@ the error reporting one captures the failed job's exception and the dead letter.
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
-import sys
-from pathlib import Path
 from typing import Any
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+from tests.test_examples import run_example
+
 HEX_ID = re.compile(r"[0-9a-f]{32}")
-
-
-def run_example(name: str, nats_url: str) -> subprocess.CompletedProcess[str]:
-    """Run ``examples/<name>/main.py`` from its folder, as a user would."""
-    return subprocess.run(
-        [sys.executable, "main.py"],
-        cwd=EXAMPLES / name,
-        env={**os.environ, "NAQ_NATS_URL": nats_url},
-        capture_output=True,
-        text=True,
-        timeout=90,
-        check=False,
-    )
 
 
 def assert_ran_cleanly(done: subprocess.CompletedProcess[str]) -> None:
