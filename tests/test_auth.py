@@ -83,6 +83,7 @@ def test_the_admin_user_can_log_in(auth_server: EmbeddedServer) -> None:
 
 
 # -- a wrong password -------------------------------------------------------------------------
+@pytest.mark.slow  # a wait by design (restart, lease, timeout, retries): make test-slow
 def test_wrong_password_in_the_cli_says_login_refused_every_time(
     auth_server: EmbeddedServer,
 ) -> None:
@@ -179,6 +180,7 @@ def test_permission_violation_in_enqueue_sync_names_it(
     assert "naq server" not in str(caught.value)
 
 
+@pytest.mark.slow  # a wait by design (restart, lease, timeout, retries): make test-slow
 async def test_replies_the_user_may_not_receive_time_out_naming_why(
     auth_server: EmbeddedServer, queue: str
 ) -> None:

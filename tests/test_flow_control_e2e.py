@@ -112,6 +112,7 @@ async def test_one_key_never_overlaps_across_four_worker_processes(
     assert _overlapping(runs), "the two keys never ran alongside each other"
 
 
+@pytest.mark.slow  # a wait by design (restart, lease, timeout, retries): make test-slow
 async def test_killed_holders_slot_comes_back_within_its_lease(
     nats_url: str, queue: str, workers: WorkerProcesses, tmp_path: Path
 ) -> None:

@@ -91,6 +91,7 @@ class _Feeder:
         self._thread.join(10)
 
 
+@pytest.mark.slow  # a wait by design (restart, lease, timeout, retries): make test-slow
 def test_pause_stops_new_starts_and_resume_restarts_them(
     nats_url: str, queue: str, workers: WorkerProcesses
 ) -> None:

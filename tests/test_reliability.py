@@ -182,6 +182,7 @@ def test_server_restart_mid_run_loses_nothing(
 # --------------------------------------------------------------------------- 3. lease held
 
 
+@pytest.mark.slow  # a wait by design (restart, lease, timeout, retries): make test-slow
 def test_long_job_with_short_ack_wait_runs_once(
     nats_url: str, queue: str, run_log: Path, workers: WorkerProcesses
 ) -> None:
@@ -416,6 +417,7 @@ def test_consumer_ack_wait_follows_the_worker_option(
 # --------------------------------------------------------------------------- lease across outage
 
 
+@pytest.mark.slow  # a wait by design (restart, lease, timeout, retries): make test-slow
 def test_job_not_run_twice_by_its_own_worker_across_server_outage(
     tmp_path: Path, queue: str, run_log: Path, workers: WorkerProcesses
 ) -> None:

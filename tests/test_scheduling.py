@@ -103,6 +103,7 @@ async def test_cancel_before_due_never_runs(nats_url: str, queue: str, running_w
     assert await naq.list_schedules(queue_name=queue, nats_url=nats_url) == []
 
 
+@pytest.mark.slow  # a wait by design (restart, lease, timeout, retries): make test-slow
 async def test_scheduled_job_survives_a_server_restart(
     nats_server: EmbeddedServer, nats_url: str, queue: str, running_worker: Any
 ) -> None:

@@ -88,6 +88,7 @@ def test_no_jetstream_in_enqueue_sync(plain_nats_url: str) -> None:
 
 
 # -- a server that never answers ------------------------------------------------------------------
+@pytest.mark.slow  # a wait by design (restart, lease, timeout, retries): make test-slow
 async def test_a_server_that_never_answers_times_out_with_naq_timeouts() -> None:
     """Connected (it answers pings), but no request is ever answered: the call ends in a
     ``NaqTimeoutError``, which is also an ``asyncio.TimeoutError`` (each JetStream request
