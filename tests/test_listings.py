@@ -325,8 +325,12 @@ def test_sigkilled_worker_vanishes_within_its_ttl(nats_url: str, workers: Worker
     assert time.monotonic() - killed < 2 + 0.5 + 1.5
 
 
+#: the moment the sample workers are listed at (fixed: the heartbeat column is relative to it)
+NOW = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
+
+
 def _worker(worker_id: str, queues: list[str], hostname: str = "build-host-01") -> WorkerInfo:
-    now = datetime.now(UTC)
+    now = NOW
     return WorkerInfo(
         worker_id=worker_id,
         hostname=hostname,
@@ -362,7 +366,7 @@ def test_workers_table_at_80_and_120_columns() -> None:
         _worker("worker-9f8e7d6c", ["default"]),
     ]
     console = Console(width=80, file=io.StringIO())
-    lines = _printed(workers_table(workers, console), 80)
+    lines = _printed(workers_table(workers, console, now=NOW), 80)
     text = "\n".join(lines)
     assert max(len(line) for line in lines) <= 80, text
     assert "…" not in text, text
@@ -376,7 +380,7 @@ def test_workers_table_at_80_and_120_columns() -> None:
     assert "wider terminal for: conc., failed, done, pid, host" in " ".join(text.split())
 
     console = Console(width=120, file=io.StringIO())
-    lines = _printed(workers_table(workers, console), 120)
+    lines = _printed(workers_table(workers, console, now=NOW), 120)
     text = "\n".join(lines)
     assert max(len(line) for line in lines) <= 120, text
     assert _headers_in_order(lines[1], WORKER_HEADERS) == list(WORKER_HEADERS), text
@@ -391,7 +395,7 @@ def test_workers_table_at_80_and_120_columns() -> None:
 def test_a_worker_id_too_long_for_the_terminal_folds_and_is_never_cut() -> None:
     long_id = "w" * 70 + "-1a2b3c4d"
     console = Console(width=80, file=io.StringIO())
-    lines = _printed(workers_table([_worker(long_id, ["default"])], console), 80)
+    lines = _printed(workers_table([_worker(long_id, ["default"])], console, now=NOW), 80)
     text = "\n".join(lines)
     assert max(len(line) for line in lines) <= 80, text
     assert "…" not in text, text
