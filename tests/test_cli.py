@@ -27,7 +27,7 @@ import pytest
 from tests.cli_run import run_in_terminal
 
 import naq
-from naq.job import QueueInfo, WorkerInfo
+from naq.info import QueueInfo, WorkerInfo
 from naq.server import free_port
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -24,7 +24,7 @@ from naq import constants as c
 from naq import stats
 from naq.cli.workers_table import workers_table
 from naq.errors import JobExecutionError
-from naq.job import QueueInfo, WorkerInfo
+from naq.info import QueueInfo, WorkerInfo
 from naq.models import JobStatus
 from naq.settings import load_settings
 from naq.transport import Connection, kv, streams

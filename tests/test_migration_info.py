@@ -22,7 +22,7 @@ import naq
 from conftest import WAIT
 from naq import Job
 from naq.errors import JobNotFoundError
-from naq.job import WorkerInfo
+from naq.info import WorkerInfo
 
 WorkerThread = Callable[..., AbstractContextManager[naq.Worker]]
 

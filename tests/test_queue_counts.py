@@ -18,7 +18,7 @@ from conftest import WAIT, wait_for
 from naq import stats
 from naq.cli.queues_table import queues_table
 from naq.errors import ConfigurationError, JobExecutionError
-from naq.job import QueueInfo
+from naq.info import QueueInfo
 from naq.settings import load_settings
 from naq.transport import Connection
 

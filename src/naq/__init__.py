@@ -72,7 +72,8 @@ from .hooks import (
     add_middleware,
     remove_hook,
 )
-from .job import Job, JobInfo, QueueInfo, WorkerInfo
+from .info import JobInfo, QueueInfo, WorkerInfo
+from .job import Job
 from .limits import LimitSpec
 from .log import log_to_stdlib, setup_logging
 from .models import JOB_STATUS, JobStatus

@@ -12,7 +12,7 @@ import msgspec
 from . import constants as c
 from . import stats
 from .dependencies import count_deferred
-from .job import QueueInfo, WorkerInfo
+from .info import QueueInfo, WorkerInfo
 from .models import decode_worker
 from .purge import purge_waiting_jobs
 from .transport import Connection, kv, streams

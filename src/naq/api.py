@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 from . import admin, deadletter, limits, pausing
 from .deadletter import DeadLetter
-from .job import Job, JobInfo, QueueInfo, WorkerInfo
+from .info import JobInfo, QueueInfo, WorkerInfo
+from .job import Job
 from .limits import LimitSpec
 from .models import JobStatus
 from .queue import Queue

@@ -27,7 +27,8 @@ from .errors import (
 )
 from .expiry import as_read
 from .hooks import Hooks, as_hooks, global_hooks
-from .job import Job, JobInfo, JobOptions, iter_calls, split_options
+from .info import JobInfo
+from .job import Job, JobOptions, iter_calls, split_options
 from .messages import job_header_block, job_headers
 from .models import HeldMessage, JobEnvelope, JobRecord, JobStatus, encode, record_for
 from .names import lookup_job_id

@@ -34,7 +34,8 @@ from .errors import (
     ServerError,
     WriteConflictError,
 )
-from .job import Job, JobInfo, QueueInfo, WorkerInfo, split_options, use_blocking_result_reader
+from .info import JobInfo, QueueInfo, WorkerInfo
+from .job import Job, split_options, use_blocking_result_reader
 from .limits import LimitSpec
 from .models import JobStatus
 from .queue import Queue, Write, enqueue_writes

@@ -12,7 +12,7 @@ from ..__about__ import __version__
 from ..cluster import DEFAULT_CLUSTER_NAME, cluster_args, run_cluster_foreground
 from ..errors import JobNotFoundError
 from ..hooks import Hooks, load_middleware
-from ..job import JobInfo
+from ..info import JobInfo
 from ..metrics import DEFAULT_METRICS_HOST
 from ..models import JobStatus
 from ..purge import purge_waiting_jobs

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from rich import box
 from rich.table import Table
 
-from ..job import AttemptInfo
+from ..info import AttemptInfo
 from .times import duration_text
 
 #: What stands in for the traceback of an earlier attempt (a worker keeps the latest only).

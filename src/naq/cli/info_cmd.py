@@ -22,7 +22,7 @@ from rich.live import Live
 from rich.text import Text
 
 from .. import admin
-from ..job import QueueInfo, WorkerInfo
+from ..info import QueueInfo, WorkerInfo
 from ..transport import Connection
 from .common import JSON_OPTION, URL_OPTION, console, fail, handle_errors, print_json, run
 from .common import with_connection as _with

@@ -13,7 +13,7 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from ..job import QueueInfo
+from ..info import QueueInfo
 from .fitting import Column, fitted_table, left_out_caption
 
 

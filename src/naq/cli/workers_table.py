@@ -18,7 +18,7 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from ..job import WORKER_BUSY, WORKER_IDLE, WORKER_STOPPING, WorkerInfo
+from ..info import WORKER_BUSY, WORKER_IDLE, WORKER_STOPPING, WorkerInfo
 from .fitting import Column, fitted_table, left_out_caption
 from .times import age_text, duration_text
 

@@ -22,7 +22,7 @@ from ..errors import (
     NaqException,
     SerializationError,
 )
-from ..job import QueueInfo, WorkerInfo
+from ..info import QueueInfo, WorkerInfo
 from ..scheduling import Schedule
 from .backend import Backend
 from .models import (

@@ -14,7 +14,7 @@ from ..admin import list_queues, list_workers
 from ..dependencies import Dependencies
 from ..errors import JobNotFoundError
 from ..events import read_events
-from ..job import JobInfo, QueueInfo, WorkerInfo
+from ..info import JobInfo, QueueInfo, WorkerInfo
 from ..models import MAX_RECORDED_CALL, JobStatus
 from ..queue import Queue
 from ..results import ResultStore

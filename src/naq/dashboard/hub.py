@@ -22,7 +22,7 @@ from loguru import logger
 
 from ..errors import NaqException
 from ..events import Event, decode_events, job_ids_of, queue_of, read_event_messages
-from ..job import QueueInfo, WorkerInfo
+from ..info import QueueInfo, WorkerInfo
 from ..transport import StoredMessage
 from .backend import Backend
 

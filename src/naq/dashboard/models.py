@@ -1,5 +1,5 @@
 """The JSON shapes of the dashboard's API (``/api/...``), beside naq's own info dataclasses
-(:class:`~naq.job.QueueInfo`, :class:`~naq.job.WorkerInfo`, :class:`~naq.job.JobInfo`,
+(:class:`~naq.info.QueueInfo`, :class:`~naq.info.WorkerInfo`, :class:`~naq.info.JobInfo`,
 :class:`~naq.Schedule`), which the API returns as they are. Typed, so
 ``/api/openapi.json`` describes every response."""
 
@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from ..job import JobInfo, QueueInfo, WorkerInfo
+from ..info import JobInfo, QueueInfo, WorkerInfo
 
 
 class Health(BaseModel):

@@ -15,7 +15,7 @@ import msgspec
 from .. import constants as c
 from ..errors import ConfigurationError, NaqException
 from ..events import Event, read_events
-from ..job import JobInfo
+from ..info import JobInfo
 from ..models import JobEnvelope, decode_envelope
 from ..transport import streams
 from ..utctime import from_epoch
