@@ -161,6 +161,16 @@ def _same_callable(found: object, func: object) -> bool:
     return isinstance(func, method_types) and type(found) is type(func) and found == func
 
 
+def _named_in(module: object, qualname: str) -> object:
+    """What ``qualname`` (``f`` or ``Class.method``) names in ``module``, or ``_MISSING``."""
+    found = module
+    for part in qualname.split("."):
+        found = getattr(found, part, _MISSING)
+        if found is _MISSING:
+            break
+    return found
+
+
 def _check_round_trip(func: object, module: str, qualname: str) -> None:
     path = f"{module}:{qualname}"
     loaded = sys.modules.get(module)
@@ -172,14 +182,12 @@ def _check_round_trip(func: object, module: str, qualname: str) -> None:
                 f"{_describe(func)} is not importable as {path!r}: importing {module!r} "
                 f"failed: {type(exc).__name__}: {exc}"
             ) from None
-    found: object = loaded
-    for part in qualname.split("."):
-        found = getattr(found, part, _MISSING)
-        if found is _MISSING:
-            raise SerializationError(
-                f"{_describe(func)} is not importable as {path!r}: module {module!r} has no "
-                f"attribute {qualname!r}"
-            )
+    found = _named_in(loaded, qualname)
+    if found is _MISSING:
+        raise SerializationError(
+            f"{_describe(func)} is not importable as {path!r}: module {module!r} has no "
+            f"attribute {qualname!r}"
+        )
     if not _same_callable(found, func):
         raise SerializationError(
             f"{_describe(func)} is not importable as {path!r}: that name refers to a "
@@ -239,9 +247,7 @@ def _main_script_path(func: object, qualname: str) -> str:
             "block a worker importing the script does not run), so a worker cannot import "
             "it; define it at the script's top level, outside that block"
         )
-    found: object = sys.modules.get("__main__")
-    for part in qualname.split("."):
-        found = getattr(found, part, _MISSING)
+    found = _named_in(sys.modules.get("__main__"), qualname)
     if found is _MISSING or not _same_callable(found, func):
         raise SerializationError(
             f"function {qualname!r} is defined in __main__ but is not what that name holds "
